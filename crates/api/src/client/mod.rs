@@ -1,0 +1,9 @@
+//! Handlers, one module per spec section. Each extracts, calls one `core` function, and maps
+//! the result.
+
+pub mod account_data;
+pub mod devices;
+pub mod register;
+pub mod session;
+pub mod sync;
+pub mod versions;

@@ -1,0 +1,156 @@
+//! Extractors: the authenticated requester, the client address, and the raw body.
+//!
+//! The body is read as bytes (bounded by `limits.max_request_bytes`) and parsed by the
+//! handler's domain function, because the order of checks matters: a request for another
+//! user's account data is a 403 whatever its body is.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+
+use axum::{
+    body::Bytes,
+    extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request},
+    http::{HeaderMap, header, request::Parts},
+};
+use myelin_core::{
+    Services,
+    auth::{self, Credentials, Requester},
+};
+use serde_json::{Map, Value};
+
+use crate::{
+    AppState,
+    error::{ApiError, bad_json, not_json, too_large},
+};
+
+/// The authenticated party, resolved from `Authorization: Bearer` or `?access_token=`.
+pub struct Auth(pub Requester);
+
+/// Query parameters that every authenticated endpoint understands.
+pub struct QueryParams(pub HashMap<String, String>);
+
+fn query(parts: &Parts) -> HashMap<String, String> {
+    Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+        .map(|q| q.0)
+        .unwrap_or_default()
+}
+
+/// The bearer token, from the header or (deprecated, still sent by older clients) the query.
+pub fn access_token<'a>(
+    headers: &'a HeaderMap,
+    query: &'a HashMap<String, String>,
+) -> Option<&'a str> {
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    from_header.or_else(|| query.get("access_token").map(String::as_str))
+}
+
+/// The client's address: the peer, or the rightmost `X-Forwarded-For` hop that is not a
+/// trusted proxy when the peer itself is one.
+pub fn client_ip(parts: &Parts, services: &Services) -> Option<String> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    let trusted = &services.config.trusted_proxies;
+    if !trusted.contains(&peer) {
+        return Some(peer.to_string());
+    }
+    let forwarded = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse::<std::net::IpAddr>().ok())
+        .collect::<Vec<_>>();
+    let client = forwarded
+        .into_iter()
+        .rev()
+        .find(|hop| !trusted.contains(hop))
+        .unwrap_or(peer);
+    Some(client.to_string())
+}
+
+/// The client address as an extractor.
+pub struct ClientIp(pub Option<String>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(Self(client_ip(parts, &state.0)))
+    }
+}
+
+impl FromRequestParts<AppState> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        Ok(Self(query(parts)))
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let services: &Arc<Services> = &state.0;
+        let params = query(parts);
+        let ip = client_ip(parts, services);
+        let creds = Credentials {
+            token: access_token(&parts.headers, &params),
+            user_id: params.get("user_id").map(String::as_str),
+            device_id: params.get("device_id").map(String::as_str),
+            client_ip: ip.as_deref(),
+        };
+        Ok(Self(auth::authenticate(services, creds).await?))
+    }
+}
+
+/// The request body, at most `limits.max_request_bytes` long (413 `M_TOO_LARGE` beyond).
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<AppState> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.0.config.limits.max_request_bytes;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|len| len > limit) {
+            return Err(too_large(limit));
+        }
+        axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map(Self)
+            .map_err(|_| too_large(limit))
+    }
+}
+
+impl RawBody {
+    /// The body as a JSON object: not JSON is `M_NOT_JSON`, JSON of another kind `M_BAD_JSON`.
+    pub fn object(&self) -> Result<Map<String, Value>, ApiError> {
+        match serde_json::from_slice::<Value>(&self.0) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err(bad_json("Request body must be a JSON object")),
+            Err(_) => Err(not_json("Request body is not valid JSON")),
+        }
+    }
+
+    /// Like [`RawBody::object`], but an absent body counts as `{}` (UIA-02: a DELETE without
+    /// a body must get the UIA 401, not a 400).
+    pub fn object_or_empty(&self) -> Result<Map<String, Value>, ApiError> {
+        if self.0.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Map::new());
+        }
+        self.object()
+    }
+}

@@ -1,0 +1,23 @@
+//! The HTTP face of Myelin: routes, extractors, and Matrix errors. No business logic lives
+//! here; every handler calls one function of `myelin_core`.
+
+use std::sync::Arc;
+
+use myelin_core::Services;
+
+pub mod client;
+pub mod error;
+pub mod extract;
+mod middleware;
+mod path;
+mod router;
+
+/// Shared state: the services, and the base URL clients should use (for `.well-known` and
+/// the login response).
+#[derive(Clone)]
+pub struct AppState(pub Arc<Services>, pub Arc<str>);
+
+/// Builds the application's router.
+pub fn router(services: Arc<Services>, base_url: &str) -> axum::Router {
+    router::routes(AppState(services, base_url.into()))
+}

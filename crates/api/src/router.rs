@@ -1,0 +1,71 @@
+//! The table of contents: every route Myelin serves.
+
+use axum::{
+    Router,
+    routing::{MethodRouter, delete, get, post},
+};
+
+use crate::{AppState, client::*, error, middleware};
+
+/// Client-Server API routes, each registered under `v3` and the legacy `r0` prefix.
+fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/register", post(register::register)),
+        ("/register/available", get(register::get_username_available)),
+        ("/login", get(session::get_login_flows).post(session::login)),
+        ("/logout", post(session::logout)),
+        ("/logout/all", post(session::logout_all)),
+        ("/account/whoami", get(session::whoami)),
+        ("/devices", get(devices::list_devices)),
+        (
+            "/devices/{device_id}",
+            get(devices::get_device)
+                .put(devices::update_device)
+                .delete(devices::delete_device),
+        ),
+        ("/delete_devices", post(devices::delete_devices)),
+        (
+            "/user/{user_id}/account_data/{type}",
+            get(account_data::get_global_account_data).put(account_data::put_global_account_data),
+        ),
+        (
+            "/user/{user_id}/rooms/{room_id}/account_data/{type}",
+            get(account_data::get_room_account_data).put(account_data::put_room_account_data),
+        ),
+        ("/sync", get(sync::sync_events)),
+        ("/user/{user_id}/filter", post(sync::create_filter)),
+        ("/user/{user_id}/filter/{filter_id}", get(sync::get_filter)),
+    ]
+}
+
+pub fn routes(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/_matrix/client/versions", get(versions::get_versions))
+        .route("/.well-known/matrix/client", get(versions::get_well_known))
+        .route(
+            "/_matrix/client/v1/register/m.login.registration_token/validity",
+            get(register::get_registration_token_validity),
+        )
+        .route(
+            "/_matrix/client/unstable/org.matrix.msc3391/user/{user_id}/account_data/{type}",
+            delete(account_data::delete_global_account_data),
+        )
+        .route(
+            "/_matrix/client/unstable/org.matrix.msc3391/user/{user_id}/rooms/{room_id}/account_data/{type}",
+            delete(account_data::delete_room_account_data),
+        );
+    for (path, method_router) in client_routes() {
+        for prefix in ["/_matrix/client/v3", "/_matrix/client/r0"] {
+            router = router.route(&format!("{prefix}{path}"), method_router.clone());
+        }
+    }
+    router
+        .method_not_allowed_fallback(|| async { error::method_not_allowed() })
+        .fallback(|| async { error::unrecognized() })
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn(middleware::log_request))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            middleware::panic_response,
+        ))
+        .layer(axum::middleware::from_fn(middleware::cors))
+}

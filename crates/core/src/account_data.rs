@@ -1,0 +1,164 @@
+//! Account data, global and per room (`account-data.yaml`), with MSC3391 deletion.
+//!
+//! Order of checks, the same as the reference server's, so equal requests get equal answers:
+//! token (401), owner of the path (403), room ID (400 `M_INVALID_PARAM`), server-controlled
+//! type (405), body (400 `M_NOT_JSON` / `M_BAD_JSON`, 413 `M_TOO_LARGE`).
+//!
+//! Content `{}` is a deletion tombstone: GET answers 404 and initial sync leaves it out, but
+//! incremental sync delivers it once so the user's other devices learn of the deletion
+//! (DEL-03..06). Writing `{}` therefore deletes, as MSC3391 specifies.
+
+use serde_json::Value;
+
+use crate::{
+    Services,
+    auth::Requester,
+    error::{Error, Result, bad_json, forbidden, invalid_param, not_found, too_large},
+    ids,
+};
+use myelin_store::AccountDataWrite;
+
+/// Types only the server may write (SC-01, SC-02): `m.fully_read` through read markers,
+/// `m.push_rules` through the push-rules API.
+const SERVER_CONTROLLED: &[&str] = &["m.fully_read", "m.push_rules"];
+
+pub const TOMBSTONE: &str = "{}";
+
+fn check_owner(requester: &Requester, user_id: &str, verb: &str) -> Result<()> {
+    let allowed = requester.user_id == user_id
+        || requester
+            .appservice
+            .as_ref()
+            .is_some_and(|s| s.is_interested_in(user_id));
+    if allowed {
+        Ok(())
+    } else {
+        Err(forbidden(format!(
+            "Cannot {verb} account data for other users."
+        )))
+    }
+}
+
+fn check_room(room_id: Option<&str>) -> Result<()> {
+    match room_id {
+        Some(room_id) if !ids::is_valid_room_id(room_id) => {
+            Err(invalid_param(format!("{room_id} is not a valid room ID")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_writable(data_type: &str) -> Result<()> {
+    if SERVER_CONTROLLED.contains(&data_type) {
+        return Err(Error::ServerControlledType(
+            format!("Cannot set {data_type} through this API: it is controlled by the server")
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `PUT /user/{userId}[/rooms/{roomId}]/account_data/{type}`; `body` is the raw request body.
+pub async fn put(
+    services: &Services,
+    requester: &Requester,
+    user_id: &str,
+    room_id: Option<&str>,
+    data_type: &str,
+    body: &[u8],
+) -> Result<()> {
+    check_owner(requester, user_id, "add")?;
+    check_room(room_id)?;
+    check_writable(data_type)?;
+    let content: Value =
+        serde_json::from_slice(body).map_err(|_| Error::NotJson("Content not JSON.".into()))?;
+    let Value::Object(object) = &content else {
+        return Err(bad_json("Content must be a JSON object."));
+    };
+    if object.is_empty() {
+        return remove(services, user_id, room_id, data_type).await;
+    }
+    let text = content.to_string();
+    let max = services.config.limits.account_data_max_bytes;
+    if text.len() > max {
+        return Err(too_large(format!(
+            "Account data content is larger than {max} bytes"
+        )));
+    }
+    match services
+        .store
+        .put_account_data(
+            user_id,
+            room_id,
+            data_type,
+            &text,
+            services.config.limits.account_data_quota_bytes,
+        )
+        .await?
+    {
+        AccountDataWrite::Written(_) => {
+            services.notifier.wake(user_id);
+            Ok(())
+        }
+        AccountDataWrite::QuotaExceeded => Err(too_large(
+            "Storing this would exceed your account data quota",
+        )),
+    }
+}
+
+/// `GET /user/{userId}[/rooms/{roomId}]/account_data/{type}`: the stored content.
+pub async fn get(
+    services: &Services,
+    requester: &Requester,
+    user_id: &str,
+    room_id: Option<&str>,
+    data_type: &str,
+) -> Result<String> {
+    check_owner(requester, user_id, "get")?;
+    check_room(room_id)?;
+    match services
+        .store
+        .get_account_data(user_id, room_id, data_type)
+        .await?
+    {
+        Some(content) if content != TOMBSTONE => Ok(content),
+        _ if room_id.is_some() => Err(not_found("Room account data not found")),
+        _ => Err(not_found("Account data not found")),
+    }
+}
+
+/// MSC3391 `DELETE /_matrix/client/unstable/org.matrix.msc3391/user/{userId}[/rooms/{roomId}]/account_data/{type}`.
+pub async fn delete(
+    services: &Services,
+    requester: &Requester,
+    user_id: &str,
+    room_id: Option<&str>,
+    data_type: &str,
+) -> Result<()> {
+    check_owner(requester, user_id, "delete")?;
+    check_room(room_id)?;
+    check_writable(data_type)?;
+    remove(services, user_id, room_id, data_type).await
+}
+
+async fn remove(
+    services: &Services,
+    user_id: &str,
+    room_id: Option<&str>,
+    data_type: &str,
+) -> Result<()> {
+    let current = services
+        .store
+        .get_account_data(user_id, room_id, data_type)
+        .await?;
+    // Nothing to delete: writing a tombstone would only make noise in everyone's sync.
+    if current.as_deref().is_none_or(|c| c == TOMBSTONE) {
+        return Ok(());
+    }
+    services
+        .store
+        .put_account_data(user_id, room_id, data_type, TOMBSTONE, None)
+        .await?;
+    services.notifier.wake(user_id);
+    Ok(())
+}

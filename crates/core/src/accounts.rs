@@ -1,0 +1,551 @@
+//! Accounts and sessions: registration, login, logout.
+//!
+//! A device and its first token are created in one transaction (AU-21), so a login that fails
+//! half-way can never leave a device without a token behind.
+
+use std::{sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{
+    Services,
+    appservice::Appservice,
+    auth::Requester,
+    error::{Error, Result, bad_json, field_too_long, forbidden, missing_param},
+    ids, uia,
+};
+use myelin_store::{DeviceCap, LoginOutcome, NewLogin, StoreError, User};
+
+const LOGIN_TYPE_PASSWORD: &str = "m.login.password";
+const LOGIN_TYPE_APPSERVICE: &str = "m.login.application_service";
+const BAD_CREDENTIALS: &str = "Invalid username or password";
+
+/// A successful registration or login, as the client receives it.
+#[derive(Debug, Serialize)]
+pub struct Session {
+    pub user_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// Deprecated by the spec but still read by older clients.
+    pub home_server: String,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+struct RegisterBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    initial_device_display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inhibit_login: Option<bool>,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &Map<String, Value>) -> Result<T> {
+    serde_json::from_value(Value::Object(body.clone()))
+        .map_err(|e| bad_json(format!("Invalid request body: {e}")))
+}
+
+fn check_display_name(services: &Services, name: Option<&str>) -> Result<()> {
+    let max = services.config.limits.device_display_name_max_chars;
+    match name {
+        Some(name) if name.chars().count() > max => Err(field_too_long(format!(
+            "Device display name is too long (max {max})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn retry_after(wait: Duration) -> Error {
+    Error::LimitExceeded {
+        retry_after_ms: wait.as_millis().max(1) as u64,
+    }
+}
+
+/// `POST /register`.
+pub async fn register(
+    services: &Services,
+    body: Map<String, Value>,
+    kind: Option<&str>,
+    as_token: Option<&str>,
+    client_ip: Option<&str>,
+) -> Result<Session> {
+    match kind {
+        None | Some("user") => {}
+        Some("guest") => return Err(Error::GuestAccessForbidden),
+        Some(_) => return Err(Error::InvalidParam("kind must be user or guest".into())),
+    }
+    let auth = body.get("auth").filter(|a| !a.is_null());
+    let stage = auth.and_then(|a| a.get("type")).and_then(Value::as_str);
+    if stage == Some(LOGIN_TYPE_APPSERVICE) {
+        let service = match (as_token, crate::auth::appservice_for(services, as_token)) {
+            (None, _) => return Err(Error::MissingToken),
+            (Some(_), None) => return Err(Error::UnknownToken),
+            (Some(_), Some(service)) => service,
+        };
+        return register_appservice_user(services, &service, &parse(&body)?).await;
+    }
+
+    if !services.config.registration.enabled {
+        return Err(forbidden("Registration is disabled"));
+    }
+    if let Some(ip) = client_ip {
+        services
+            .limiters
+            .registration_per_address
+            .check(ip)
+            .map_err(retry_after)?;
+    }
+
+    // UIA-14: parameters of the first request are remembered; a later round may send only
+    // `auth`, and what it does send takes precedence.
+    let mut merged = Map::new();
+    if let Some(session_id) = auth.and_then(|a| a.get("session")).and_then(Value::as_str) {
+        let remembered = services
+            .store
+            .get_uia_session(session_id, crate::now_ms())
+            .await?
+            .and_then(|s| s.request)
+            .and_then(|r| serde_json::from_str::<Map<String, Value>>(&r).ok());
+        if let Some(remembered) = remembered {
+            merged = remembered;
+        }
+    }
+    for (key, value) in &body {
+        if key != "auth" && !value.is_null() {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    let request: RegisterBody = parse(&merged)?;
+
+    // The spec requires these checks before UIA.
+    let localpart = match &request.username {
+        Some(username) => Some(check_new_username(services, username).await?),
+        None => None,
+    };
+    if let Some(device_id) = &request.device_id {
+        ids::check_device_id(device_id)?;
+    }
+    check_display_name(services, request.initial_device_display_name.as_deref())?;
+
+    let flows = match services.config.registration.token {
+        Some(_) => vec![vec![uia::REGISTRATION_TOKEN]],
+        None => vec![vec![uia::DUMMY]],
+    };
+    let remember = serde_json::to_value(&request).map_err(|e| bad_json(e.to_string()))?;
+    let session = uia::authenticate(
+        services,
+        uia::Operation {
+            user_id: None,
+            fingerprint: "POST /register".into(),
+            flows,
+            remember: Some(remember),
+        },
+        auth,
+        client_ip,
+    )
+    .await?;
+
+    // UIA-15: a completed session registers once; repeating it logs the same user in again.
+    if let Some(user_id) = session.result.clone() {
+        return issue_session(services, &user_id, &request, client_ip).await;
+    }
+
+    let Some(password) = request.password.clone() else {
+        return Err(missing_param("password is required"));
+    };
+    let localpart = match localpart {
+        Some(l) => l,
+        None => generate_localpart(services).await?,
+    };
+    let user_id = ids::user_id(&localpart, &services.config.server_name);
+    let password_hash = services.passwords.hash(password).await?;
+    let (login, token) = new_login(&request, client_ip);
+    let login = (!request.inhibit_login.unwrap_or(false)).then_some(login);
+    let device_id = login.as_ref().map(|l| l.device_id.clone());
+    services
+        .store
+        .create_user(
+            User {
+                user_id: user_id.clone(),
+                password_hash: Some(password_hash),
+                appservice_id: None,
+            },
+            login,
+            crate::now_ms(),
+        )
+        .await
+        .map_err(user_in_use)?;
+    let mut done = session;
+    done.result = Some(user_id.clone());
+    services.store.put_uia_session(done).await?;
+    tracing::info!(%user_id, "registered");
+    Ok(Session {
+        user_id,
+        access_token: device_id.as_ref().map(|_| token),
+        device_id,
+        home_server: services.config.server_name.clone(),
+    })
+}
+
+fn user_in_use(err: StoreError) -> Error {
+    match err {
+        StoreError::Conflict(_) => Error::UserInUse,
+        other => other.into(),
+    }
+}
+
+fn new_login(request: &RegisterBody, client_ip: Option<&str>) -> (NewLogin, String) {
+    let token = ids::new_access_token();
+    (
+        NewLogin {
+            device_id: request.device_id.clone().unwrap_or_else(ids::new_device_id),
+            display_name: request.initial_device_display_name.clone(),
+            token_hash: ids::token_hash(&token),
+            ip: client_ip.map(str::to_owned),
+            now_ms: crate::now_ms(),
+        },
+        token,
+    )
+}
+
+async fn issue_session(
+    services: &Services,
+    user_id: &str,
+    request: &RegisterBody,
+    client_ip: Option<&str>,
+) -> Result<Session> {
+    let mut session = Session {
+        user_id: user_id.to_owned(),
+        access_token: None,
+        device_id: None,
+        home_server: services.config.server_name.clone(),
+    };
+    if request.inhibit_login.unwrap_or(false) {
+        return Ok(session);
+    }
+    let (login, token) = new_login(request, client_ip);
+    let device_id = login.device_id.clone();
+    login_device(services, user_id, login).await?;
+    session.access_token = Some(token);
+    session.device_id = Some(device_id);
+    Ok(session)
+}
+
+async fn check_new_username(services: &Services, username: &str) -> Result<String> {
+    let server_name = &services.config.server_name;
+    let localpart = ids::new_localpart(username, server_name)?;
+    let user_id = ids::user_id(&localpart, server_name);
+    if services.appservices.exclusive_owner(&user_id).is_some() {
+        return Err(Error::Exclusive(
+            "This user ID is reserved by an application service".into(),
+        ));
+    }
+    if services.store.get_user(&user_id).await?.is_some() {
+        return Err(Error::UserInUse);
+    }
+    Ok(localpart)
+}
+
+async fn generate_localpart(services: &Services) -> Result<String> {
+    for _ in 0..8 {
+        let candidate = ids::new_session_id().to_lowercase();
+        if let Ok(localpart) = check_new_username(services, &candidate).await {
+            return Ok(localpart);
+        }
+    }
+    Err(Error::Internal("could not pick a free user ID".into()))
+}
+
+async fn register_appservice_user(
+    services: &Services,
+    service: &Arc<Appservice>,
+    request: &RegisterBody,
+) -> Result<Session> {
+    let Some(username) = &request.username else {
+        return Err(missing_param("username is required"));
+    };
+    let server_name = &services.config.server_name;
+    let localpart = ids::new_localpart(username, server_name)?;
+    let user_id = ids::user_id(&localpart, server_name);
+    if !service.is_interested_in(&user_id) {
+        return Err(Error::Exclusive(
+            "Invalid user localpart for this application service".into(),
+        ));
+    }
+    let inhibit_login = request.inhibit_login.unwrap_or(false);
+    // MSC4190 (spec v1.17): such an appservice manages devices itself, so it may not obtain
+    // a token this way. Refuse before creating anything (unlike Synapse, which creates the
+    // user first and then answers 400).
+    if service.msc4190 && !inhibit_login {
+        return Err(Error::AppserviceLoginUnsupported);
+    }
+    if let Some(device_id) = &request.device_id {
+        ids::check_device_id(device_id)?;
+    }
+    check_display_name(services, request.initial_device_display_name.as_deref())?;
+    let (login, token) = new_login(request, None);
+    let login = (!inhibit_login).then_some(login);
+    let device_id = login.as_ref().map(|l| l.device_id.clone());
+    services
+        .store
+        .create_user(
+            User {
+                user_id: user_id.clone(),
+                password_hash: None,
+                appservice_id: Some(service.id.clone()),
+            },
+            login,
+            crate::now_ms(),
+        )
+        .await
+        .map_err(user_in_use)?;
+    tracing::info!(%user_id, appservice = %service.id, "registered appservice user");
+    Ok(Session {
+        user_id,
+        access_token: device_id.as_ref().map(|_| token),
+        device_id,
+        home_server: server_name.clone(),
+    })
+}
+
+/// `GET /register/available`.
+pub async fn username_available(services: &Services, username: &str) -> Result<()> {
+    if !services.config.registration.enabled {
+        return Err(forbidden("Registration is disabled"));
+    }
+    check_new_username(services, username).await.map(drop)
+}
+
+/// `GET /register/m.login.registration_token/validity`.
+pub fn registration_token_valid(services: &Services, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    match &services.config.registration.token {
+        Some(expected) if services.config.registration.enabled => {
+            bool::from(expected.as_bytes().ct_eq(token.as_bytes()))
+        }
+        _ => false,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginBody {
+    #[serde(rename = "type")]
+    login_type: String,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    device_id: Option<String>,
+    #[serde(default)]
+    initial_device_display_name: Option<String>,
+}
+
+/// `POST /login`.
+pub async fn login(
+    services: &Services,
+    body: Map<String, Value>,
+    as_token: Option<&str>,
+    client_ip: Option<&str>,
+) -> Result<Session> {
+    let request: LoginBody = parse(&body)?;
+    let named = uia::login_identifier(&body);
+    let user_id = match request.login_type.as_str() {
+        LOGIN_TYPE_PASSWORD => {
+            let (Some(named), Some(password)) = (named, request.password.as_deref()) else {
+                return Err(bad_json("identifier and password are required"));
+            };
+            let user_id = ids::login_user_id(named, &services.config.server_name);
+            let ok = match &user_id {
+                Some(user_id) => check_password(services, user_id, password, client_ip).await?,
+                None => false,
+            };
+            match (ok, user_id) {
+                (true, Some(user_id)) => user_id,
+                _ => return Err(forbidden(BAD_CREDENTIALS)),
+            }
+        }
+        LOGIN_TYPE_APPSERVICE => {
+            let service = match (as_token, crate::auth::appservice_for(services, as_token)) {
+                (None, _) => return Err(Error::MissingToken),
+                (Some(_), None) => return Err(Error::UnknownToken),
+                (Some(_), Some(service)) => service,
+            };
+            if service.msc4190 {
+                return Err(Error::AppserviceLoginUnsupported);
+            }
+            let user_id = named
+                .and_then(|n| ids::login_user_id(n, &services.config.server_name))
+                .ok_or_else(|| bad_json("identifier is required"))?;
+            if !service.is_interested_in(&user_id) {
+                return Err(Error::Exclusive(
+                    "This user is not in the application service's namespace".into(),
+                ));
+            }
+            if services.store.get_user(&user_id).await?.is_none() {
+                return Err(forbidden(BAD_CREDENTIALS));
+            }
+            user_id
+        }
+        _ => return Err(Error::Unknown("Unknown login type".into())),
+    };
+    if let Some(device_id) = &request.device_id {
+        ids::check_device_id(device_id)?;
+    }
+    check_display_name(services, request.initial_device_display_name.as_deref())?;
+    let token = ids::new_access_token();
+    let device_id = request.device_id.unwrap_or_else(ids::new_device_id);
+    let new = NewLogin {
+        device_id: device_id.clone(),
+        display_name: request.initial_device_display_name,
+        token_hash: ids::token_hash(&token),
+        ip: client_ip.map(str::to_owned),
+        now_ms: crate::now_ms(),
+    };
+    login_device(services, &user_id, new).await?;
+    tracing::info!(%user_id, %device_id, "logged in");
+    Ok(Session {
+        user_id,
+        access_token: Some(token),
+        device_id: Some(device_id),
+        home_server: services.config.server_name.clone(),
+    })
+}
+
+async fn login_device(services: &Services, user_id: &str, login: NewLogin) -> Result<()> {
+    let devices = &services.config.devices;
+    let cap = DeviceCap {
+        max_devices: devices.max_per_user,
+        evict_oldest: devices.on_limit == crate::config::DeviceCapPolicy::EvictOldest,
+    };
+    match services.store.login(user_id, login, cap).await? {
+        LoginOutcome::Issued { evicted, .. } => {
+            if !evicted.is_empty() {
+                tracing::info!(%user_id, count = evicted.len(), "evicted devices over the cap");
+            }
+            // A reused device's old tokens were revoked: wake its waiting syncs so they
+            // notice.
+            services.notifier.wake(user_id);
+            Ok(())
+        }
+        LoginOutcome::DeviceCapReached => Err(forbidden(
+            "Too many devices: delete one of your devices before logging in again",
+        )),
+    }
+}
+
+/// Verifies a password, rate-limiting failures per account and per client address.
+pub async fn check_password(
+    services: &Services,
+    user_id: &str,
+    password: &str,
+    client_ip: Option<&str>,
+) -> Result<bool> {
+    let limiters = &services.limiters;
+    limiters
+        .login_failures_per_account
+        .peek(user_id)
+        .map_err(retry_after)?;
+    if let Some(ip) = client_ip {
+        limiters
+            .login_failures_per_address
+            .peek(ip)
+            .map_err(retry_after)?;
+    }
+    let hash = services
+        .store
+        .get_user(user_id)
+        .await?
+        .and_then(|u| u.password_hash);
+    let ok = services.passwords.verify(password.to_owned(), hash).await?;
+    if !ok {
+        let _ = limiters.login_failures_per_account.check(user_id);
+        if let Some(ip) = client_ip {
+            let _ = limiters.login_failures_per_address.check(ip);
+        }
+    }
+    Ok(ok)
+}
+
+/// `POST /logout`: deletes the requester's device and with it the token.
+pub async fn logout(services: &Services, requester: &Requester) -> Result<()> {
+    let Some(device_id) = &requester.device_id else {
+        return Err(forbidden("Application service tokens cannot be logged out"));
+    };
+    crate::devices::remove(services, &requester.user_id, vec![device_id.clone()]).await
+}
+
+/// `POST /logout/all`: deletes every device of the user.
+pub async fn logout_all(services: &Services, requester: &Requester) -> Result<()> {
+    let deleted = services
+        .store
+        .delete_all_devices(&requester.user_id)
+        .await?;
+    services
+        .last_seen
+        .forget(&requester.user_id, &deleted.device_ids);
+    services.notifier.wake(&requester.user_id);
+    Ok(())
+}
+
+/// Creates a user from the command line (works while registration is closed).
+pub async fn create_user(services: &Services, user_id: &str, password: String) -> Result<String> {
+    let server_name = &services.config.server_name;
+    let parsed = ids::parse_user_id(user_id)
+        .ok_or_else(|| Error::InvalidUsername("not a valid user ID".into()))?;
+    if parsed.server_name().as_str() != server_name {
+        return Err(Error::InvalidUsername(
+            format!("user ID must end in :{server_name}").into(),
+        ));
+    }
+    let localpart = ids::new_localpart(parsed.localpart(), server_name)?;
+    let user_id = ids::user_id(&localpart, server_name);
+    if password.is_empty() {
+        return Err(missing_param("password must not be empty"));
+    }
+    let password_hash = services.passwords.hash(password).await?;
+    services
+        .store
+        .create_user(
+            User {
+                user_id: user_id.clone(),
+                password_hash: Some(password_hash),
+                appservice_id: None,
+            },
+            None,
+            crate::now_ms(),
+        )
+        .await
+        .map_err(user_in_use)?;
+    Ok(user_id)
+}
+
+pub(crate) async fn ensure_appservice_senders(services: &Services) -> Result<()> {
+    for service in services.appservices.all() {
+        if services.store.get_user(&service.sender).await?.is_some() {
+            continue;
+        }
+        let created = services
+            .store
+            .create_user(
+                User {
+                    user_id: service.sender.clone(),
+                    password_hash: None,
+                    appservice_id: Some(service.id.clone()),
+                },
+                None,
+                crate::now_ms(),
+            )
+            .await;
+        match created {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(())
+}

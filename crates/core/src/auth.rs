@@ -1,0 +1,124 @@
+//! Who is making a request: access-token resolution and appservice identity assertion.
+//!
+//! An appservice's `as_token` is recognised by its hash and is never stored as a user token
+//! (Tuwunel `1810279ce`: mixing the two let token lookup misidentify the appservice). With it,
+//! `?user_id=` names a user in the appservice's namespace and `?device_id=` (MSC4326) one of
+//! that user's devices.
+
+use std::sync::Arc;
+
+use crate::{
+    Services,
+    appservice::Appservice,
+    error::{Error, Result, forbidden},
+    ids,
+};
+
+/// The authenticated party of a request.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    pub user_id: String,
+    /// `None` for an appservice acting without `device_id`.
+    pub device_id: Option<String>,
+    /// Set when the request used an appservice's `as_token`.
+    pub appservice: Option<Arc<Appservice>>,
+    /// The hash of the user access token, to re-check it after a long wait.
+    pub token_hash: Option<[u8; 32]>,
+}
+
+/// What the transport layer extracted from a request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Credentials<'a> {
+    pub token: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub device_id: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+}
+
+pub async fn authenticate(services: &Services, creds: Credentials<'_>) -> Result<Requester> {
+    let Some(token) = creds.token else {
+        return Err(Error::MissingToken);
+    };
+    if let Some(service) = services.appservices.by_token(token) {
+        return appservice_requester(services, service, creds).await;
+    }
+    let hash = ids::token_hash(token);
+    let Some(owner) = services.store.token_owner(hash).await? else {
+        return Err(Error::UnknownToken);
+    };
+    services
+        .last_seen
+        .record(&owner.user_id, &owner.device_id, creds.client_ip);
+    Ok(Requester {
+        user_id: owner.user_id,
+        device_id: Some(owner.device_id),
+        appservice: None,
+        token_hash: Some(hash),
+    })
+}
+
+/// Resolves only the appservice, for endpoints (register, login) that take an `as_token` but
+/// no identity assertion.
+pub fn appservice_for(services: &Services, token: Option<&str>) -> Option<Arc<Appservice>> {
+    token.and_then(|t| services.appservices.by_token(t))
+}
+
+async fn appservice_requester(
+    services: &Services,
+    service: Arc<Appservice>,
+    creds: Credentials<'_>,
+) -> Result<Requester> {
+    let user_id = match creds.user_id {
+        Some(asserted) => {
+            if ids::parse_user_id(asserted).is_none() || !service.is_interested_in(asserted) {
+                return Err(forbidden(
+                    "Application service cannot masquerade as this user",
+                ));
+            }
+            if asserted != service.sender && services.store.get_user(asserted).await?.is_none() {
+                return Err(forbidden(
+                    "Application service has not registered this user",
+                ));
+            }
+            asserted.to_owned()
+        }
+        None => service.sender.clone(),
+    };
+    let device_id = match creds.device_id {
+        Some(device_id) => {
+            if services
+                .store
+                .get_device(&user_id, device_id)
+                .await?
+                .is_none()
+            {
+                return Err(Error::UnknownDevice);
+            }
+            services
+                .last_seen
+                .record(&user_id, device_id, creds.client_ip);
+            Some(device_id.to_owned())
+        }
+        None => None,
+    };
+    Ok(Requester {
+        user_id,
+        device_id,
+        appservice: Some(service),
+        token_hash: None,
+    })
+}
+
+/// Whether the requester's credentials are still valid (used after a long-poll wait, so a
+/// device deleted meanwhile is refused as soon as the deletion is acknowledged).
+pub async fn still_valid(services: &Services, requester: &Requester) -> Result<bool> {
+    match (&requester.token_hash, &requester.device_id) {
+        (Some(hash), _) => Ok(services.store.token_owner(*hash).await?.is_some()),
+        (None, Some(device_id)) => Ok(services
+            .store
+            .get_device(&requester.user_id, device_id)
+            .await?
+            .is_some()),
+        (None, None) => Ok(true),
+    }
+}

@@ -1,0 +1,342 @@
+//! Server configuration: the TOML keys operators and tests rely on, with their defaults.
+//!
+//! Loading (file plus `MYELIN_*` environment) lives in the binary; this module only defines
+//! the shape and checks values that serde cannot, naming the offending key.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The server name in user IDs (`@alice:server_name`).
+    pub server_name: String,
+    /// `host:port` to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// Base URL advertised in `/.well-known/matrix/client`; defaults to `http://{listen}`.
+    pub public_baseurl: Option<String>,
+    pub database: DatabaseConfig,
+    pub registration: RegistrationConfig,
+    pub password: PasswordConfig,
+    pub limits: LimitsConfig,
+    pub rate_limits: RateLimitsConfig,
+    pub devices: DevicesConfig,
+    pub uia: UiaConfig,
+    pub sync: SyncConfig,
+    /// Paths to application-service registration files (YAML).
+    pub appservices: Vec<PathBuf>,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` header is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost".into(),
+            listen: "127.0.0.1:8008".into(),
+            public_baseurl: None,
+            database: DatabaseConfig::default(),
+            registration: RegistrationConfig::default(),
+            password: PasswordConfig::default(),
+            limits: LimitsConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
+            devices: DevicesConfig::default(),
+            uia: UiaConfig::default(),
+            sync: SyncConfig::default(),
+            appservices: Vec::new(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH`.
+    pub url: String,
+    /// Read-only connections kept open (SQLite).
+    pub readers: usize,
+    /// SQLite `synchronous`: `full` (default: an acknowledged write survives power loss),
+    /// `normal` (survives a crash of the process, not of the machine) or `extra`.
+    pub synchronous: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://myelin-data/myelin.db".into(),
+            readers: 4,
+            synchronous: "full".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// Open registration (with the `m.login.dummy` stage).
+    pub enabled: bool,
+    /// When set, registration requires the `m.login.registration_token` stage with this token.
+    pub token: Option<String>,
+}
+
+/// argon2id parameters; the defaults are OWASP's recommendation (19 MiB, 2 passes, 1 lane).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashes computed at once; each holds `memory_kib` of memory. Defaults to the core count.
+    pub max_concurrent_hashes: Option<usize>,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent_hashes: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body accepted (MSC4154 proposes 1 MiB).
+    pub max_request_bytes: usize,
+    /// Largest content of one account-data entry.
+    pub account_data_max_bytes: usize,
+    /// Total account data one user may keep (type names plus content); none by default.
+    pub account_data_quota_bytes: Option<u64>,
+    /// Longest device display name, in characters.
+    pub device_display_name_max_chars: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 1024 * 1024,
+            account_data_max_bytes: 64 * 1024,
+            account_data_quota_bytes: None,
+            device_display_name_max_chars: 100,
+        }
+    }
+}
+
+/// A token bucket: `burst` events at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    /// Failed logins per account.
+    pub login_failures_per_account: RateLimit,
+    /// Failed logins per client address.
+    pub login_failures_per_address: RateLimit,
+    /// Registration attempts per client address.
+    pub registration_per_address: RateLimit,
+    /// Devices an application service may create (unless its registration says
+    /// `rate_limited: false`).
+    pub appservice_device_creation: RateLimit,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            login_failures_per_account: RateLimit {
+                per_second: 0.1,
+                burst: 5,
+            },
+            login_failures_per_address: RateLimit {
+                per_second: 0.5,
+                burst: 20,
+            },
+            registration_per_address: RateLimit {
+                per_second: 0.2,
+                burst: 10,
+            },
+            appservice_device_creation: RateLimit {
+                per_second: 10.0,
+                burst: 100,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceCapPolicy {
+    /// A login beyond the cap fails with 403 `M_FORBIDDEN`.
+    #[default]
+    Refuse,
+    /// A login beyond the cap deletes the device unused for longest.
+    EvictOldest,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesConfig {
+    /// Devices one user may have; none by default.
+    pub max_per_user: Option<u32>,
+    pub on_limit: DeviceCapPolicy,
+    /// Delete devices unused for longer than this many seconds; off by default.
+    pub reap_unused_after_secs: Option<u64>,
+    /// How often batched `last_seen` updates are written.
+    pub last_seen_flush_secs: u64,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        Self {
+            max_per_user: None,
+            on_limit: DeviceCapPolicy::Refuse,
+            reap_unused_after_secs: None,
+            last_seen_flush_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiaConfig {
+    /// How long a UIA session stays valid.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for UiaConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl_secs: 600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Longest long-poll a client may ask for; longer `timeout`s are shortened.
+    pub max_timeout_ms: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            max_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// A configuration value that is well-typed but unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration key `{key}`: {problem}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub problem: String,
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key,
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Checks what serde cannot; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if <&ruma_common::ServerName>::try_from(self.server_name.as_str()).is_err() {
+            return Err(invalid("server_name", "not a valid Matrix server name"));
+        }
+        self.listen_addr()?;
+        self.sqlite_path()?;
+        if !myelin_store::sqlite::SYNCHRONOUS_LEVELS.contains(&self.database.synchronous.as_str()) {
+            return Err(invalid(
+                "database.synchronous",
+                "must be one of full, normal, extra",
+            ));
+        }
+        if self.database.readers == 0 {
+            return Err(invalid("database.readers", "must be at least 1"));
+        }
+        if argon2::Params::new(
+            self.password.memory_kib,
+            self.password.iterations,
+            self.password.parallelism,
+            None,
+        )
+        .is_err()
+        {
+            return Err(invalid(
+                "password",
+                "memory_kib, iterations and parallelism are not valid argon2id parameters",
+            ));
+        }
+        if self.limits.max_request_bytes < 1024 {
+            return Err(invalid("limits.max_request_bytes", "must be at least 1024"));
+        }
+        if self.registration.token.as_deref() == Some("") {
+            return Err(invalid("registration.token", "must not be empty"));
+        }
+        for (key, limit) in [
+            (
+                "rate_limits.login_failures_per_account",
+                self.rate_limits.login_failures_per_account,
+            ),
+            (
+                "rate_limits.login_failures_per_address",
+                self.rate_limits.login_failures_per_address,
+            ),
+            (
+                "rate_limits.registration_per_address",
+                self.rate_limits.registration_per_address,
+            ),
+            (
+                "rate_limits.appservice_device_creation",
+                self.rate_limits.appservice_device_creation,
+            ),
+        ] {
+            if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
+                return Err(invalid(
+                    key,
+                    "per_second must be positive and burst at least 1",
+                ));
+            }
+        }
+        if self.devices.max_per_user == Some(0) {
+            return Err(invalid("devices.max_per_user", "must be at least 1"));
+        }
+        if self.devices.last_seen_flush_secs == 0 {
+            return Err(invalid(
+                "devices.last_seen_flush_secs",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .parse()
+            .map_err(|_| invalid("listen", "expected host:port, e.g. 127.0.0.1:8008"))
+    }
+
+    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
+        match self.database.url.strip_prefix("sqlite://") {
+            Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+            _ if self.database.url.starts_with("postgres") => Err(invalid(
+                "database.url",
+                "PostgreSQL is not supported yet; use sqlite://PATH",
+            )),
+            _ => Err(invalid("database.url", "expected sqlite://PATH")),
+        }
+    }
+}

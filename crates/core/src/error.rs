@@ -1,0 +1,93 @@
+//! Domain errors. Each variant is one outcome a client can tell apart; the API layer maps them
+//! to a status and an `errcode` in exactly one place.
+
+use std::borrow::Cow;
+
+use myelin_store::StoreError;
+
+use crate::uia::UiaChallenge;
+
+type Msg = Cow<'static, str>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("missing access token")]
+    MissingToken,
+    #[error("unknown access token")]
+    UnknownToken,
+    #[error("forbidden: {0}")]
+    Forbidden(Msg),
+    #[error("guest access forbidden")]
+    GuestAccessForbidden,
+    #[error("not found: {0}")]
+    NotFound(Msg),
+    #[error("bad json: {0}")]
+    BadJson(Msg),
+    #[error("not json: {0}")]
+    NotJson(Msg),
+    #[error("missing parameter: {0}")]
+    MissingParam(Msg),
+    #[error("invalid parameter: {0}")]
+    InvalidParam(Msg),
+    /// The request or the content to store is too large: 413.
+    #[error("too large: {0}")]
+    TooLarge(Msg),
+    /// A field of the request is longer than allowed: 400 `M_TOO_LARGE`.
+    #[error("field too long: {0}")]
+    FieldTooLong(Msg),
+    #[error("user in use")]
+    UserInUse,
+    #[error("invalid username: {0}")]
+    InvalidUsername(Msg),
+    #[error("exclusive: {0}")]
+    Exclusive(Msg),
+    #[error("appservice login unsupported")]
+    AppserviceLoginUnsupported,
+    #[error("unknown device")]
+    UnknownDevice,
+    #[error("rate limited for {retry_after_ms} ms")]
+    LimitExceeded { retry_after_ms: u64 },
+    /// A server-controlled account-data type (`m.fully_read`, `m.push_rules`): 405.
+    #[error("server-controlled account data type")]
+    ServerControlledType(Msg),
+    /// A request the server does not understand (400 `M_UNKNOWN`), e.g. a bad login type.
+    #[error("unknown: {0}")]
+    Unknown(Msg),
+    /// The server failed; the message is logged, never sent.
+    #[error("internal: {0}")]
+    Internal(Msg),
+    #[error("user-interactive authentication required")]
+    Uia(Box<UiaChallenge>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub fn forbidden(msg: impl Into<Msg>) -> Error {
+    Error::Forbidden(msg.into())
+}
+
+pub fn not_found(msg: impl Into<Msg>) -> Error {
+    Error::NotFound(msg.into())
+}
+
+pub fn bad_json(msg: impl Into<Msg>) -> Error {
+    Error::BadJson(msg.into())
+}
+
+pub fn invalid_param(msg: impl Into<Msg>) -> Error {
+    Error::InvalidParam(msg.into())
+}
+
+pub fn missing_param(msg: impl Into<Msg>) -> Error {
+    Error::MissingParam(msg.into())
+}
+
+pub fn too_large(msg: impl Into<Msg>) -> Error {
+    Error::TooLarge(msg.into())
+}
+
+pub fn field_too_long(msg: impl Into<Msg>) -> Error {
+    Error::FieldTooLong(msg.into())
+}

@@ -1,0 +1,271 @@
+//! User-Interactive Authentication (the spec's "User-interactive authentication API").
+//!
+//! A session is bound to one user (or, while registering, to nobody) and to one *operation*:
+//! a fingerprint of the method, path and arguments. Completing a session for "delete device A"
+//! and presenting it for "delete device B" is refused with 403 (UIA-07). A password stage
+//! proves the identity of the account it names; it is refused with 403 when that account is
+//! not the requester's (UIA-06), and never passes for an account without a password (UIA-12).
+//! Every challenge carries `flows`, `params` (always an object) and `session` (UIA-01).
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
+
+use crate::{
+    Services,
+    error::{Error, Result, forbidden},
+    ids,
+};
+use myelin_store::UiaSession;
+
+pub const PASSWORD: &str = "m.login.password";
+pub const DUMMY: &str = "m.login.dummy";
+pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Flow {
+    pub stages: Vec<String>,
+}
+
+/// The body of a 401 UIA response.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UiaChallenge {
+    pub flows: Vec<Flow>,
+    pub params: Map<String, Value>,
+    pub session: String,
+    pub completed: Vec<String>,
+    /// Set after a failed stage: (`errcode`, `error`).
+    #[serde(skip)]
+    pub error: Option<(&'static str, String)>,
+}
+
+/// Flows offered for an operation, each a list of stages to complete in order.
+pub type Flows = Vec<Vec<&'static str>>;
+
+/// Whether `stage` may be completed next: some flow must start with the stages already
+/// completed (in order) and continue with `stage`.
+pub fn stage_allowed(flows: &Flows, completed: &[String], stage: &str) -> bool {
+    flows.iter().any(|flow| {
+        flow.len() > completed.len()
+            && flow.iter().zip(completed).all(|(a, b)| a == b)
+            && flow[completed.len()] == stage
+    })
+}
+
+/// Whether the completed stages finish some flow.
+pub fn flow_complete(flows: &Flows, completed: &[String]) -> bool {
+    flows.iter().any(|flow| {
+        flow.len() == completed.len() && flow.iter().zip(completed).all(|(a, b)| a == b)
+    })
+}
+
+/// What the requester is doing, for binding the session.
+pub struct Operation<'a> {
+    /// The user the session belongs to; `None` for registration.
+    pub user_id: Option<&'a str>,
+    pub fingerprint: String,
+    pub flows: Flows,
+    /// Parameters to remember from the first request (registration).
+    pub remember: Option<Value>,
+}
+
+/// Drives one round of UIA. `Ok(session)` once a flow is complete; otherwise the error is a
+/// 401 challenge, or 403 when the session or the credentials belong to someone else.
+pub async fn authenticate(
+    services: &Services,
+    op: Operation<'_>,
+    auth: Option<&Value>,
+    client_ip: Option<&str>,
+) -> Result<UiaSession> {
+    let now = crate::now_ms();
+    let auth = auth.and_then(Value::as_object);
+    let session_id = auth.and_then(|a| a.get("session")).and_then(Value::as_str);
+    let stage = auth.and_then(|a| a.get("type")).and_then(Value::as_str);
+
+    let mut session = match session_id {
+        Some(id) => {
+            let Some(found) = services.store.get_uia_session(id, now).await? else {
+                return Err(Error::InvalidParam("Unknown or expired UIA session".into()));
+            };
+            if found.user_id.as_deref() != op.user_id || found.operation != op.fingerprint {
+                return Err(forbidden(
+                    "This session was started for a different operation or user",
+                ));
+            }
+            found
+        }
+        None => {
+            let session = UiaSession {
+                session_id: ids::new_session_id(),
+                user_id: op.user_id.map(str::to_owned),
+                operation: op.fingerprint.clone(),
+                request: op.remember.as_ref().map(Value::to_string),
+                completed: Vec::new(),
+                result: None,
+                expires_ms: now + services.config.uia.session_ttl_secs as i64 * 1000,
+            };
+            services.store.put_uia_session(session.clone()).await?;
+            session
+        }
+    };
+
+    let challenge = |session: &UiaSession, error: Option<(&'static str, String)>| {
+        Error::Uia(Box::new(UiaChallenge {
+            flows: op
+                .flows
+                .iter()
+                .map(|f| Flow {
+                    stages: f.iter().map(|s| (*s).to_owned()).collect(),
+                })
+                .collect(),
+            params: Map::new(),
+            session: session.session_id.clone(),
+            completed: session.completed.clone(),
+            error,
+        }))
+    };
+
+    if flow_complete(&op.flows, &session.completed) {
+        return Ok(session);
+    }
+    let Some(stage) = stage else {
+        return Err(challenge(&session, None));
+    };
+    if !stage_allowed(&op.flows, &session.completed, stage) {
+        return Err(challenge(
+            &session,
+            Some((
+                "M_UNRECOGNIZED",
+                format!("Stage {stage} is not offered here"),
+            )),
+        ));
+    }
+    let auth = auth.map(Map::clone).unwrap_or_default();
+    match check_stage(services, &op, stage, &auth, client_ip).await? {
+        StageResult::Passed => {}
+        StageResult::Failed(errcode, message) => {
+            return Err(challenge(&session, Some((errcode, message))));
+        }
+    }
+    session.completed.push(stage.to_owned());
+    services.store.put_uia_session(session.clone()).await?;
+    if flow_complete(&op.flows, &session.completed) {
+        Ok(session)
+    } else {
+        Err(challenge(&session, None))
+    }
+}
+
+enum StageResult {
+    Passed,
+    Failed(&'static str, String),
+}
+
+async fn check_stage(
+    services: &Services,
+    op: &Operation<'_>,
+    stage: &str,
+    auth: &Map<String, Value>,
+    client_ip: Option<&str>,
+) -> Result<StageResult> {
+    match stage {
+        DUMMY => Ok(StageResult::Passed),
+        REGISTRATION_TOKEN => {
+            let given = auth.get("token").and_then(Value::as_str).unwrap_or("");
+            let expected = services.config.registration.token.as_deref().unwrap_or("");
+            let ok =
+                !expected.is_empty() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()));
+            Ok(if ok {
+                StageResult::Passed
+            } else {
+                StageResult::Failed("M_FORBIDDEN", "Invalid registration token".into())
+            })
+        }
+        PASSWORD => {
+            let named = login_identifier(auth)
+                .and_then(|u| ids::login_user_id(u, &services.config.server_name));
+            let password = auth.get("password").and_then(Value::as_str);
+            let (Some(named), Some(password)) = (named, password) else {
+                return Ok(StageResult::Failed(
+                    "M_FORBIDDEN",
+                    "Invalid username or password".into(),
+                ));
+            };
+            let ok = crate::accounts::check_password(services, &named, password, client_ip).await?;
+            if !ok {
+                return Ok(StageResult::Failed(
+                    "M_FORBIDDEN",
+                    "Invalid username or password".into(),
+                ));
+            }
+            if Some(named.as_str()) != op.user_id {
+                return Err(forbidden(
+                    "The authenticated user does not own this session",
+                ));
+            }
+            Ok(StageResult::Passed)
+        }
+        _ => Ok(StageResult::Failed(
+            "M_UNRECOGNIZED",
+            format!("Stage {stage} is not offered here"),
+        )),
+    }
+}
+
+/// The user named by an `m.id.user` identifier, or by the legacy top-level `user` field.
+pub fn login_identifier(body: &Map<String, Value>) -> Option<&str> {
+    match body.get("identifier").and_then(Value::as_object) {
+        Some(identifier) => {
+            if identifier.get("type").and_then(Value::as_str) != Some("m.id.user") {
+                return None;
+            }
+            identifier.get("user").and_then(Value::as_str)
+        }
+        None => body.get("user").and_then(Value::as_str),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(stages: &[&str]) -> Vec<String> {
+        stages.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn stages_must_follow_flow_order() {
+        let flows: Flows = vec![vec![REGISTRATION_TOKEN, DUMMY], vec![PASSWORD]];
+        assert!(stage_allowed(&flows, &[], REGISTRATION_TOKEN));
+        assert!(stage_allowed(&flows, &[], PASSWORD));
+        assert!(
+            !stage_allowed(&flows, &[], DUMMY),
+            "dummy only after the token"
+        );
+        assert!(stage_allowed(&flows, &done(&[REGISTRATION_TOKEN]), DUMMY));
+        assert!(!stage_allowed(&flows, &done(&[PASSWORD]), DUMMY));
+    }
+
+    #[test]
+    fn a_flow_completes_only_when_all_its_stages_are_done() {
+        let flows: Flows = vec![vec![REGISTRATION_TOKEN, DUMMY]];
+        assert!(!flow_complete(&flows, &[]));
+        assert!(!flow_complete(&flows, &done(&[REGISTRATION_TOKEN])));
+        assert!(flow_complete(&flows, &done(&[REGISTRATION_TOKEN, DUMMY])));
+        assert!(
+            !flow_complete(&vec![], &[]),
+            "no flow offered: never complete"
+        );
+    }
+
+    #[test]
+    fn identifiers_accept_m_id_user_and_legacy_user() {
+        let body = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let id = body(serde_json::json!({"identifier": {"type": "m.id.user", "user": "alice"}}));
+        assert_eq!(login_identifier(&id), Some("alice"));
+        let legacy = body(serde_json::json!({"user": "@alice:localhost"}));
+        assert_eq!(login_identifier(&legacy), Some("@alice:localhost"));
+        let phone = body(serde_json::json!({"identifier": {"type": "m.id.phone", "number": "1"}}));
+        assert_eq!(login_identifier(&phone), None);
+    }
+}

@@ -1,0 +1,250 @@
+//! Connections to one SQLite database: a single writer thread with group commit, and a pool
+//! of read-only connections.
+//!
+//! Invariant: a write job's reply is sent only after the `COMMIT` that contains it has
+//! returned, and only after the stream watermarks have been re-read from the committed state.
+//! A caller that sees `Ok` may therefore acknowledge the request (the data is durable per the
+//! configured `synchronous` level) and wake sync waiters, which will find the new watermark.
+//!
+//! Group commit: jobs that queue up while a transaction is running are executed together in
+//! the next transaction, each inside its own SAVEPOINT, so a failing job rolls back alone and
+//! one fsync covers the whole batch. Each job is still one atomic unit of work.
+
+use std::{
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+};
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::{StoreError, StoreResult, StreamPositions};
+
+type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// A queued write. Called with `None` when no transaction could be opened: the job must then
+/// not touch the database and only report the failure.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
+
+/// How many jobs at most share one transaction; bounds the latency a batch adds.
+const MAX_BATCH: usize = 256;
+
+pub(crate) struct Watermarks {
+    pub(crate) account_data: AtomicU64,
+}
+
+impl Watermarks {
+    pub(crate) fn get(&self) -> StreamPositions {
+        StreamPositions {
+            account_data: self.account_data.load(Ordering::Acquire),
+        }
+    }
+}
+
+pub(crate) struct Pool {
+    writer: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    reader_slots: Semaphore,
+    pub(crate) watermarks: Arc<Watermarks>,
+}
+
+pub(crate) fn backend(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+fn configure(conn: &Connection, synchronous: &str) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "cache_size", -8000)?;
+    Ok(())
+}
+
+pub(crate) fn read_watermarks(conn: &Connection, marks: &Watermarks) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached("SELECT stream, pos FROM stream_positions")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (stream, pos) = row?;
+        if stream == "account_data" {
+            marks.account_data.store(pos as u64, Ordering::Release);
+        }
+    }
+    Ok(())
+}
+
+impl Pool {
+    pub(crate) fn open(
+        path: &Path,
+        readers: usize,
+        synchronous: &str,
+        migrate: impl FnOnce(&mut Connection) -> StoreResult<()>,
+    ) -> StoreResult<Self> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(backend)?;
+            }
+        }
+        let mut writer = Connection::open(path).map_err(backend)?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        configure(&writer, synchronous).map_err(backend)?;
+        migrate(&mut writer)?;
+
+        let watermarks = Arc::new(Watermarks {
+            account_data: AtomicU64::new(0),
+        });
+        read_watermarks(&writer, &watermarks).map_err(backend)?;
+
+        let mut pool = Vec::with_capacity(readers);
+        for _ in 0..readers.max(1) {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(backend)?;
+            configure(&conn, synchronous).map_err(backend)?;
+            pool.push(conn);
+        }
+
+        let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        let marks = watermarks.clone();
+        let handle = thread::Builder::new()
+            .name("myelin-sqlite-writer".into())
+            .spawn(move || writer_loop(writer, rx, &marks))
+            .map_err(backend)?;
+
+        Ok(Self {
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(handle)),
+            reader_slots: Semaphore::new(pool.len()),
+            readers: Mutex::new(pool),
+            watermarks,
+        })
+    }
+
+    /// Runs `f` in the writer's next transaction and resolves once that transaction has
+    /// committed. An `Err` from `f` rolls back `f`'s own changes only.
+    pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<StoreResult<T>>();
+        let job: Job = Box::new(move |conn| {
+            let outcome = match conn {
+                Some(conn) => f(conn),
+                None => Err(StoreError::Backend("could not open a transaction".into())),
+            };
+            let ok = outcome.is_ok();
+            let reply: Reply = Box::new(move |commit| {
+                let _ = tx.send(commit.and(outcome));
+            });
+            (ok, reply)
+        });
+        let sender = self
+            .writer
+            .lock()
+            .map_err(backend)?
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        sender.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read-only connection. Readers never wait for the writer (WAL).
+    pub(crate) async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let _permit = self
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let conn = self
+            .readers
+            .lock()
+            .map_err(backend)?
+            .pop()
+            .ok_or(StoreError::Closed)?;
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&conn);
+            (conn, result)
+        })
+        .await
+        .map_err(backend)?;
+        self.readers.lock().map_err(backend)?.push(conn);
+        result
+    }
+
+    /// Stops accepting writes, lets queued ones finish, and joins the writer thread.
+    pub(crate) async fn close(&self) {
+        let sender = self.writer.lock().ok().and_then(|mut w| w.take());
+        drop(sender);
+        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        self.reader_slots.close();
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, marks: &Watermarks) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, batch, marks);
+    }
+    // Checkpoint so the database file is self-contained after a clean shutdown.
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    tracing::debug!("sqlite writer stopped");
+}
+
+fn run_batch(conn: &Connection, batch: Vec<Job>, marks: &Watermarks) {
+    if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+        tracing::error!(error = %err, "BEGIN failed");
+        for job in batch {
+            let (_, reply) = job(None);
+            reply(Err(backend(&err)));
+        }
+        return;
+    }
+    let mut replies = Vec::with_capacity(batch.len());
+    for job in batch {
+        let savepoint = conn.execute_batch("SAVEPOINT job");
+        let (ok, reply) = job(Some(conn));
+        let finish = if ok {
+            conn.execute_batch("RELEASE job")
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        let status = savepoint.and(finish).map_err(backend);
+        replies.push((reply, status));
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(backend);
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    if let Err(err) = read_watermarks(conn, marks) {
+        tracing::error!(error = %err, "reading stream watermarks failed");
+    }
+    for (reply, status) in replies {
+        let outcome = match (&commit, status) {
+            (Err(err), _) => Err(StoreError::Backend(err.to_string())),
+            (Ok(()), Err(err)) => Err(err),
+            (Ok(()), Ok(())) => Ok(()),
+        };
+        reply(outcome);
+    }
+}

@@ -1,0 +1,138 @@
+//! Myelin, a Matrix homeserver: configuration loading and the server's life cycle. The binary
+//! (`main.rs`) is the command line around this; tests start servers through [`start`].
+
+use std::{net::SocketAddr, path::Path, sync::Arc};
+
+use anyhow::Context;
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use myelin_core::{Services, config::Config};
+use myelin_store::{Store, sqlite::SqliteStore};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// Loads the configuration: defaults, then the TOML file, then `MYELIN_*` environment
+/// variables (`__` separates nesting: `MYELIN_DATABASE__URL` sets `database.url`).
+pub fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
+    let mut figment = Figment::new();
+    if let Some(file) = file {
+        anyhow::ensure!(
+            file.exists(),
+            "config file {} does not exist",
+            file.display()
+        );
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    figment = figment.merge(Env::prefixed("MYELIN_").split("__"));
+    let config: Config = figment.extract().map_err(|e| {
+        let mut message = String::new();
+        for err in e {
+            let key = err.path.join(".");
+            if !message.is_empty() {
+                message.push('\n');
+            }
+            if key.is_empty() {
+                message.push_str(&err.to_string());
+            } else {
+                message.push_str(&format!("invalid configuration key `{key}`: {}", err.kind));
+            }
+        }
+        anyhow::anyhow!(message)
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Opens the configured database.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let path = config.sqlite_path()?;
+    let store = SqliteStore::open(&path, config.database.readers, &config.database.synchronous)
+        .with_context(|| format!("opening database {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub services: Arc<Services>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections, lets requests in flight finish, flushes pending state and
+    /// closes the database.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await?
+    }
+
+    /// Waits until the server stops by itself (after a shutdown signal).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await?
+    }
+}
+
+/// Binds the listener and serves until `stop` is called or `shutdown_signal` resolves.
+pub async fn start(
+    config: Config,
+    shutdown_signal: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    let listen = config.listen_addr()?;
+    let store = open_store(&config)?;
+    let services = Services::start(config, store)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    let base_url = services
+        .config
+        .public_baseurl
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let app = myelin_api::router(services.clone(), &base_url);
+
+    let (tx, rx) = oneshot::channel::<()>();
+    let (stop_background, background_stopped) = oneshot::channel::<()>();
+    let background = tokio::spawn(myelin_core::devices::background(
+        services.clone(),
+        async move {
+            let _ = background_stopped.await;
+        },
+    ));
+    let served = services.clone();
+    let task = tokio::spawn(async move {
+        let notifier_services = served.clone();
+        let shutdown = async move {
+            tokio::select! {
+                _ = rx => {}
+                _ = shutdown_signal => {}
+            }
+            tracing::info!("shutting down: finishing requests in flight");
+            notifier_services.notifier.close();
+        };
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+        let _ = stop_background.send(());
+        let _ = background.await;
+        served.store.close().await;
+        tracing::info!("database closed");
+        Ok(())
+    });
+    Ok(Running {
+        addr,
+        services,
+        shutdown: Some(tx),
+        task,
+    })
+}

@@ -1,0 +1,130 @@
+//! The `myelin` command line.
+
+use std::{io::Read, path::PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "myelin", version, about = "Myelin, a Matrix homeserver")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the homeserver. Without --config it uses the defaults: server_name `localhost`,
+    /// listening on 127.0.0.1:8008, data in ./myelin-data/. MYELIN_* environment variables
+    /// override any key (MYELIN_SERVER_NAME, MYELIN_DATABASE__URL, ...).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Manage users without going through HTTP.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user with a password (works while registration is closed).
+    Create {
+        /// The full user ID, e.g. @alice:localhost.
+        user_id: String,
+        /// Read the password from this file (first line); without it, from standard input.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// TOML configuration file (for server_name and the database).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::User {
+            command:
+                UserCommand::Create {
+                    user_id,
+                    password_file,
+                    config,
+                },
+        } => create_user(&user_id, password_file, config).await,
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = myelin::load_config(config.as_deref())?;
+    let data = config.database.url.clone();
+    let running = myelin::start(config, shutdown_signal()).await?;
+    tracing::info!(
+        "Myelin listening on http://{}, data in {data}",
+        running.addr
+    );
+    running.wait().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+async fn create_user(
+    user_id: &str,
+    password_file: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let config = myelin::load_config(config.as_deref())?;
+    let password = match password_file {
+        Some(path) => {
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => {
+            let mut input = String::new();
+            std::io::stdin().read_to_string(&mut input)?;
+            input
+        }
+    };
+    let password = password.lines().next().unwrap_or("").to_owned();
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    let store = myelin::open_store(&config)?;
+    let services = myelin_core::Services::start(config, store.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let created = myelin_core::accounts::create_user(&services, user_id, password)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create {user_id}: {e}"));
+    store.close().await;
+    println!("created {}", created?);
+    Ok(())
+}
