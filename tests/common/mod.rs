@@ -1,0 +1,258 @@
+//! Test kit: a real Myelin server on an ephemeral port with a fresh database, and a small
+//! HTTP client around it. Every test starts its own server, so tests never share state.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use myelin_core::config::{Config, RateLimit};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    running: Option<myelin::Running>,
+}
+
+/// A logged-in user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub user_id: String,
+    pub localpart: String,
+    pub token: String,
+    pub device_id: String,
+}
+
+/// A response: status and JSON body (`Value::Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Resp {
+    pub fn errcode(&self) -> &str {
+        self.body["errcode"].as_str().unwrap_or("")
+    }
+
+    /// Asserts status and errcode together, showing the body on failure.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, errcode: &str) {
+        assert_eq!(
+            (self.status.as_u16(), self.errcode()),
+            (status, errcode),
+            "body: {}",
+            self.body
+        );
+        assert!(
+            self.body["error"].is_string(),
+            "error message missing: {}",
+            self.body
+        );
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Value {
+        assert_eq!(self.status, StatusCode::OK, "body: {}", self.body);
+        &self.body
+    }
+}
+
+/// The configuration every test starts from: open registration, cheap password hashing, and
+/// rate limits high enough that only tests about rate limits meet them.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".into();
+    config.database.url = format!("sqlite://{}", dir.join("myelin.db").display());
+    config.database.synchronous = "normal".into();
+    config.registration.enabled = true;
+    config.password.memory_kib = 256;
+    config.password.iterations = 1;
+    let generous = RateLimit {
+        per_second: 1000.0,
+        burst: 10_000,
+    };
+    config.rate_limits.login_failures_per_account = generous;
+    config.rate_limits.login_failures_per_address = generous;
+    config.rate_limits.registration_per_address = generous;
+    config.rate_limits.appservice_device_creation = generous;
+    config
+}
+
+/// Writes an appservice registration into `dir` and returns its path.
+pub fn appservice_file(dir: &std::path::Path, id: &str, as_token: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{id}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "id: {id}\nurl: null\nas_token: {as_token}\nhs_token: hs_{id}\n\
+             sender_localpart: {id}bot\n{extra}\
+             namespaces:\n  users:\n    - regex: '@{id}_.*:localhost'\n      exclusive: true\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(|_, _| {}).await
+    }
+
+    /// Starts a server after `configure` adjusts the test configuration (the database lives
+    /// in `dir`, which `configure` also receives for writing files such as registrations).
+    pub async fn with(configure: impl FnOnce(&mut Config, &std::path::Path)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        configure(&mut config, dir.path());
+        Self::start_in(dir, config).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, config: Config) -> Self {
+        let running = myelin::start(config, std::future::pending()).await.unwrap();
+        Self {
+            base: format!("http://{}", running.addr),
+            client: reqwest::Client::new(),
+            dir,
+            running: Some(running),
+        }
+    }
+
+    pub fn services(&self) -> &std::sync::Arc<myelin_core::Services> {
+        &self.running.as_ref().unwrap().services
+    }
+
+    /// Stops the server gracefully and returns its directory (to restart on the same data).
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(running) = self.running.take() {
+            running.stop().await.unwrap();
+        }
+        self.dir
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("/_matrix") || path.starts_with("/.well-known") {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/_matrix/client/v3{path}", self.base)
+        }
+    }
+
+    /// Sends a request. `path` without a `/_matrix` prefix is under `/_matrix/client/v3`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Self::finish(request).await
+    }
+
+    /// Sends a request with a raw body.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Resp {
+        let mut request = self.client.request(method, self.url(path)).body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Self::finish(request).await
+    }
+
+    pub async fn finish(request: reqwest::RequestBuilder) -> Resp {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// Registers `localpart` with [`PASSWORD`] through the full UIA dance.
+    pub async fn register(&self, localpart: &str) -> User {
+        self.register_with(localpart, json!({})).await
+    }
+
+    /// Registers with extra body fields (`device_id`, `initial_device_display_name`, ...).
+    pub async fn register_with(&self, localpart: &str, extra: Value) -> User {
+        let mut body = json!({ "username": localpart, "password": PASSWORD });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let first = self
+            .call(Method::POST, "/register", None, Some(body.clone()))
+            .await;
+        assert_eq!(first.status, 401, "{}", first.body);
+        body["auth"] = json!({ "type": "m.login.dummy", "session": first.body["session"] });
+        let done = self.call(Method::POST, "/register", None, Some(body)).await;
+        let body = done.assert_ok();
+        User {
+            user_id: body["user_id"].as_str().unwrap().to_owned(),
+            localpart: localpart.to_owned(),
+            token: body["access_token"].as_str().unwrap().to_owned(),
+            device_id: body["device_id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Logs `user` in again (a new device unless `device_id` is given).
+    pub async fn login(&self, user: &User, device_id: Option<&str>) -> User {
+        let mut body = json!({
+            "type": "m.login.password",
+            "identifier": { "type": "m.id.user", "user": user.localpart },
+            "password": PASSWORD,
+        });
+        if let Some(device_id) = device_id {
+            body["device_id"] = json!(device_id);
+        }
+        let resp = self.call(Method::POST, "/login", None, Some(body)).await;
+        let body = resp.assert_ok();
+        User {
+            token: body["access_token"].as_str().unwrap().to_owned(),
+            device_id: body["device_id"].as_str().unwrap().to_owned(),
+            ..user.clone()
+        }
+    }
+
+    /// The body of a password UIA stage for `user`.
+    pub fn password_auth(user: &User, session: &Value) -> Value {
+        json!({
+            "type": "m.login.password",
+            "identifier": { "type": "m.id.user", "user": user.user_id },
+            "password": PASSWORD,
+            "session": session,
+        })
+    }
+}
