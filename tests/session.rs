@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{PASSWORD, TestServer, appservice_file};
 use reqwest::Method;
 use serde_json::json;
 
@@ -73,5 +73,473 @@ async fn new_user_registers_logs_in_twice_and_logs_out() {
         let resp = server.get("/account/whoami", &user.token).await;
         resp.assert_error(401, "M_UNKNOWN_TOKEN");
         assert_eq!(resp.body["soft_logout"], false);
+    }
+}
+
+async fn start_register(server: &TestServer, body: serde_json::Value) -> common::Resp {
+    server
+        .call(Method::POST, "/register", None, Some(body))
+        .await
+}
+
+#[tokio::test]
+async fn uia01_register_without_auth_offers_flows_params_and_session() {
+    let server = TestServer::start().await;
+    let resp = start_register(&server, json!({})).await;
+    assert_eq!(resp.status, 401, "{}", resp.body);
+    assert_eq!(resp.body["flows"], json!([{"stages": ["m.login.dummy"]}]));
+    assert_eq!(resp.body["params"], json!({}));
+    assert!(resp.body["session"].as_str().is_some_and(|s| s.len() >= 16));
+    assert!(resp.body.get("errcode").is_none(), "{}", resp.body);
+}
+
+#[tokio::test]
+async fn uia14_au08_registration_remembers_the_first_request() {
+    let server = TestServer::start().await;
+    let first = start_register(
+        &server,
+        json!({"username": "Carol", "password": PASSWORD, "device_id": "CAROLPHONE",
+               "initial_device_display_name": "Carol's phone"}),
+    )
+    .await;
+    assert_eq!(first.status, 401);
+    let done = start_register(
+        &server,
+        json!({"auth": {"type": "m.login.dummy", "session": first.body["session"]}}),
+    )
+    .await;
+    let body = done.assert_ok();
+    assert_eq!(
+        body["user_id"], "@carol:localhost",
+        "capitals are downcased"
+    );
+    assert_eq!(body["device_id"], "CAROLPHONE");
+    let token = body["access_token"].as_str().unwrap();
+    let device = server.get("/devices/CAROLPHONE", token).await;
+    assert_eq!(device.assert_ok()["display_name"], "Carol's phone");
+    // The remembered password is the one that works.
+    let login = server
+        .call(
+            Method::POST,
+            "/login",
+            None,
+            Some(json!({"type": "m.login.password", "user": "carol", "password": PASSWORD})),
+        )
+        .await;
+    login.assert_ok();
+}
+
+#[tokio::test]
+async fn au09_inhibit_login_creates_no_device_and_no_token() {
+    let server = TestServer::start().await;
+    let body = json!({"username": "dave", "password": PASSWORD, "inhibit_login": true});
+    let first = start_register(&server, body.clone()).await;
+    let mut body = body;
+    body["auth"] = json!({"type": "m.login.dummy", "session": first.body["session"]});
+    let done = start_register(&server, body).await;
+    let done = done.assert_ok();
+    assert_eq!(done["user_id"], "@dave:localhost");
+    assert!(
+        done.get("access_token").is_none() && done.get("device_id").is_none(),
+        "{done}"
+    );
+    let user = common::User {
+        user_id: "@dave:localhost".into(),
+        localpart: "dave".into(),
+        token: String::new(),
+        device_id: String::new(),
+    };
+    let logged_in = server.login(&user, None).await;
+    let devices = server.get("/devices", &logged_in.token).await;
+    assert_eq!(
+        devices.assert_ok()["devices"].as_array().unwrap().len(),
+        1,
+        "only the login's device"
+    );
+}
+
+#[tokio::test]
+async fn uia15_a_completed_registration_session_returns_the_same_user() {
+    let server = TestServer::start().await;
+    let first = start_register(&server, json!({"username": "erin", "password": PASSWORD})).await;
+    let finish = json!({"auth": {"type": "m.login.dummy", "session": first.body["session"]}});
+    let a = start_register(&server, finish.clone()).await;
+    let b = start_register(&server, finish).await;
+    assert_eq!(a.assert_ok()["user_id"], "@erin:localhost");
+    assert_eq!(b.assert_ok()["user_id"], "@erin:localhost");
+    assert_ne!(a.body["access_token"], b.body["access_token"]);
+}
+
+#[tokio::test]
+async fn register_rejects_taken_invalid_and_reserved_names_before_uia() {
+    let server = TestServer::with(|config, dir| {
+        config.appservices = vec![appservice_file(
+            dir,
+            "bridge",
+            "as_token_bridge_0123456789",
+            "",
+        )];
+    })
+    .await;
+    server.register("alice").await;
+    let taken = start_register(&server, json!({"username": "ALICE", "password": PASSWORD})).await;
+    taken.assert_error(400, "M_USER_IN_USE");
+    for bad in ["al ice", "al:ice", "ålice", ""] {
+        let resp = start_register(&server, json!({"username": bad, "password": PASSWORD})).await;
+        resp.assert_error(400, "M_INVALID_USERNAME");
+    }
+    let reserved = start_register(
+        &server,
+        json!({"username": "bridge_x", "password": PASSWORD}),
+    )
+    .await;
+    reserved.assert_error(400, "M_EXCLUSIVE");
+    let guest = server
+        .call(Method::POST, "/register?kind=guest", None, Some(json!({})))
+        .await;
+    guest.assert_error(403, "M_GUEST_ACCESS_FORBIDDEN");
+    let not_json = server
+        .call_raw(Method::POST, "/register", None, "{nope")
+        .await;
+    not_json.assert_error(400, "M_NOT_JSON");
+    let not_object = server
+        .call_raw(Method::POST, "/register", None, "[1]")
+        .await;
+    not_object.assert_error(400, "M_BAD_JSON");
+    let wrong_type = start_register(&server, json!({"username": 5})).await;
+    wrong_type.assert_error(400, "M_BAD_JSON");
+}
+
+#[tokio::test]
+async fn username_availability() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    let free = server
+        .call(Method::GET, "/register/available?username=bob", None, None)
+        .await;
+    assert_eq!(free.assert_ok(), &json!({"available": true}));
+    let taken = server
+        .call(
+            Method::GET,
+            "/register/available?username=alice",
+            None,
+            None,
+        )
+        .await;
+    taken.assert_error(400, "M_USER_IN_USE");
+    let invalid = server
+        .call(
+            Method::GET,
+            "/register/available?username=a%20b",
+            None,
+            None,
+        )
+        .await;
+    invalid.assert_error(400, "M_INVALID_USERNAME");
+}
+
+#[tokio::test]
+async fn registration_closed_is_forbidden() {
+    let server = TestServer::with(|config, _| config.registration.enabled = false).await;
+    let resp = start_register(&server, json!({"username": "alice", "password": PASSWORD})).await;
+    resp.assert_error(403, "M_FORBIDDEN");
+    let available = server
+        .call(Method::GET, "/register/available?username=x", None, None)
+        .await;
+    available.assert_error(403, "M_FORBIDDEN");
+}
+
+#[tokio::test]
+async fn registration_token_stage() {
+    let server =
+        TestServer::with(|config, _| config.registration.token = Some("s3cret".into())).await;
+    let first = start_register(&server, json!({"username": "alice", "password": PASSWORD})).await;
+    assert_eq!(first.status, 401);
+    assert_eq!(
+        first.body["flows"],
+        json!([{"stages": ["m.login.registration_token"]}])
+    );
+    let session = first.body["session"].clone();
+    let dummy = start_register(
+        &server,
+        json!({"auth": {"type": "m.login.dummy", "session": session}}),
+    )
+    .await;
+    assert_eq!(dummy.status, 401, "dummy is not offered: {}", dummy.body);
+    let wrong = start_register(
+        &server,
+        json!({"auth": {"type": "m.login.registration_token", "token": "guess", "session": session}}),
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.body["errcode"], "M_FORBIDDEN");
+    assert_eq!(wrong.body["session"], session);
+    let right = start_register(
+        &server,
+        json!({"auth": {"type": "m.login.registration_token", "token": "s3cret", "session": session}}),
+    )
+    .await;
+    assert_eq!(right.assert_ok()["user_id"], "@alice:localhost");
+    let path = "/_matrix/client/v1/register/m.login.registration_token/validity";
+    let valid = server
+        .call(Method::GET, &format!("{path}?token=s3cret"), None, None)
+        .await;
+    assert_eq!(valid.assert_ok(), &json!({"valid": true}));
+    let invalid = server
+        .call(Method::GET, &format!("{path}?token=nope"), None, None)
+        .await;
+    assert_eq!(invalid.assert_ok(), &json!({"valid": false}));
+}
+
+#[tokio::test]
+async fn login_flows_and_identifier_forms() {
+    let server = TestServer::start().await;
+    let flows = server.call(Method::GET, "/login", None, None).await;
+    let types: Vec<&str> = flows.assert_ok()["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["type"].as_str())
+        .collect();
+    assert!(types.contains(&"m.login.password"), "{types:?}");
+    server.register("alice").await;
+    // AU-06: localpart, full ID, upper case, and the legacy top-level `user`.
+    for body in [
+        json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": PASSWORD}),
+        json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "@alice:localhost"}, "password": PASSWORD}),
+        json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "@ALICE:localhost"}, "password": PASSWORD}),
+        json!({"type": "m.login.password", "user": "Alice", "password": PASSWORD}),
+    ] {
+        let resp = server
+            .call(Method::POST, "/login", None, Some(body.clone()))
+            .await;
+        let resp = resp.assert_ok();
+        assert_eq!(resp["user_id"], "@alice:localhost", "{body}");
+        assert_eq!(resp["well_known"]["m.homeserver"]["base_url"], server.base);
+        let token = resp["access_token"].as_str().unwrap();
+        assert_eq!(
+            server.get("/account/whoami", token).await.assert_ok()["user_id"],
+            "@alice:localhost"
+        );
+    }
+}
+
+#[tokio::test]
+async fn au07_wrong_password_and_unknown_user_get_the_same_403() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    let wrong = server
+        .call(
+            Method::POST,
+            "/login",
+            None,
+            Some(json!({"type": "m.login.password", "user": "alice", "password": "nope"})),
+        )
+        .await;
+    let unknown = server
+        .call(
+            Method::POST,
+            "/login",
+            None,
+            Some(json!({"type": "m.login.password", "user": "nobody", "password": "nope"})),
+        )
+        .await;
+    wrong.assert_error(403, "M_FORBIDDEN");
+    unknown.assert_error(403, "M_FORBIDDEN");
+    assert_eq!(wrong.body, unknown.body);
+    let bad_type = server
+        .call(
+            Method::POST,
+            "/login",
+            None,
+            Some(json!({"type": "m.login.magic"})),
+        )
+        .await;
+    bad_type.assert_error(400, "M_UNKNOWN");
+    let no_type = server
+        .call(Method::POST, "/login", None, Some(json!({"user": "alice"})))
+        .await;
+    no_type.assert_error(400, "M_BAD_JSON");
+    let not_json = server.call_raw(Method::POST, "/login", None, "nope").await;
+    not_json.assert_error(400, "M_NOT_JSON");
+}
+
+#[tokio::test]
+async fn au02_au03_login_with_an_existing_device_id_reuses_it_and_revokes_old_tokens() {
+    let server = TestServer::start().await;
+    let alice = server
+        .register_with(
+            "alice",
+            json!({"device_id": "FIXED", "initial_device_display_name": "first"}),
+        )
+        .await;
+    let again = server.login(&alice, Some("FIXED")).await;
+    assert_eq!(again.device_id, "FIXED");
+    server
+        .get("/account/whoami", &alice.token)
+        .await
+        .assert_error(401, "M_UNKNOWN_TOKEN");
+    let devices = server.get("/devices", &again.token).await;
+    let devices = devices.assert_ok()["devices"].as_array().unwrap().clone();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(
+        devices[0]["display_name"], "first",
+        "the reused device keeps its name"
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_are_rate_limited_per_account() {
+    let server = TestServer::with(|config, _| {
+        config.rate_limits.login_failures_per_account = myelin_core::config::RateLimit {
+            per_second: 0.01,
+            burst: 3,
+        };
+    })
+    .await;
+    server.register("alice").await;
+    let attempt = |password: &'static str| {
+        server.call(
+            Method::POST,
+            "/login",
+            None,
+            Some(json!({"type": "m.login.password", "user": "alice", "password": password})),
+        )
+    };
+    for _ in 0..3 {
+        attempt("wrong").await.assert_error(403, "M_FORBIDDEN");
+    }
+    let limited = attempt("wrong").await;
+    limited.assert_error(429, "M_LIMIT_EXCEEDED");
+    assert!(
+        limited.body["retry_after_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 0),
+        "{}",
+        limited.body
+    );
+    // While limited, even the right password is refused: guessing cannot continue.
+    attempt(PASSWORD)
+        .await
+        .assert_error(429, "M_LIMIT_EXCEEDED");
+}
+
+#[tokio::test]
+async fn au14_missing_and_unknown_tokens() {
+    let server = TestServer::start().await;
+    let missing = server.call(Method::POST, "/logout", None, None).await;
+    missing.assert_error(401, "M_MISSING_TOKEN");
+    let unknown = server
+        .call(Method::POST, "/logout", Some("myl_nope"), None)
+        .await;
+    unknown.assert_error(401, "M_UNKNOWN_TOKEN");
+    assert_eq!(unknown.body["soft_logout"], false);
+    let basic = server
+        .client
+        .get(server.url("/account/whoami"))
+        .header("Authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401);
+}
+
+#[tokio::test]
+async fn access_token_query_parameter_is_accepted() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let path = format!("/account/whoami?access_token={}", alice.token);
+    let resp = server.call(Method::GET, &path, None, None).await;
+    assert_eq!(resp.assert_ok()["user_id"], "@alice:localhost");
+}
+
+#[tokio::test]
+async fn appservice_token_acts_as_sender_or_a_namespaced_user() {
+    const AS_TOKEN: &str = "as_token_bridge_0123456789";
+    let server = TestServer::with(|config, dir| {
+        config.appservices = vec![appservice_file(dir, "bridge", AS_TOKEN, "")];
+    })
+    .await;
+    let me = server.get("/account/whoami", AS_TOKEN).await;
+    let me = me.assert_ok();
+    assert_eq!(me["user_id"], "@bridgebot:localhost");
+    assert!(me.get("device_id").is_none(), "{me}");
+    // Not registered yet.
+    let ghost = server
+        .get("/account/whoami?user_id=@bridge_x:localhost", AS_TOKEN)
+        .await;
+    ghost.assert_error(403, "M_FORBIDDEN");
+    let register = server
+        .post(
+            "/register",
+            AS_TOKEN,
+            json!({"type": "m.login.application_service", "username": "bridge_x",
+                   "auth": {"type": "m.login.application_service"}}),
+        )
+        .await;
+    let register = register.assert_ok();
+    assert_eq!(register["user_id"], "@bridge_x:localhost");
+    assert!(
+        register["access_token"].is_string(),
+        "a legacy appservice may still log its users in"
+    );
+    let ghost = server
+        .get("/account/whoami?user_id=@bridge_x:localhost", AS_TOKEN)
+        .await;
+    assert_eq!(ghost.assert_ok()["user_id"], "@bridge_x:localhost");
+    server.register("alice").await;
+    let outside = server
+        .get("/account/whoami?user_id=@alice:localhost", AS_TOKEN)
+        .await;
+    outside.assert_error(403, "M_FORBIDDEN");
+}
+
+#[tokio::test]
+async fn unknown_endpoints_methods_and_big_bodies_get_matrix_errors() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let unknown = server
+        .call(Method::GET, "/no/such/endpoint", Some(&alice.token), None)
+        .await;
+    unknown.assert_error(404, "M_UNRECOGNIZED");
+    let method = server
+        .call(Method::PATCH, "/devices", Some(&alice.token), None)
+        .await;
+    method.assert_error(405, "M_UNRECOGNIZED");
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let resp = server.call_raw(Method::POST, "/login", None, big).await;
+    resp.assert_error(413, "M_TOO_LARGE");
+    // The legacy r0 prefix serves the same endpoints.
+    let r0 = server
+        .call(
+            Method::GET,
+            "/_matrix/client/r0/account/whoami",
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(r0.assert_ok()["user_id"], "@alice:localhost");
+}
+
+#[tokio::test]
+async fn cors_headers_on_every_response_and_bare_options() {
+    let server = TestServer::start().await;
+    let preflight = server.call(Method::OPTIONS, "/devices", None, None).await;
+    assert_eq!(
+        preflight.status, 200,
+        "OPTIONS runs no endpoint logic, so needs no token"
+    );
+    let error = server.call(Method::GET, "/devices", None, None).await;
+    for resp in [&preflight, &error] {
+        let h = &resp.headers;
+        assert_eq!(h["access-control-allow-origin"], "*");
+        assert_eq!(
+            h["access-control-allow-methods"],
+            "GET, POST, PUT, DELETE, OPTIONS"
+        );
+        assert_eq!(
+            h["access-control-allow-headers"],
+            "X-Requested-With, Content-Type, Authorization"
+        );
     }
 }

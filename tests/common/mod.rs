@@ -1,7 +1,7 @@
 //! Test kit: a real Myelin server on an ephemeral port with a fresh database, and a small
 //! HTTP client around it. Every test starts its own server, so tests never share state.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::field_reassign_with_default)]
 
 use std::path::PathBuf;
 

@@ -160,10 +160,10 @@ impl IntoResponse for ApiError {
                 body.insert("error".into(), Value::from(err.message.into_owned()));
                 let retry = body.get("retry_after_ms").and_then(Value::as_u64);
                 let mut response = (err.status, Json(Value::Object(body))).into_response();
-                if let Some(ms) = retry {
-                    if let Ok(v) = HeaderValue::from_str(&ms.div_ceil(1000).to_string()) {
-                        response.headers_mut().insert(header::RETRY_AFTER, v);
-                    }
+                if let Some(ms) = retry
+                    && let Ok(v) = HeaderValue::from_str(&ms.div_ceil(1000).to_string())
+                {
+                    response.headers_mut().insert(header::RETRY_AFTER, v);
                 }
                 response
             }

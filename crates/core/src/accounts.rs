@@ -106,14 +106,18 @@ pub async fn register(
     // UIA-14: parameters of the first request are remembered; a later round may send only
     // `auth`, and what it does send takes precedence.
     let mut merged = Map::new();
-    if let Some(session_id) = auth.and_then(|a| a.get("session")).and_then(Value::as_str) {
-        let remembered = services
+    let mut registered = false;
+    if let Some(session_id) = auth.and_then(|a| a.get("session")).and_then(Value::as_str)
+        && let Some(session) = services
             .store
             .get_uia_session(session_id, crate::now_ms())
             .await?
-            .and_then(|s| s.request)
-            .and_then(|r| serde_json::from_str::<Map<String, Value>>(&r).ok());
-        if let Some(remembered) = remembered {
+    {
+        registered = session.result.is_some();
+        if let Some(remembered) = session
+            .request
+            .and_then(|r| serde_json::from_str::<Map<String, Value>>(&r).ok())
+        {
             merged = remembered;
         }
     }
@@ -125,9 +129,10 @@ pub async fn register(
     let request: RegisterBody = parse(&merged)?;
 
     // The spec requires these checks before UIA.
+    // (Skipped when this session already registered the user: see UIA-15 below.)
     let localpart = match &request.username {
-        Some(username) => Some(check_new_username(services, username).await?),
-        None => None,
+        Some(username) if !registered => Some(check_new_username(services, username).await?),
+        _ => None,
     };
     if let Some(device_id) = &request.device_id {
         ids::check_device_id(device_id)?;

@@ -287,11 +287,14 @@ pub async fn flush_last_seen(services: &Services) {
 /// `last_seen_ip`/`last_seen_ts` observed since the last flush. Every authenticated request
 /// records here in memory; the batch is written every few seconds and at shutdown, never one
 /// write per request (LS-01). Reads overlay these pending values so clients see them at once.
+/// (address, timestamp in ms) of a device's latest request.
+type Seen = (Option<String>, i64);
+
 #[derive(Default)]
 pub struct LastSeenTracker {
     /// user ID → device ID → (address, timestamp). Nested so lookups borrow `&str` keys and the
     /// common case (a device seen before) allocates nothing.
-    pending: Mutex<HashMap<String, HashMap<String, (Option<String>, i64)>>>,
+    pending: Mutex<HashMap<String, HashMap<String, Seen>>>,
 }
 
 impl LastSeenTracker {
@@ -319,12 +322,12 @@ impl LastSeenTracker {
     }
 
     fn overlay(&self, user_id: &str, device: &mut Device) {
-        if let Some((ip, ts)) = self.get(user_id, &device.device_id) {
-            if device.last_seen_ts.is_none_or(|old| old < ts) {
-                device.last_seen_ts = Some(ts);
-                if ip.is_some() {
-                    device.last_seen_ip = ip;
-                }
+        if let Some((ip, ts)) = self.get(user_id, &device.device_id)
+            && device.last_seen_ts.is_none_or(|old| old < ts)
+        {
+            device.last_seen_ts = Some(ts);
+            if ip.is_some() {
+                device.last_seen_ip = ip;
             }
         }
     }
@@ -335,14 +338,14 @@ impl LastSeenTracker {
     }
 
     pub(crate) fn forget(&self, user_id: &str, device_ids: &[String]) {
-        if let Ok(mut pending) = self.pending.lock() {
-            if let Some(devices) = pending.get_mut(user_id) {
-                for device_id in device_ids {
-                    devices.remove(device_id);
-                }
-                if devices.is_empty() {
-                    pending.remove(user_id);
-                }
+        if let Ok(mut pending) = self.pending.lock()
+            && let Some(devices) = pending.get_mut(user_id)
+        {
+            for device_id in device_ids {
+                devices.remove(device_id);
+            }
+            if devices.is_empty() {
+                pending.remove(user_id);
             }
         }
     }

@@ -75,10 +75,10 @@ impl Notifier {
     }
 
     fn release(&self, user_id: &str) {
-        if let Ok(mut users) = self.users.lock() {
-            if users.get(user_id).is_some_and(|s| s.receiver_count() == 0) {
-                users.remove(user_id);
-            }
+        if let Ok(mut users) = self.users.lock()
+            && users.get(user_id).is_some_and(|s| s.receiver_count() == 0)
+        {
+            users.remove(user_id);
         }
     }
 }

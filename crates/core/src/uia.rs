@@ -140,7 +140,7 @@ pub async fn authenticate(
             )),
         ));
     }
-    let auth = auth.map(Map::clone).unwrap_or_default();
+    let auth = auth.cloned().unwrap_or_default();
     match check_stage(services, &op, stage, &auth, client_ip).await? {
         StageResult::Passed => {}
         StageResult::Failed(errcode, message) => {

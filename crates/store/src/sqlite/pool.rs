@@ -83,10 +83,8 @@ impl Pool {
         synchronous: &str,
         migrate: impl FnOnce(&mut Connection) -> StoreResult<()>,
     ) -> StoreResult<Self> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(backend)?;
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(backend)?;
         }
         let mut writer = Connection::open(path).map_err(backend)?;
         writer

@@ -1,0 +1,290 @@
+//! The binary as operators run it: durability under SIGKILL, graceful SIGTERM, the `user
+//! create` command, config errors, and secrets kept out of the logs.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_myelin");
+const PASSWORD: &str = "p4ssw0rd-that-must-never-be-logged";
+
+struct Server {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env("RUST_LOG", "debug")
+        .env("MYELIN_LISTEN", "127.0.0.1:0")
+        .env("MYELIN_REGISTRATION__ENABLED", "true")
+        .env("MYELIN_PASSWORD__MEMORY_KIB", "256")
+        .env("MYELIN_PASSWORD__ITERATIONS", "1");
+    cmd
+}
+
+fn spawn(dir: &Path) -> Server {
+    let mut child = command(dir)
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let log = log.clone();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split(',').next().unwrap_or_default().to_owned();
+                    let _ = tx.send(addr);
+                }
+                log.lock().unwrap().push(line);
+            }
+        });
+    }
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("server did not start: {:?}", log.lock().unwrap()));
+    Server {
+        child,
+        base: format!("http://{addr}/_matrix/client/v3"),
+        log,
+    }
+}
+
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn register(server: &Server, name: &str) -> String {
+    let url = format!("{}/register", server.base);
+    let body = json!({"username": name, "password": PASSWORD});
+    let (_, first) = call(reqwest::Method::POST, url.clone(), None, body.clone()).await;
+    let mut body = body;
+    body["auth"] = json!({"type": "m.login.dummy", "session": first["session"]});
+    let (status, done) = call(reqwest::Method::POST, url, None, body).await;
+    assert_eq!(status, 200, "{done}");
+    done["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn login(server: &Server, name: &str) -> (u16, Value) {
+    call(
+        reqwest::Method::POST,
+        format!("{}/login", server.base),
+        None,
+        json!({"type": "m.login.password", "user": name, "password": PASSWORD}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn(dir.path());
+    let token = register(&server, "alice").await;
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let url = format!("{}/user/@alice:localhost/account_data/t.{i}", server.base);
+        let (status, _) = call(reqwest::Method::PUT, url, Some(&token), json!({"n": i})).await;
+        assert_eq!(status, 200);
+        acknowledged.push(i);
+    }
+    server.child.kill().unwrap(); // SIGKILL: no shutdown code runs.
+    server.child.wait().unwrap();
+
+    let server = spawn(dir.path());
+    let (status, body) = login(&server, "alice").await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap();
+    for i in acknowledged {
+        let url = format!("{}/user/@alice:localhost/account_data/t.{i}", server.base);
+        let (status, body) = call(reqwest::Method::GET, url, Some(token), Value::Null).await;
+        assert_eq!((status, body), (200, json!({"n": i})));
+    }
+    let mut child = server.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully_and_secrets_stay_out_of_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn(dir.path());
+    let token = register(&server, "bob").await;
+    let (status, body) = login(&server, "bob").await;
+    assert_eq!(status, 200);
+    let second = body["access_token"].as_str().unwrap().to_owned();
+    let whoami = format!("{}/account/whoami?access_token={second}", server.base);
+    assert_eq!(
+        call(reqwest::Method::GET, whoami, None, Value::Null)
+            .await
+            .0,
+        200
+    );
+
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut child = server.child;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    std::thread::sleep(Duration::from_millis(100));
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(log.contains("database closed"), "{log}");
+    for secret in [PASSWORD, token.as_str(), second.as_str()] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+}
+
+#[tokio::test]
+async fn user_create_works_with_registration_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), format!("{PASSWORD}\n")).unwrap();
+    let out = command(dir.path())
+        .env("MYELIN_REGISTRATION__ENABLED", "false")
+        .args([
+            "user",
+            "create",
+            "@carol:localhost",
+            "--password-file",
+            "pw",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("@carol:localhost"));
+    // Again: the user exists.
+    let again = command(dir.path())
+        .args([
+            "user",
+            "create",
+            "@carol:localhost",
+            "--password-file",
+            "pw",
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    // From standard input, with a bad user ID.
+    let mut child = command(dir.path())
+        .args(["user", "create", "not-a-user-id"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+    assert!(!child.wait().unwrap().success());
+
+    let mut cmd = command(dir.path());
+    cmd.env("MYELIN_REGISTRATION__ENABLED", "false");
+    let server = {
+        let mut child = cmd.arg("serve").stdout(Stdio::piped()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut base = String::new();
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        for line in lines.by_ref() {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                base = format!(
+                    "http://{}/_matrix/client/v3",
+                    rest.split(',').next().unwrap()
+                );
+                break;
+            }
+        }
+        // Keep draining so the server never writes into a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Server {
+            child,
+            base,
+            log: Arc::default(),
+        }
+    };
+    let (status, body) = login(&server, "carol").await;
+    assert_eq!(status, 200, "{body}");
+    let mut child = server.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn bad_config_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("listen = \"nowhere\"\n", "listen"),
+        ("server_name = \"bad name!\"\n", "server_name"),
+        (
+            "[registration]\nenabled = \"yes\"\n",
+            "registration.enabled",
+        ),
+        ("no_such_key = 1\n", "no_such_key"),
+        ("[database]\nurl = \"mysql://x\"\n", "database.url"),
+        (
+            "[limits]\nmax_request_bytes = 10\n",
+            "limits.max_request_bytes",
+        ),
+    ];
+    for (toml, key) in cases {
+        let file = dir.path().join("myelin.toml");
+        std::fs::write(&file, toml).unwrap();
+        let out = Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["serve", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{toml} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{toml}: {stderr}");
+    }
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("serve") && help.contains("user"), "{help}");
+}
