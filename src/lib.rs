@@ -8,8 +8,15 @@ use figment::{
     Figment,
     providers::{Env, Format, Toml},
 };
-use myelin_core::{Services, config::Config};
-use myelin_store::{Store, sqlite::SqliteStore};
+use myelin_core::{
+    Services,
+    config::{Backend, Config},
+};
+use myelin_store::{
+    Store,
+    postgres::{PgOptions, PostgresStore},
+    sqlite::SqliteStore,
+};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 /// Loads the configuration: defaults, then the TOML file, then `MYELIN_*` environment
@@ -44,12 +51,28 @@ pub fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Opens the configured database.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let path = config.sqlite_path()?;
-    let store = SqliteStore::open(&path, config.database.readers, &config.database.synchronous)
-        .with_context(|| format!("opening database {}", path.display()))?;
-    Ok(Arc::new(store))
+/// Opens the configured database, applying pending migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let db = &config.database;
+    match config.database_backend()? {
+        Backend::Sqlite(path) => {
+            let store = SqliteStore::open(&path, db.readers, &db.synchronous)
+                .with_context(|| format!("opening database {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        Backend::Postgres(url) => {
+            let options = PgOptions {
+                url,
+                pool_size: db.pool_size,
+                statement_timeout_ms: db.statement_timeout_ms,
+                tls: db.tls.clone(),
+            };
+            let store = PostgresStore::connect(&options)
+                .await
+                .context("connecting to PostgreSQL")?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// A running server.
@@ -82,7 +105,7 @@ pub async fn start(
     shutdown_signal: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
     let listen = config.listen_addr()?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let services = Services::start(config, store)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;

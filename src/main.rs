@@ -132,7 +132,7 @@ async fn create_user(
     };
     let password = password.lines().next().unwrap_or("").to_owned();
     anyhow::ensure!(!password.is_empty(), "the password is empty");
-    let store = myelin::open_store(&config)?;
+    let store = myelin::open_store(&config).await?;
     let services = myelin_core::Services::start(config, store.clone())
         .await
         .map_err(|e| anyhow::anyhow!(e))?;

@@ -84,6 +84,36 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config
 }
 
+/// With `MYELIN_TEST_POSTGRES` set to an admin URL (e.g. `postgres://postgres@127.0.0.1/postgres`),
+/// the whole suite runs against PostgreSQL: each server gets a database of its own.
+pub async fn use_test_postgres(config: &mut Config) {
+    let Ok(admin) = std::env::var("MYELIN_TEST_POSTGRES") else {
+        return;
+    };
+    if !config.database.url.starts_with("sqlite://") {
+        return;
+    }
+    config.database.url = fresh_postgres_database(&admin).await;
+}
+
+/// A new, empty PostgreSQL database (for tests that need one, e.g. several instances).
+pub async fn fresh_postgres_database(admin: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "myelin_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    myelin_store::postgres::create_database(admin, &name)
+        .await
+        .unwrap()
+}
+
 /// Writes an appservice registration into `dir` and returns its path.
 pub fn appservice_file(dir: &std::path::Path, id: &str, as_token: &str, extra: &str) -> PathBuf {
     let path = dir.join(format!("{id}.yaml"));
@@ -110,6 +140,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         configure(&mut config, dir.path());
+        use_test_postgres(&mut config).await;
         Self::start_in(dir, config).await
     }
 

@@ -83,7 +83,10 @@ pub async fn register(
     }
     let auth = body.get("auth").filter(|a| !a.is_null());
     let stage = auth.and_then(|a| a.get("type")).and_then(Value::as_str);
-    if stage == Some(LOGIN_TYPE_APPSERVICE) {
+    // The appservice spec puts the type at the top level (`{"type": "m.login.application_service",
+    // "username": ...}`); some clients send it as an `auth` stage. Accept both.
+    let top_level = body.get("type").and_then(Value::as_str);
+    if stage == Some(LOGIN_TYPE_APPSERVICE) || top_level == Some(LOGIN_TYPE_APPSERVICE) {
         let service = match (as_token, crate::auth::appservice_for(services, as_token)) {
             (None, _) => return Err(Error::MissingToken),
             (Some(_), None) => return Err(Error::UnknownToken),
@@ -428,6 +431,12 @@ async fn login_device(services: &Services, user_id: &str, login: NewLogin) -> Re
         max_devices: devices.max_per_user,
         evict_oldest: devices.on_limit == crate::config::DeviceCapPolicy::EvictOldest,
     };
+    if cap.evict_oldest && cap.max_devices.is_some() {
+        // Eviction picks the least recently used device from storage: write the pending
+        // `last_seen` observations first, or a device in use would look idle since its
+        // last flush and be evicted instead of one that really is.
+        crate::devices::flush_last_seen(services).await;
+    }
     match services.store.login(user_id, login, cap).await? {
         LoginOutcome::Issued { evicted, .. } => {
             if !evicted.is_empty() {

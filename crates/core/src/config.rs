@@ -53,10 +53,16 @@ impl Default for Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `sqlite://PATH`.
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DATABASE`.
     pub url: String,
     /// Read-only connections kept open (SQLite).
     pub readers: usize,
+    /// Connections in the pool (PostgreSQL).
+    pub pool_size: u32,
+    /// Longest a single statement may run before PostgreSQL cancels it.
+    pub statement_timeout_ms: u64,
+    /// TLS to PostgreSQL: `disable`, `prefer`, `require`, `verify-ca` or `verify-full`.
+    pub tls: String,
     /// SQLite `synchronous`: `full` (default: an acknowledged write survives power loss),
     /// `normal` (survives a crash of the process, not of the machine) or `extra`.
     pub synchronous: String,
@@ -67,6 +73,9 @@ impl Default for DatabaseConfig {
         Self {
             url: "sqlite://myelin-data/myelin.db".into(),
             readers: 4,
+            pool_size: 16,
+            statement_timeout_ms: 30_000,
+            tls: "prefer".into(),
             synchronous: "full".into(),
         }
     }
@@ -257,7 +266,18 @@ impl Config {
             return Err(invalid("server_name", "not a valid Matrix server name"));
         }
         self.listen_addr()?;
-        self.sqlite_path()?;
+        self.database_backend()?;
+        if !["disable", "prefer", "require", "verify-ca", "verify-full"]
+            .contains(&self.database.tls.as_str())
+        {
+            return Err(invalid(
+                "database.tls",
+                "must be one of disable, prefer, require, verify-ca, verify-full",
+            ));
+        }
+        if self.database.pool_size == 0 {
+            return Err(invalid("database.pool_size", "must be at least 1"));
+        }
         if !myelin_store::sqlite::SYNCHRONOUS_LEVELS.contains(&self.database.synchronous.as_str()) {
             return Err(invalid(
                 "database.synchronous",
@@ -329,14 +349,37 @@ impl Config {
             .map_err(|_| invalid("listen", "expected host:port, e.g. 127.0.0.1:8008"))
     }
 
+    pub fn database_backend(&self) -> Result<Backend, ConfigError> {
+        let url = &self.database.url;
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(invalid("database.url", "sqlite:// needs a path"));
+            }
+            return Ok(Backend::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Backend::Postgres(url.clone()));
+        }
+        Err(invalid(
+            "database.url",
+            "expected sqlite://PATH or postgres://USER@HOST/DATABASE",
+        ))
+    }
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Config {
+    /// For the SQLite backend, the database file.
     pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
-        match self.database.url.strip_prefix("sqlite://") {
-            Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
-            _ if self.database.url.starts_with("postgres") => Err(invalid(
-                "database.url",
-                "PostgreSQL is not supported yet; use sqlite://PATH",
-            )),
-            _ => Err(invalid("database.url", "expected sqlite://PATH")),
+        match self.database_backend()? {
+            Backend::Sqlite(path) => Ok(path),
+            Backend::Postgres(_) => Err(invalid("database.url", "not a sqlite:// URL")),
         }
     }
 }

@@ -69,6 +69,18 @@ impl Services {
             notifier: sync::Notifier::default(),
             last_seen: devices::LastSeenTracker::default(),
         });
+        // Changes made by other processes on a shared database wake this one's syncs.
+        if let Some(mut wakeups) = services.store.take_wakeups() {
+            let weak = Arc::downgrade(&services);
+            tokio::spawn(async move {
+                while let Some(user_id) = wakeups.recv().await {
+                    let Some(services) = weak.upgrade() else {
+                        return;
+                    };
+                    services.notifier.wake(&user_id);
+                }
+            });
+        }
         accounts::ensure_appservice_senders(&services)
             .await
             .map_err(|e| format!("creating appservice sender users: {e}"))?;

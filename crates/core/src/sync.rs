@@ -423,7 +423,7 @@ pub async fn sync(
     let mut closing = services.notifier.closing.subscribe();
     let result = async {
         loop {
-            let upto = SyncToken::from_positions(services.store.positions());
+            let upto = SyncToken::from_positions(services.store.positions().await?);
             let nothing_new = from.is_some_and(|f| upto.account_data <= f.account_data);
             let response = if nothing_new {
                 empty_response(upto)

@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 
+pub mod postgres;
 pub mod sqlite;
 
 /// Errors every backend maps its own failures into.
@@ -254,8 +255,16 @@ pub trait Store: Send + Sync + 'static {
 
     // --- streams ---------------------------------------------------------------------
 
-    /// The committed watermark of every stream (no I/O).
-    fn positions(&self) -> StreamPositions;
+    /// The committed watermark of every stream: every change at or below it is visible to
+    /// readers, and none above it has been acknowledged.
+    async fn positions(&self) -> StoreResult<StreamPositions>;
+
+    /// Users whose data changed through *another* process sharing this database (and, on
+    /// backends that deliver them, this one's own changes too). Yields once; `None` for a
+    /// backend that only one process can use.
+    fn take_wakeups(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        None
+    }
 
     /// Finishes queued writes and closes the database.
     async fn close(&self);

@@ -703,8 +703,8 @@ impl Store for SqliteStore {
             .await
     }
 
-    fn positions(&self) -> StreamPositions {
-        self.pool.watermarks.get()
+    async fn positions(&self) -> StoreResult<StreamPositions> {
+        Ok(self.pool.watermarks.get())
     }
 
     async fn close(&self) {
