@@ -28,6 +28,25 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Database maintenance.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Copy a whole deployment (users, devices, tokens, account data, filters) into an empty
+    /// database, e.g. from the embedded SQLite to PostgreSQL. Stop the server first.
+    Copy {
+        /// Source database URL, e.g. sqlite://myelin-data/myelin.db
+        #[arg(long)]
+        from: String,
+        /// Target database URL (must hold no users), e.g. postgres://myelin@localhost/myelin
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -79,6 +98,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     config,
                 },
         } => create_user(&user_id, password_file, config).await,
+        Command::Db {
+            command: DbCommand::Copy { from, to },
+        } => copy_database(from, to).await,
     }
 }
 
@@ -141,5 +163,31 @@ async fn create_user(
         .map_err(|e| anyhow::anyhow!("cannot create {user_id}: {e}"));
     store.close().await;
     println!("created {}", created?);
+    Ok(())
+}
+
+async fn copy_database(from: String, to: String) -> anyhow::Result<()> {
+    let open = |url: String| async move {
+        let mut config = myelin_core::config::Config::default();
+        config.database.url = url;
+        config.validate()?;
+        myelin::open_store(&config).await
+    };
+    let source = open(from).await.context("opening the source")?;
+    let target = open(to).await.context("opening the target")?;
+    let dump = source.export().await.context("reading the source")?;
+    let summary = format!(
+        "{} users, {} devices, {} access tokens, {} account-data entries, {} filters",
+        dump.users.len(),
+        dump.devices.len(),
+        dump.access_tokens.len(),
+        dump.account_data.len(),
+        dump.filters.len()
+    );
+    let imported = target.import(dump).await.context("writing the target");
+    source.close().await;
+    target.close().await;
+    imported?;
+    println!("copied {summary}");
     Ok(())
 }

@@ -284,8 +284,13 @@ pub async fn create_filter(
         return Err(forbidden("Cannot create filters for other users"));
     }
     let text = std::str::from_utf8(body).map_err(|_| Error::NotJson("Body is not UTF-8".into()))?;
-    let filter = Filter::parse(text)?;
-    let stored = serde_json::to_string(&filter).map_err(|e| bad_json(e.to_string()))?;
+    Filter::parse(text)?;
+    // Store the definition as uploaded (compacted), not as re-serialized from `Filter`: GET
+    // must return fields this server does not use (`lazy_load_members`, ...) too, or clients
+    // that compare their wanted filter with the stored one create a new filter on every start.
+    let stored = serde_json::from_str::<serde_json::Value>(text)
+        .map_err(|e| bad_json(e.to_string()))?
+        .to_string();
     let id = services.store.create_filter(user_id, &stored).await?;
     Ok(id.to_string())
 }

@@ -147,6 +147,23 @@ pub enum AccountDataWrite {
     QuotaExceeded,
 }
 
+/// Everything a deployment keeps, for moving it from one backend to another
+/// (`myelin db copy`). UIA sessions are transient and not included.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dump {
+    /// (user, created_ts)
+    pub users: Vec<(User, i64)>,
+    /// (user_id, device, created_ts)
+    pub devices: Vec<(String, Device, i64)>,
+    /// (token_hash, user_id, device_id, created_ts)
+    pub access_tokens: Vec<(Vec<u8>, String, String, i64)>,
+    /// (user_id, change)
+    pub account_data: Vec<(String, AccountDataChange)>,
+    /// (user_id, filter_id, filter)
+    pub filters: Vec<(String, i64, String)>,
+    pub positions: StreamPositions,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- accounts and sessions ---------------------------------------------------------
@@ -265,6 +282,14 @@ pub trait Store: Send + Sync + 'static {
     fn take_wakeups(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
         None
     }
+
+    // --- moving deployments ------------------------------------------------------------
+
+    /// Reads everything (one consistent snapshot).
+    async fn export(&self) -> StoreResult<Dump>;
+
+    /// Writes a dump into this store, which must hold no users; one transaction.
+    async fn import(&self, dump: Dump) -> StoreResult<()>;
 
     /// Finishes queued writes and closes the database.
     async fn close(&self);

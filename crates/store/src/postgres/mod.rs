@@ -22,8 +22,8 @@ use sqlx::{
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
-    AccountDataChange, AccountDataWrite, DeletedDevices, Device, DeviceCap, DeviceUpsert, LastSeen,
-    LoginOutcome, NewLogin, Store, StoreError, StoreResult, StreamPositions, TokenOwner,
+    AccountDataChange, AccountDataWrite, DeletedDevices, Device, DeviceCap, DeviceUpsert, Dump,
+    LastSeen, LoginOutcome, NewLogin, Store, StoreError, StoreResult, StreamPositions, TokenOwner,
     UiaSession, User,
 };
 
@@ -888,7 +888,7 @@ impl Store for PostgresStore {
                 Box::pin(async move {
                     if let Some(quota) = quota_bytes {
                         let others: i64 = sqlx::query_scalar(
-                            "SELECT COALESCE(SUM(LENGTH(content) + LENGTH(data_type)), 0)::BIGINT
+                            "SELECT COALESCE(SUM(OCTET_LENGTH(content) + OCTET_LENGTH(data_type)), 0)::BIGINT
                              FROM account_data
                              WHERE user_id = $1 AND NOT (room_id = $2 AND data_type = $3)",
                         )
@@ -1011,6 +1011,187 @@ impl Store for PostgresStore {
 
     fn take_wakeups(&self) -> Option<mpsc::UnboundedReceiver<String>> {
         self.wakeups.lock().ok()?.take()
+    }
+
+    async fn export(&self) -> StoreResult<Dump> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .map_err(backend)?;
+        let users: Vec<(String, Option<String>, Option<String>, i64)> =
+            sqlx::query_as("SELECT user_id, password_hash, appservice_id, created_ts FROM users")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        type DeviceRow = (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            i64,
+        );
+        let devices: Vec<DeviceRow> = sqlx::query_as(
+            "SELECT user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts FROM devices",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let access_tokens: Vec<(Vec<u8>, String, String, i64)> =
+            sqlx::query_as("SELECT token_hash, user_id, device_id, created_ts FROM access_tokens")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let account_data: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT user_id, room_id, data_type, content, stream_pos FROM account_data",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let filters: Vec<(String, i64, String)> =
+            sqlx::query_as("SELECT user_id, filter_id, filter FROM filters")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let pos: i64 = sqlx::query_scalar("SELECT pos FROM stream_positions WHERE stream = $1")
+            .bind(ACCOUNT_DATA)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Dump {
+            users: users
+                .into_iter()
+                .map(|(user_id, password_hash, appservice_id, created)| {
+                    (
+                        User {
+                            user_id,
+                            password_hash,
+                            appservice_id,
+                        },
+                        created,
+                    )
+                })
+                .collect(),
+            devices: devices
+                .into_iter()
+                .map(
+                    |(user_id, device_id, display_name, last_seen_ip, last_seen_ts, created)| {
+                        (
+                            user_id,
+                            Device {
+                                device_id,
+                                display_name,
+                                last_seen_ip,
+                                last_seen_ts,
+                            },
+                            created,
+                        )
+                    },
+                )
+                .collect(),
+            access_tokens,
+            account_data: account_data
+                .into_iter()
+                .map(|(user_id, room, data_type, content, pos)| {
+                    (
+                        user_id,
+                        AccountDataChange {
+                            room_id: (!room.is_empty()).then_some(room),
+                            data_type,
+                            content,
+                            pos: pos as u64,
+                        },
+                    )
+                })
+                .collect(),
+            filters,
+            positions: StreamPositions {
+                account_data: pos as u64,
+            },
+        })
+    }
+
+    async fn import(&self, dump: Dump) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if users > 0 {
+            return Err(StoreError::Conflict(
+                "the target database already has users",
+            ));
+        }
+        for (user, created) in &dump.users {
+            sqlx::query(
+                "INSERT INTO users (user_id, password_hash, appservice_id, created_ts) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&user.user_id)
+            .bind(&user.password_hash)
+            .bind(&user.appservice_id)
+            .bind(created)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        for (user_id, d, created) in &dump.devices {
+            sqlx::query(
+                "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(user_id)
+            .bind(&d.device_id)
+            .bind(&d.display_name)
+            .bind(&d.last_seen_ip)
+            .bind(d.last_seen_ts)
+            .bind(created)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        for (hash, user_id, device_id, created) in &dump.access_tokens {
+            sqlx::query(
+                "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(hash)
+            .bind(user_id)
+            .bind(device_id)
+            .bind(created)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        for (user_id, c) in &dump.account_data {
+            sqlx::query(
+                "INSERT INTO account_data (user_id, room_id, data_type, content, stream_pos)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(user_id)
+            .bind(c.room_id.as_deref().unwrap_or(""))
+            .bind(&c.data_type)
+            .bind(&c.content)
+            .bind(c.pos as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        for (user_id, id, filter) in &dump.filters {
+            sqlx::query("INSERT INTO filters (user_id, filter_id, filter) VALUES ($1, $2, $3)")
+                .bind(user_id)
+                .bind(id)
+                .bind(filter)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        sqlx::query("UPDATE stream_positions SET pos = GREATEST(pos, $2) WHERE stream = $1")
+            .bind(ACCOUNT_DATA)
+            .bind(dump.positions.account_data as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn close(&self) {

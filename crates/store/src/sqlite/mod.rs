@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    AccountDataChange, AccountDataWrite, DeletedDevices, Device, DeviceCap, DeviceUpsert, LastSeen,
-    LoginOutcome, NewLogin, Store, StoreError, StoreResult, StreamPositions, TokenOwner,
+    AccountDataChange, AccountDataWrite, DeletedDevices, Device, DeviceCap, DeviceUpsert, Dump,
+    LastSeen, LoginOutcome, NewLogin, Store, StoreError, StoreResult, StreamPositions, TokenOwner,
     UiaSession, User,
 };
 use pool::{Pool, backend};
@@ -193,6 +193,134 @@ fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
         last_seen_ip: r.get(2)?,
         last_seen_ts: r.get(3)?,
     })
+}
+
+fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
+    let users = conn
+        .prepare("SELECT user_id, password_hash, appservice_id, created_ts FROM users")?
+        .query_map([], |r| {
+            Ok((
+                User {
+                    user_id: r.get(0)?,
+                    password_hash: r.get(1)?,
+                    appservice_id: r.get(2)?,
+                },
+                r.get(3)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let devices = conn
+        .prepare(
+            "SELECT user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts FROM devices",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                Device {
+                    device_id: r.get(1)?,
+                    display_name: r.get(2)?,
+                    last_seen_ip: r.get(3)?,
+                    last_seen_ts: r.get(4)?,
+                },
+                r.get(5)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let access_tokens = conn
+        .prepare("SELECT token_hash, user_id, device_id, created_ts FROM access_tokens")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let account_data = conn
+        .prepare("SELECT user_id, room_id, data_type, content, stream_pos FROM account_data")?
+        .query_map([], |r| {
+            let room: String = r.get(1)?;
+            Ok((
+                r.get(0)?,
+                AccountDataChange {
+                    room_id: (!room.is_empty()).then_some(room),
+                    data_type: r.get(2)?,
+                    content: r.get(3)?,
+                    pos: r.get::<_, i64>(4)? as u64,
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let filters = conn
+        .prepare("SELECT user_id, filter_id, filter FROM filters")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let account_data_pos: i64 = conn.query_row(
+        "SELECT pos FROM stream_positions WHERE stream = 'account_data'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(Dump {
+        users,
+        devices,
+        access_tokens,
+        account_data,
+        filters,
+        positions: StreamPositions {
+            account_data: account_data_pos as u64,
+        },
+    })
+}
+
+fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
+    let users: i64 = conn
+        .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+        .map_err(backend)?;
+    if users > 0 {
+        return Err(StoreError::Conflict(
+            "the target database already has users",
+        ));
+    }
+    let run = || -> rusqlite::Result<()> {
+        for (user, created) in &dump.users {
+            conn.execute(
+                "INSERT INTO users (user_id, password_hash, appservice_id, created_ts) VALUES (?1, ?2, ?3, ?4)",
+                params![user.user_id, user.password_hash, user.appservice_id, created],
+            )?;
+        }
+        for (user_id, d, created) in &dump.devices {
+            conn.execute(
+                "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![user_id, d.device_id, d.display_name, d.last_seen_ip, d.last_seen_ts, created],
+            )?;
+        }
+        for (hash, user_id, device_id, created) in &dump.access_tokens {
+            conn.execute(
+                "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES (?1, ?2, ?3, ?4)",
+                params![hash, user_id, device_id, created],
+            )?;
+        }
+        for (user_id, c) in &dump.account_data {
+            conn.execute(
+                "INSERT INTO account_data (user_id, room_id, data_type, content, stream_pos)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    user_id,
+                    room_key(c.room_id.as_deref()),
+                    c.data_type,
+                    c.content,
+                    c.pos as i64
+                ],
+            )?;
+        }
+        for (user_id, id, filter) in &dump.filters {
+            conn.execute(
+                "INSERT INTO filters (user_id, filter_id, filter) VALUES (?1, ?2, ?3)",
+                params![user_id, id, filter],
+            )?;
+        }
+        conn.execute(
+            "UPDATE stream_positions SET pos = MAX(pos, ?1) WHERE stream = 'account_data'",
+            [dump.positions.account_data as i64],
+        )?;
+        Ok(())
+    };
+    run().map_err(backend)
 }
 
 #[async_trait]
@@ -583,7 +711,7 @@ impl Store for SqliteStore {
                     if let Some(quota) = quota_bytes {
                         let others: i64 = conn
                             .prepare_cached(
-                                "SELECT COALESCE(SUM(LENGTH(content) + LENGTH(data_type)), 0)
+                                "SELECT COALESCE(SUM(LENGTH(CAST(content AS BLOB)) + LENGTH(CAST(data_type AS BLOB))), 0)
                                  FROM account_data
                                  WHERE user_id = ?1 AND NOT (room_id = ?2 AND data_type = ?3)",
                             )?
@@ -705,6 +833,17 @@ impl Store for SqliteStore {
 
     async fn positions(&self) -> StoreResult<StreamPositions> {
         Ok(self.pool.watermarks.get())
+    }
+
+    async fn export(&self) -> StoreResult<Dump> {
+        // The writer connection sees a consistent snapshot inside one transaction.
+        self.pool
+            .write(|conn| export_tx(conn).map_err(backend))
+            .await
+    }
+
+    async fn import(&self, dump: Dump) -> StoreResult<()> {
+        self.pool.write(move |conn| import_tx(conn, dump)).await
     }
 
     async fn close(&self) {

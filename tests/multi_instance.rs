@@ -1,0 +1,361 @@
+//! Several Myelin processes on one PostgreSQL database, and moving a deployment from SQLite
+//! to PostgreSQL. These need `MYELIN_TEST_POSTGRES` (an admin URL); `.ci/run` sets it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestServer, fresh_postgres_database};
+use serde_json::{Value, json};
+
+fn admin_url() -> Option<String> {
+    let url = std::env::var("MYELIN_TEST_POSTGRES").ok();
+    if url.is_none() {
+        eprintln!("MYELIN_TEST_POSTGRES is not set: skipping a PostgreSQL-only test");
+    }
+    url
+}
+
+/// Two servers on one fresh database.
+async fn pair(admin: &str) -> (TestServer, TestServer, String) {
+    let url = fresh_postgres_database(admin).await;
+    let a = TestServer::with(|c, _| c.database.url = url.clone()).await;
+    let b = TestServer::with(|c, _| c.database.url = url.clone()).await;
+    (a, b, url)
+}
+
+fn next_batch(resp: &common::Resp) -> String {
+    resp.body["next_batch"].as_str().unwrap().to_owned()
+}
+
+fn events(body: &Value) -> Vec<(String, Value)> {
+    body["account_data"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .map(|e| (e["type"].as_str().unwrap().to_owned(), e["content"].clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_write_on_one_instance_wakes_a_long_poll_on_the_other() {
+    let Some(admin) = admin_url() else { return };
+    let (a, b, _) = pair(&admin).await;
+    let on_a = a.register("alice").await;
+    let on_b = b.login(&on_a, None).await;
+    let since = next_batch(&b.get("/sync", &on_b.token).await);
+    let waiting = {
+        let url = b.url(&format!("/sync?since={since}&timeout=10000"));
+        let client = b.client.clone();
+        let token = on_b.token.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let resp = TestServer::finish(client.get(url).bearer_auth(token)).await;
+            (resp, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let written = Instant::now();
+    a.put(
+        "/user/@alice:localhost/account_data/m.direct",
+        &on_a.token,
+        json!({"x": 1}),
+    )
+    .await
+    .assert_ok();
+    let (resp, _) = waiting.await.unwrap();
+    let woke_after = written.elapsed();
+    assert_eq!(
+        events(resp.assert_ok()),
+        vec![("m.direct".to_owned(), json!({"x": 1}))]
+    );
+    assert!(
+        woke_after < Duration::from_secs(2),
+        "woke {woke_after:?} after the write"
+    );
+}
+
+#[tokio::test]
+async fn logout_on_one_instance_refuses_the_token_on_the_other_at_once() {
+    let Some(admin) = admin_url() else { return };
+    let (a, b, _) = pair(&admin).await;
+    let alice = a.register("alice").await;
+    b.get("/account/whoami", &alice.token).await.assert_ok();
+    a.post("/logout", &alice.token, json!({})).await.assert_ok();
+    b.get("/account/whoami", &alice.token)
+        .await
+        .assert_error(401, "M_UNKNOWN_TOKEN");
+}
+
+#[tokio::test]
+async fn concurrent_writes_on_both_instances_are_never_lost_or_repeated() {
+    let Some(admin) = admin_url() else { return };
+    let (a, b, _) = pair(&admin).await;
+    let on_a = a.register("alice").await;
+    let on_b = b.login(&on_a, None).await;
+    let reader = b.login(&on_a, None).await;
+    let since = next_batch(&b.get("/sync", &reader.token).await);
+
+    const WRITES: usize = 60;
+    let mut writers = Vec::new();
+    for (server, user, tag) in [(&a, &on_a, "a"), (&b, &on_b, "b")] {
+        let client = server.client.clone();
+        let token = user.token.clone();
+        let base = server.url("/user/@alice:localhost/account_data");
+        writers.push(tokio::spawn(async move {
+            for i in 0..WRITES {
+                // A few types are rewritten, so "latest content" matters.
+                let data_type = format!("t.{tag}.{}", i % 20);
+                let url = format!("{base}/{data_type}");
+                let resp =
+                    TestServer::finish(client.put(url).bearer_auth(&token).json(&json!({"n": i})))
+                        .await;
+                assert_eq!(resp.status, 200, "{}", resp.body);
+            }
+        }));
+    }
+    // Read on both instances, alternating, while the writes happen.
+    let mut since = since;
+    let mut seen: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    let mut turn = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let server = if turn % 2 == 0 { &a } else { &b };
+        turn += 1;
+        let resp = server
+            .get(&format!("/sync?since={since}&timeout=200"), &reader.token)
+            .await;
+        let body = resp.assert_ok().clone();
+        for (data_type, content) in events(&body) {
+            let history = seen.entry(data_type.clone()).or_default();
+            assert!(
+                !history.contains(&content),
+                "{data_type} = {content} delivered twice"
+            );
+            if let (Some(last), Some(n)) = (history.last(), content["n"].as_u64()) {
+                assert!(
+                    last["n"].as_u64().unwrap() < n,
+                    "{data_type} went backwards"
+                );
+            }
+            history.push(content);
+        }
+        since = next_batch(&resp);
+        if writers.iter().all(|w| w.is_finished()) && events(&body).is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "took too long");
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    // Every type's final content arrived.
+    for tag in ["a", "b"] {
+        for k in 0..20 {
+            let final_n = (0..WRITES).filter(|i| i % 20 == k).max().unwrap();
+            let data_type = format!("t.{tag}.{k}");
+            let last = seen.get(&data_type).and_then(|h| h.last()).cloned();
+            assert_eq!(last, Some(json!({"n": final_n})), "{data_type}");
+        }
+    }
+    let after = b
+        .get(&format!("/sync?since={since}&timeout=0"), &reader.token)
+        .await;
+    assert!(events(after.assert_ok()).is_empty());
+}
+
+#[tokio::test]
+async fn sy09_a_lower_position_committing_late_holds_the_watermark_back() {
+    let Some(admin) = admin_url() else { return };
+    let (a, _b, url) = pair(&admin).await;
+    let alice = a.register("alice").await;
+    let since = next_batch(&a.get("/sync", &alice.token).await);
+    // Another process takes the next position and is slow to commit.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let slow: i64 = sqlx::query_scalar(
+        "WITH p AS (UPDATE stream_positions SET pos = pos + 1 WHERE stream = 'account_data' RETURNING pos)
+         INSERT INTO stream_inflight (stream, pos) SELECT 'account_data', pos FROM p RETURNING pos",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    // A write with a higher position commits first.
+    a.put(
+        "/user/@alice:localhost/account_data/later",
+        &alice.token,
+        json!({"v": 1}),
+    )
+    .await
+    .assert_ok();
+    let held = a
+        .get(&format!("/sync?since={since}&timeout=0"), &alice.token)
+        .await;
+    assert!(events(held.assert_ok()).is_empty(), "{}", held.body);
+    assert_eq!(
+        next_batch(&held),
+        since,
+        "next_batch must not pass the write in flight"
+    );
+    // The slow writer finishes; a waiting sync is woken and gets the change.
+    let waiting = {
+        let url = a.url(&format!("/sync?since={since}&timeout=10000"));
+        let client = a.client.clone();
+        let token = alice.token.clone();
+        tokio::spawn(async move { TestServer::finish(client.get(url).bearer_auth(token)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sqlx::query(
+        "WITH gone AS (DELETE FROM stream_inflight WHERE stream = 'account_data' AND pos = $1)
+         SELECT pg_notify('myelin', 'tick')",
+    )
+    .bind(slow)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let resp = waiting.await.unwrap();
+    assert_eq!(
+        events(resp.assert_ok()),
+        vec![("later".to_owned(), json!({"v": 1}))]
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
+    let Some(admin) = admin_url() else { return };
+    // A populated SQLite deployment.
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("myelin.db").display());
+    let mut config = common::test_config(dir.path());
+    config.database.url = sqlite_url.clone();
+    let server = TestServer::start_in(tempfile::tempdir().unwrap(), config).await;
+    let alice = server
+        .register_with("alice", json!({"initial_device_display_name": "phone"}))
+        .await;
+    let laptop = server.login(&alice, Some("LAPTOP")).await;
+    let bob = server.register("bob").await;
+    server
+        .put(
+            "/user/@alice:localhost/account_data/m.direct",
+            &alice.token,
+            json!({"a": 1}),
+        )
+        .await
+        .assert_ok();
+    server
+        .put(
+            "/user/@alice:localhost/rooms/!r:localhost/account_data/m.tag",
+            &alice.token,
+            json!({"tags": {}}),
+        )
+        .await
+        .assert_ok();
+    server
+        .put(
+            "/user/@bob:localhost/account_data/x.y",
+            &bob.token,
+            json!({"b": [1, 2]}),
+        )
+        .await
+        .assert_ok();
+    let filter = server
+        .post(
+            "/user/@alice:localhost/filter",
+            &alice.token,
+            json!({"account_data": {"types": ["m.*"]}}),
+        )
+        .await;
+    let filter_id = filter.assert_ok()["filter_id"].as_str().unwrap().to_owned();
+    let since = next_batch(&server.get("/sync", &alice.token).await);
+    let devices_before = server.get("/devices", &alice.token).await.body;
+    server.stop().await;
+
+    let pg_url = fresh_postgres_database(&admin).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_myelin"))
+        .args(["db", "copy", "--from", &sqlite_url, "--to", &pg_url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("2 users"), "{summary}");
+    // A second copy into the now populated target is refused.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_myelin"))
+        .args(["db", "copy", "--from", &sqlite_url, "--to", &pg_url])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    let moved = TestServer::with(|c, _| c.database.url = pg_url.clone()).await;
+    // Existing sessions keep working; passwords too.
+    for token in [&alice.token, &laptop.token, &bob.token] {
+        moved.get("/account/whoami", token).await.assert_ok();
+    }
+    moved.login(&alice, None).await;
+    // The device list before the copy, plus the login just made.
+    let devices_after = moved.get("/devices", &alice.token).await.body;
+    // (last_seen moves on with the requests above, so compare identity and name.)
+    let key = |d: &Value| (d["device_id"].clone(), d["display_name"].clone());
+    let after: Vec<_> = devices_after["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(key)
+        .collect();
+    for device in devices_before["devices"].as_array().unwrap() {
+        assert!(after.contains(&key(device)), "{device} lost");
+    }
+    assert_eq!(
+        after.len(),
+        devices_before["devices"].as_array().unwrap().len() + 1
+    );
+    let direct = moved
+        .get("/user/@alice:localhost/account_data/m.direct", &alice.token)
+        .await;
+    assert_eq!(direct.assert_ok(), &json!({"a": 1}));
+    let tag = moved
+        .get(
+            "/user/@alice:localhost/rooms/!r:localhost/account_data/m.tag",
+            &alice.token,
+        )
+        .await;
+    assert_eq!(tag.assert_ok(), &json!({"tags": {}}));
+    let xy = moved
+        .get("/user/@bob:localhost/account_data/x.y", &bob.token)
+        .await;
+    assert_eq!(xy.assert_ok(), &json!({"b": [1, 2]}));
+    let filter = moved
+        .get(
+            &format!("/user/@alice:localhost/filter/{filter_id}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(filter.assert_ok()["account_data"]["types"], json!(["m.*"]));
+    // Sync tokens from before the move stay valid: nothing new, then a new write arrives.
+    let quiet = moved
+        .get(&format!("/sync?since={since}&timeout=0"), &alice.token)
+        .await;
+    assert!(events(quiet.assert_ok()).is_empty(), "{}", quiet.body);
+    moved
+        .put(
+            "/user/@alice:localhost/account_data/after.move",
+            &alice.token,
+            json!({"ok": true}),
+        )
+        .await
+        .assert_ok();
+    let fresh = moved
+        .get(&format!("/sync?since={since}&timeout=0"), &alice.token)
+        .await;
+    assert_eq!(
+        events(fresh.assert_ok()),
+        vec![("after.move".to_owned(), json!({"ok": true}))]
+    );
+}
