@@ -1,5 +1,7 @@
 //! Several Myelin processes on one PostgreSQL database, and moving a deployment from SQLite
-//! to PostgreSQL. These need `MYELIN_TEST_POSTGRES` (an admin URL); `.ci/run` sets it.
+//! to PostgreSQL. These need `TEST_POSTGRES_URL` (an admin URL); `.ci/run` sets it.
+
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -9,9 +11,9 @@ use common::{TestServer, fresh_postgres_database};
 use serde_json::{Value, json};
 
 fn admin_url() -> Option<String> {
-    let url = std::env::var("MYELIN_TEST_POSTGRES").ok();
+    let url = std::env::var("TEST_POSTGRES_URL").ok();
     if url.is_none() {
-        eprintln!("MYELIN_TEST_POSTGRES is not set: skipping a PostgreSQL-only test");
+        eprintln!("TEST_POSTGRES_URL is not set: skipping a PostgreSQL-only test");
     }
     url
 }

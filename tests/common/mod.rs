@@ -84,10 +84,10 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config
 }
 
-/// With `MYELIN_TEST_POSTGRES` set to an admin URL (e.g. `postgres://postgres@127.0.0.1/postgres`),
+/// With `TEST_POSTGRES_URL` set to an admin URL (e.g. `postgres://postgres@127.0.0.1/postgres`),
 /// the whole suite runs against PostgreSQL: each server gets a database of its own.
 pub async fn use_test_postgres(config: &mut Config) {
-    let Ok(admin) = std::env::var("MYELIN_TEST_POSTGRES") else {
+    let Ok(admin) = std::env::var("TEST_POSTGRES_URL") else {
         return;
     };
     if !config.database.url.starts_with("sqlite://") {

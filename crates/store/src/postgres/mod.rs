@@ -286,10 +286,10 @@ async fn listen(
                 Ok(Some(note)) => {
                     let payload = note.payload();
                     if let Some(rest) = payload.strip_prefix("ad:") {
-                        if let Some((pos, user)) = rest.split_once(':') {
-                            if let Ok(pos) = pos.parse::<i64>() {
-                                held.entry(pos).or_default().push(user.to_owned());
-                            }
+                        if let Some((pos, user)) = rest.split_once(':')
+                            && let Ok(pos) = pos.parse::<i64>()
+                        {
+                            held.entry(pos).or_default().push(user.to_owned());
                         }
                     } else if let Some(user) = payload.strip_prefix("dev:") {
                         let _ = wake.send(user.to_owned());
@@ -377,14 +377,7 @@ async fn purge_device(
         .execute(&mut **tx)
         .await
         .map_err(backend)?;
-    sqlx::query(
-        "DELETE FROM uia_sessions WHERE user_id = $1 AND operation = 'DELETE /devices/' || $2",
-    )
-    .bind(user_id)
-    .bind(device_id)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
+    // UIA sessions stay until they expire (see the SQLite backend).
     let data_type = settings_type(device_id);
     let mut tombstone = None;
     let live: Option<String> = sqlx::query_scalar(
@@ -569,33 +562,32 @@ impl Store for PostgresStore {
                 .await
                 .map_err(backend)?;
         let mut evicted: Vec<String> = Vec::new();
-        if exists.is_none() {
-            if let Some(max) = cap.max_devices {
-                let count: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = $1")
-                        .bind(user_id)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(backend)?;
-                if count >= i64::from(max) {
-                    if !cap.evict_oldest {
-                        return Ok(LoginOutcome::DeviceCapReached);
-                    }
-                    evicted = sqlx::query_scalar(
-                        "SELECT device_id FROM devices WHERE user_id = $1
-                         ORDER BY COALESCE(last_seen_ts, created_ts) ASC LIMIT $2",
-                    )
-                    .bind(user_id)
-                    .bind(count - i64::from(max) + 1)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                    let mut none = [].iter();
-                    for victim in &evicted {
-                        purge_device(&mut tx, user_id, victim, &mut none).await?;
-                    }
-                    notify_devices(&mut tx, user_id).await?;
+        if exists.is_none()
+            && let Some(max) = cap.max_devices
+        {
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+            if count >= i64::from(max) {
+                if !cap.evict_oldest {
+                    return Ok(LoginOutcome::DeviceCapReached);
                 }
+                evicted = sqlx::query_scalar(
+                    "SELECT device_id FROM devices WHERE user_id = $1
+                     ORDER BY COALESCE(last_seen_ts, created_ts) ASC LIMIT $2",
+                )
+                .bind(user_id)
+                .bind(count - i64::from(max) + 1)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+                let mut none = [].iter();
+                for victim in &evicted {
+                    purge_device(&mut tx, user_id, victim, &mut none).await?;
+                }
+                notify_devices(&mut tx, user_id).await?;
             }
         }
         let created = insert_device(&mut tx, user_id, &login).await?;

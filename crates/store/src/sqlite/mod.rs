@@ -134,12 +134,8 @@ fn purge_device(
 ) -> rusqlite::Result<Option<u64>> {
     conn.prepare_cached("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2")?
         .execute(params![user_id, device_id])?;
-    // UIA sessions are bound to the user, not the device, but an operation fingerprint that
-    // names this device is useless once it is gone.
-    conn.prepare_cached(
-        "DELETE FROM uia_sessions WHERE user_id = ?1 AND operation = 'DELETE /devices/' || ?2",
-    )?
-    .execute(params![user_id, device_id])?;
+    // UIA sessions are kept until they expire: one completed for deleting this device must
+    // still be recognised, so that presenting it for another operation is refused (403).
     // MSC3890: the device's local notification settings die with it. A tombstone (rather than
     // a plain delete) tells the user's other devices through /sync.
     let data_type = format!("org.matrix.msc3890.local_notification_settings.{device_id}");

@@ -1,0 +1,849 @@
+//! `myelin-bench`: a load generator for the account-data and device APIs of any Matrix
+//! homeserver that allows open registration with `m.login.dummy`.
+//!
+//! It creates its own users and devices (timed apart, as "setup"), then measures each
+//! scenario for a bounded time over plain HTTP/1.1 keep-alive connections, one per concurrent
+//! worker (as wrk does). Traffic goes only to `--url`. With `--pid`, it samples the server's
+//! resident memory throughout.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::{
+    Method, Request,
+    body::Bytes,
+    client::conn::http1::{self, SendRequest},
+};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+
+#[derive(Parser)]
+#[command(
+    name = "myelin-bench",
+    about = "Benchmark a Matrix homeserver's account-data and device APIs"
+)]
+struct Args {
+    /// Base URL of the homeserver (plain http), e.g. http://127.0.0.1:8008
+    #[arg(long, default_value = "http://127.0.0.1:8008")]
+    url: String,
+    /// PID of the server process, to sample its resident memory (Linux /proc).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Seconds each throughput scenario runs.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Wake-up trials (at least 50 for the published figure).
+    #[arg(long, default_value_t = 60)]
+    wake_trials: usize,
+    /// Devices of the big user (GET /devices and /delete_devices).
+    #[arg(long, default_value_t = 1000)]
+    devices: usize,
+    /// A name for this run in the output (e.g. "myelin" or "synapse").
+    #[arg(long, default_value = "server")]
+    label: String,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Instead of running: print a side-by-side Markdown table of two JSON result files.
+    #[arg(long, num_args = 2, value_names = ["A.json", "B.json"])]
+    compare: Option<Vec<std::path::PathBuf>>,
+}
+
+const PASSWORD: &str = "bench-password-0123456789";
+
+/// One HTTP/1.1 keep-alive connection.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+#[derive(Clone)]
+struct Target {
+    addr: String,
+    host: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> anyhow::Result<Self> {
+        let rest = url
+            .strip_prefix("http://")
+            .context("--url must start with http://")?;
+        let host = rest.trim_end_matches('/').to_owned();
+        if host.contains('/') {
+            bail!("--url must be a base URL without a path");
+        }
+        let addr = if host.contains(':') {
+            host.clone()
+        } else {
+            format!("{host}:80")
+        };
+        Ok(Self { addr, host })
+    }
+
+    async fn connect(&self) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect(&self.addr)
+            .await
+            .with_context(|| format!("connecting to {}", self.addr))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Conn {
+            sender,
+            host: self.host.clone(),
+        })
+    }
+}
+
+impl Conn {
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Bytes>,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request.body(Full::new(body.unwrap_or_default()))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    async fn json(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let body = body.map(|b| Bytes::from(b.to_string()));
+        let (status, bytes) = self.call(method, path, token, body).await?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+}
+
+#[derive(Clone)]
+struct User {
+    user_id: String,
+    localpart: String,
+    token: String,
+}
+
+const API: &str = "/_matrix/client/v3";
+
+async fn register(conn: &mut Conn, localpart: &str) -> anyhow::Result<User> {
+    let mut body = json!({"username": localpart, "password": PASSWORD,
+                          "initial_device_display_name": "bench"});
+    let (status, first) = conn
+        .json(Method::POST, &format!("{API}/register"), None, Some(&body))
+        .await?;
+    if status != 401 {
+        bail!("register {localpart}: expected 401, got {status} {first}");
+    }
+    body["auth"] = json!({"type": "m.login.dummy", "session": first["session"]});
+    let (status, done) = conn
+        .json(Method::POST, &format!("{API}/register"), None, Some(&body))
+        .await?;
+    if status != 200 {
+        bail!("register {localpart}: {status} {done}");
+    }
+    Ok(User {
+        user_id: done["user_id"].as_str().context("user_id")?.to_owned(),
+        localpart: localpart.to_owned(),
+        token: done["access_token"]
+            .as_str()
+            .context("access_token")?
+            .to_owned(),
+    })
+}
+
+async fn login(conn: &mut Conn, user: &User) -> anyhow::Result<(u16, Value)> {
+    let body = json!({"type": "m.login.password",
+                      "identifier": {"type": "m.id.user", "user": user.localpart},
+                      "password": PASSWORD, "initial_device_display_name": "bench"});
+    conn.json(Method::POST, &format!("{API}/login"), None, Some(&body))
+        .await
+}
+
+async fn login_token(conn: &mut Conn, user: &User) -> anyhow::Result<String> {
+    let (status, body) = login(conn, user).await?;
+    if status != 200 {
+        bail!("login {}: {status} {body}", user.localpart);
+    }
+    Ok(body["access_token"]
+        .as_str()
+        .context("access_token")?
+        .to_owned())
+}
+
+/// Latency samples (µs) and outcome counts of one scenario.
+#[derive(Debug, Clone, Serialize)]
+struct Throughput {
+    name: String,
+    concurrency: usize,
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    rps: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    f64::from(sorted[rank.min(sorted.len() - 1)]) / 1000.0
+}
+
+struct Req {
+    method: Method,
+    path: String,
+    token: String,
+    body: Option<Bytes>,
+}
+
+type Generator = Arc<dyn Fn(usize, u64) -> Req + Send + Sync>;
+
+/// Runs `concurrency` workers, each on its own connection, for `seconds`.
+async fn load(
+    target: &Target,
+    name: &str,
+    concurrency: usize,
+    seconds: f64,
+    generate: Generator,
+) -> anyhow::Result<Throughput> {
+    let mut conns = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        conns.push(target.connect().await?);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for (worker, mut conn) in conns.into_iter().enumerate() {
+        let generate = generate.clone();
+        let stop = stop.clone();
+        let errors = errors.clone();
+        workers.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(1 << 16);
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let req = generate(worker, i);
+                i += 1;
+                let t0 = Instant::now();
+                match conn
+                    .call(req.method, &req.path, Some(&req.token), req.body)
+                    .await
+                {
+                    Ok((200, _)) => samples.push(t0.elapsed().as_micros() as u32),
+                    Ok(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+            samples
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut samples = Vec::new();
+    for worker in workers {
+        samples.extend(worker.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    samples.sort_unstable();
+    let result = Throughput {
+        name: name.to_owned(),
+        concurrency,
+        requests: samples.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+        seconds: elapsed,
+        rps: samples.len() as f64 / elapsed,
+        p50_ms: percentile(&samples, 50.0),
+        p90_ms: percentile(&samples, 90.0),
+        p99_ms: percentile(&samples, 99.0),
+        max_ms: percentile(&samples, 100.0),
+    };
+    eprintln!(
+        "  {:<34} c={:<3} {:>9.0} req/s  p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+        result.name,
+        result.concurrency,
+        result.rps,
+        result.p50_ms,
+        result.p90_ms,
+        result.p99_ms,
+        result.errors
+    );
+    Ok(result)
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Memory {
+    idle_before_mib: f64,
+    idle_after_mib: f64,
+    peak_mib: f64,
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[derive(Debug, Serialize)]
+struct WakeUp {
+    trials: usize,
+    median_ms: f64,
+    p90_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct BulkDelete {
+    devices: usize,
+    total_ms: f64,
+    password_check_ms: f64,
+    beyond_password_ms: f64,
+    devices_left: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    label: String,
+    url: String,
+    seconds_per_scenario: f64,
+    setup_seconds: f64,
+    throughput: Vec<Throughput>,
+    wake_up: WakeUp,
+    delete_devices: BulkDelete,
+    memory: Option<Memory>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(files) = &args.compare {
+        return compare(&files[0], &files[1]);
+    }
+    let target = Target::parse(&args.url)?;
+    let mut conn = target.connect().await?;
+    let (status, _) = conn
+        .json(Method::GET, "/_matrix/client/versions", None, None)
+        .await?;
+    if status != 200 {
+        bail!("{} does not answer /_matrix/client/versions", args.url);
+    }
+
+    // Memory sampling runs for the whole benchmark.
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let idle_before = args.pid.and_then(rss_kib);
+    if let Some(pid) = args.pid {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                if let Some(kib) = rss_kib(pid) {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        % 1_000_000;
+    eprintln!("setup: registering users and devices (timed apart)");
+    let setup_started = Instant::now();
+    let mut users = Vec::new();
+    for i in 0..64 {
+        users.push(register(&mut conn, &format!("bench{run}u{i}")).await?);
+    }
+    // Every user gets one global and one room entry to read.
+    for user in &users {
+        let path = format!("{API}/user/{}/account_data/bench.read", user.user_id);
+        let body = json!({"theme": "dark", "font_size": 14, "pinned": ["a", "b", "c"]});
+        conn.json(Method::PUT, &path, Some(&user.token), Some(&body))
+            .await?;
+        let path = format!(
+            "{API}/user/{}/rooms/!bench:localhost/account_data/bench.room",
+            user.user_id
+        );
+        conn.json(Method::PUT, &path, Some(&user.token), Some(&body))
+            .await?;
+    }
+    let hundred = register(&mut conn, &format!("bench{run}d100")).await?;
+    let big = register(&mut conn, &format!("bench{run}d{}", args.devices)).await?;
+    let mut device_sets = vec![(1usize, users[0].clone()), (100, hundred.clone())];
+    device_sets.push((args.devices, big.clone()));
+    for (want, user) in [(100usize, &hundred), (args.devices, &big)] {
+        add_devices(&target, user, want - 1).await?;
+    }
+    let setup_seconds = setup_started.elapsed().as_secs_f64();
+    eprintln!("setup took {setup_seconds:.1} s");
+
+    let secs = args.seconds;
+    let mut results = Vec::new();
+    let users = Arc::new(users);
+    for concurrency in [1usize, 16, 64] {
+        let u = users.clone();
+        let generate: Generator = Arc::new(move |w, i| {
+            let user = &u[w % u.len()];
+            Req {
+                method: Method::PUT,
+                path: format!(
+                    "{API}/user/{}/account_data/bench.write.{}",
+                    user.user_id,
+                    i % 8
+                ),
+                token: user.token.clone(),
+                body: Some(Bytes::from(format!(r#"{{"counter":{i},"worker":{w}}}"#))),
+            }
+        });
+        results.push(
+            load(
+                &target,
+                "PUT global account data",
+                concurrency,
+                secs,
+                generate,
+            )
+            .await?,
+        );
+    }
+    for concurrency in [1usize, 16, 64] {
+        let u = users.clone();
+        let generate: Generator = Arc::new(move |w, _| {
+            let user = &u[w % u.len()];
+            Req {
+                method: Method::GET,
+                path: format!("{API}/user/{}/account_data/bench.read", user.user_id),
+                token: user.token.clone(),
+                body: None,
+            }
+        });
+        results.push(
+            load(
+                &target,
+                "GET global account data",
+                concurrency,
+                secs,
+                generate,
+            )
+            .await?,
+        );
+    }
+    for concurrency in [1usize, 64] {
+        let u = users.clone();
+        let generate: Generator = Arc::new(move |w, _| {
+            let user = &u[w % u.len()];
+            Req {
+                method: Method::GET,
+                path: format!(
+                    "{API}/user/{}/rooms/!bench:localhost/account_data/bench.room",
+                    user.user_id
+                ),
+                token: user.token.clone(),
+                body: None,
+            }
+        });
+        results.push(
+            load(
+                &target,
+                "GET room account data",
+                concurrency,
+                secs,
+                generate,
+            )
+            .await?,
+        );
+    }
+    for (count, user) in &device_sets {
+        let token = user.token.clone();
+        let generate: Generator = Arc::new(move |_, _| Req {
+            method: Method::GET,
+            path: format!("{API}/devices"),
+            token: token.clone(),
+            body: None,
+        });
+        let name = format!("GET /devices ({count} devices)");
+        results.push(load(&target, &name, 16, secs, generate).await?);
+    }
+    {
+        let login_user = register(&mut conn, &format!("bench{run}login")).await?;
+        let body = Bytes::from(
+            json!({"type": "m.login.password",
+                   "identifier": {"type": "m.id.user", "user": login_user.localpart},
+                   "password": PASSWORD})
+            .to_string(),
+        );
+        let generate: Generator = Arc::new(move |_, _| Req {
+            method: Method::POST,
+            path: format!("{API}/login"),
+            token: String::new(),
+            body: Some(body.clone()),
+        });
+        results.push(load(&target, "POST /login (password)", 4, secs, generate).await?);
+    }
+
+    eprintln!("wake-up: PUT on one device to a waiting /sync of another");
+    let wake_up = wake_up(&target, &users[1], args.wake_trials).await?;
+    eprintln!(
+        "  median {:.2} ms, p90 {:.2} ms over {} trials",
+        wake_up.median_ms, wake_up.p90_ms, wake_up.trials
+    );
+
+    eprintln!("/delete_devices of {} devices", args.devices - 1);
+    let delete_devices = bulk_delete(&target, &big).await?;
+    eprintln!(
+        "  {:.1} ms in all, password check {:.1} ms, {:.1} ms beyond it; {} devices left",
+        delete_devices.total_ms,
+        delete_devices.password_check_ms,
+        delete_devices.beyond_password_ms,
+        delete_devices.devices_left
+    );
+
+    let memory = match args.pid {
+        Some(pid) => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            sampling.store(false, Ordering::Relaxed);
+            let mib = |kib: u64| kib as f64 / 1024.0;
+            Some(Memory {
+                idle_before_mib: idle_before.map(mib).unwrap_or_default(),
+                idle_after_mib: rss_kib(pid).map(mib).unwrap_or_default(),
+                peak_mib: mib(peak.load(Ordering::Relaxed)),
+            })
+        }
+        None => None,
+    };
+    if let Some(m) = &memory {
+        eprintln!(
+            "memory: idle {:.1} MiB before, {:.1} MiB after, peak {:.1} MiB",
+            m.idle_before_mib, m.idle_after_mib, m.peak_mib
+        );
+    }
+    let report = Report {
+        label: args.label.clone(),
+        url: args.url.clone(),
+        seconds_per_scenario: secs,
+        setup_seconds,
+        throughput: results,
+        wake_up,
+        delete_devices,
+        memory,
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    match &args.out {
+        Some(path) => std::fs::write(path, &json)?,
+        None => println!("{json}"),
+    }
+    Ok(())
+}
+
+/// Logs `user` in `count` more times (four at once), each login a new device.
+async fn add_devices(target: &Target, user: &User, count: usize) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (target, user, next) = (target.clone(), user.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = target.connect().await?;
+            while (next.fetch_add(1, Ordering::Relaxed) as usize) < count {
+                login_token(&mut conn, &user).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+async fn wake_up(target: &Target, user: &User, trials: usize) -> anyhow::Result<WakeUp> {
+    let mut writer = target.connect().await?;
+    let sync_token = login_token(&mut writer, user).await?;
+    let mut reader = target.connect().await?;
+    let (_, initial) = reader
+        .json(
+            Method::GET,
+            &format!("{API}/sync?timeout=0"),
+            Some(&sync_token),
+            None,
+        )
+        .await?;
+    let mut since = initial["next_batch"]
+        .as_str()
+        .context("next_batch")?
+        .to_owned();
+    let mut samples = Vec::with_capacity(trials);
+    for trial in 0..trials {
+        let path = format!("{API}/sync?since={since}&timeout=30000");
+        let token = sync_token.clone();
+        let mut conn = reader;
+        let waiting = tokio::spawn(async move {
+            let result = conn.json(Method::GET, &path, Some(&token), None).await;
+            (conn, result, Instant::now())
+        });
+        // Let the sync reach the server and start waiting.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let started = Instant::now();
+        let put = format!("{API}/user/{}/account_data/bench.wake", user.user_id);
+        let (status, body) = writer
+            .json(
+                Method::PUT,
+                &put,
+                Some(&user.token),
+                Some(&json!({"trial": trial})),
+            )
+            .await?;
+        if status != 200 {
+            bail!("wake-up PUT: {status} {body}");
+        }
+        let (conn, result, returned) = waiting.await?;
+        reader = conn;
+        let (status, body) = result?;
+        if status != 200 {
+            bail!("wake-up sync: {status} {body}");
+        }
+        let found = body["account_data"]["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["content"]["trial"] == trial));
+        if !found {
+            bail!("the sync returned without the change: {body}");
+        }
+        since = body["next_batch"]
+            .as_str()
+            .context("next_batch")?
+            .to_owned();
+        samples.push(returned.saturating_duration_since(started).as_micros() as u32);
+    }
+    samples.sort_unstable();
+    Ok(WakeUp {
+        trials,
+        median_ms: percentile(&samples, 50.0),
+        p90_ms: percentile(&samples, 90.0),
+        max_ms: percentile(&samples, 100.0),
+    })
+}
+
+async fn bulk_delete(target: &Target, user: &User) -> anyhow::Result<BulkDelete> {
+    let mut conn = target.connect().await?;
+    let (_, list) = conn
+        .json(
+            Method::GET,
+            &format!("{API}/devices"),
+            Some(&user.token),
+            None,
+        )
+        .await?;
+    let (_, me) = conn
+        .json(
+            Method::GET,
+            &format!("{API}/account/whoami"),
+            Some(&user.token),
+            None,
+        )
+        .await?;
+    let own = me["device_id"].as_str().unwrap_or_default().to_owned();
+    let devices: Vec<String> = list["devices"]
+        .as_array()
+        .context("devices")?
+        .iter()
+        .filter_map(|d| d["device_id"].as_str())
+        .filter(|d| *d != own)
+        .map(str::to_owned)
+        .collect();
+    let path = format!("{API}/delete_devices");
+    let (status, challenge) = conn
+        .json(
+            Method::POST,
+            &path,
+            Some(&user.token),
+            Some(&json!({"devices": devices})),
+        )
+        .await?;
+    if status != 401 {
+        bail!("/delete_devices without auth: expected 401, got {status}");
+    }
+    let session = challenge["session"].clone();
+    let auth = |password: &str| {
+        json!({"devices": devices, "auth": {
+            "type": "m.login.password", "session": session,
+            "identifier": {"type": "m.id.user", "user": user.user_id},
+            "password": password}})
+    };
+    // The cost of the password check alone: the same request with a wrong password.
+    let t0 = Instant::now();
+    let (status, _) = conn
+        .json(
+            Method::POST,
+            &path,
+            Some(&user.token),
+            Some(&auth("wrong password")),
+        )
+        .await?;
+    let password_check_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    if status != 401 {
+        bail!("/delete_devices with a wrong password: expected 401, got {status}");
+    }
+    let t0 = Instant::now();
+    let (status, body) = conn
+        .json(
+            Method::POST,
+            &path,
+            Some(&user.token),
+            Some(&auth(PASSWORD)),
+        )
+        .await?;
+    let total_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    if status != 200 {
+        bail!("/delete_devices: {status} {body}");
+    }
+    let (_, after) = conn
+        .json(
+            Method::GET,
+            &format!("{API}/devices"),
+            Some(&user.token),
+            None,
+        )
+        .await?;
+    Ok(BulkDelete {
+        devices: devices.len(),
+        total_ms,
+        password_check_ms,
+        beyond_password_ms: (total_ms - password_check_ms).max(0.0),
+        devices_left: after["devices"].as_array().map_or(0, Vec::len),
+    })
+}
+
+/// Prints two result files side by side as a Markdown table.
+fn compare(a: &std::path::Path, b: &std::path::Path) -> anyhow::Result<()> {
+    let load = |p: &std::path::Path| -> anyhow::Result<Value> {
+        Ok(serde_json::from_str(&std::fs::read_to_string(p)?)?)
+    };
+    let (a, b) = (load(a)?, load(b)?);
+    let (la, lb) = (
+        a["label"].as_str().unwrap_or("A"),
+        b["label"].as_str().unwrap_or("B"),
+    );
+    println!(
+        "| scenario | c | {la} req/s | {lb} req/s | ratio | {la} p50 / p99 ms | {lb} p50 / p99 ms |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let index = |v: &Value| -> BTreeMap<(String, u64), Value> {
+        v["throughput"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                (
+                    (
+                        t["name"].as_str().unwrap_or("").to_owned(),
+                        t["concurrency"].as_u64().unwrap_or(0),
+                    ),
+                    t.clone(),
+                )
+            })
+            .collect()
+    };
+    let bi = index(&b);
+    for t in a["throughput"].as_array().into_iter().flatten() {
+        let key = (
+            t["name"].as_str().unwrap_or("").to_owned(),
+            t["concurrency"].as_u64().unwrap_or(0),
+        );
+        let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+        let other = bi.get(&key).cloned().unwrap_or(Value::Null);
+        let ratio = if f(&other, "rps") > 0.0 {
+            format!("{:.1}×", f(t, "rps") / f(&other, "rps"))
+        } else {
+            "–".to_owned()
+        };
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {} | {:.2} / {:.2} | {:.2} / {:.2} |",
+            key.0,
+            key.1,
+            f(t, "rps"),
+            f(&other, "rps"),
+            ratio,
+            f(t, "p50_ms"),
+            f(t, "p99_ms"),
+            f(&other, "p50_ms"),
+            f(&other, "p99_ms")
+        );
+    }
+    let g = |v: &Value, a: &str, b: &str| v[a][b].as_f64().unwrap_or(0.0);
+    println!();
+    println!("| measure | {la} | {lb} |");
+    println!("|---|---|---|");
+    println!(
+        "| wake-up PUT → waiting /sync, median / p90 (ms) | {:.2} / {:.2} | {:.2} / {:.2} |",
+        g(&a, "wake_up", "median_ms"),
+        g(&a, "wake_up", "p90_ms"),
+        g(&b, "wake_up", "median_ms"),
+        g(&b, "wake_up", "p90_ms")
+    );
+    println!(
+        "| /delete_devices of {} devices, beyond the password check (ms) | {:.1} | {:.1} |",
+        a["delete_devices"]["devices"],
+        g(&a, "delete_devices", "beyond_password_ms"),
+        g(&b, "delete_devices", "beyond_password_ms")
+    );
+    println!(
+        "| memory idle before / after (MiB) | {:.1} / {:.1} | {:.1} / {:.1} |",
+        g(&a, "memory", "idle_before_mib"),
+        g(&a, "memory", "idle_after_mib"),
+        g(&b, "memory", "idle_before_mib"),
+        g(&b, "memory", "idle_after_mib")
+    );
+    println!(
+        "| memory peak (MiB) | {:.1} | {:.1} |",
+        g(&a, "memory", "peak_mib"),
+        g(&b, "memory", "peak_mib")
+    );
+    println!(
+        "| setup (registration, devices) (s) | {:.1} | {:.1} |",
+        a["setup_seconds"].as_f64().unwrap_or(0.0),
+        b["setup_seconds"].as_f64().unwrap_or(0.0)
+    );
+    Ok(())
+}

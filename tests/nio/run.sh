@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs the matrix-nio client test against a freshly started Myelin.
+#
+#   tests/nio/run.sh                    # builds target/debug/myelin first
+#   MYELIN_BIN=target/release/myelin tests/nio/run.sh
+#
+# Needs python3 with tests/nio/requirements.txt installed. Exits with pytest's status.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+
+if [[ -z "${MYELIN_BIN:-}" ]]; then
+    cargo build --quiet --bin myelin
+    MYELIN_BIN=target/debug/myelin
+fi
+
+work="$(mktemp -d)"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+url="http://127.0.0.1:$port"
+
+server_pid=""
+cleanup() {
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill "$server_pid"
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+MYELIN_LISTEN="127.0.0.1:$port" \
+MYELIN_REGISTRATION__ENABLED=true \
+MYELIN_DATABASE__URL="sqlite://$work/nio.db" \
+    "$MYELIN_BIN" serve >"$work/server.log" 2>&1 &
+server_pid=$!
+
+ready=""
+for _ in $(seq 1 150); do
+    if python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+        "$url/_matrix/client/versions" 2>/dev/null; then
+        ready=1
+        break
+    fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "myelin exited before it was ready:" >&2
+        cat "$work/server.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+if [[ -z "$ready" ]]; then
+    echo "myelin did not answer $url/_matrix/client/versions within 15 s:" >&2
+    cat "$work/server.log" >&2
+    exit 1
+fi
+
+status=0
+MYELIN_URL="$url" python3 -m pytest -q -p no:cacheprovider -p no:asyncio tests/nio "$@" || status=$?
+if [[ $status -ne 0 ]]; then
+    echo "--- server log ---" >&2
+    tail -n 50 "$work/server.log" >&2
+fi
+exit $status
