@@ -1511,3 +1511,74 @@ async fn ls05_reaper_deletes_devices_unused_longer_than_configured() {
         vec![bob.device_id.clone()]
     );
 }
+
+#[tokio::test]
+async fn ls03_forwarded_for_counts_only_from_trusted_proxies() {
+    let whoami_from = |server: &TestServer, user: &User, forwarded: &'static str| {
+        server
+            .client
+            .get(server.url("/account/whoami"))
+            .bearer_auth(&user.token)
+            .header("X-Forwarded-For", forwarded)
+            .send()
+    };
+    let last_seen_ip = |resp: Resp, device_id: &str| {
+        resp.body["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device_id"] == device_id)
+            .map(|d| d["last_seen_ip"].clone())
+            .unwrap()
+    };
+    // Not a trusted proxy: the header is ignored.
+    // (The listing itself is made by another device, whose own request must not count.)
+    let direct = TestServer::start().await;
+    let alice = direct.register("alice").await;
+    let observer = direct.login(&alice, None).await;
+    whoami_from(&direct, &alice, "203.0.113.7").await.unwrap();
+    let devices = direct.get("/devices", &observer.token).await;
+    assert_eq!(last_seen_ip(devices, &alice.device_id), "127.0.0.1");
+    // Behind a trusted proxy: the rightmost untrusted hop is the client.
+    let proxied = TestServer::with(|config, _| {
+        config.trusted_proxies = vec!["127.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
+    })
+    .await;
+    let bob = proxied.register("bob").await;
+    let observer = proxied.login(&bob, None).await;
+    whoami_from(&proxied, &bob, "198.51.100.1, 203.0.113.9, 10.0.0.2")
+        .await
+        .unwrap();
+    let devices = proxied.get("/devices", &observer.token).await;
+    assert_eq!(last_seen_ip(devices, &bob.device_id), "203.0.113.9");
+}
+
+#[tokio::test]
+async fn uia_sessions_expire() {
+    let server = TestServer::with(|config, _| config.uia.session_ttl_secs = 1).await;
+    let alice = server.register("alice").await;
+    let second = server.login(&alice, None).await;
+    let challenge = server
+        .call(
+            Method::DELETE,
+            &devices_path(&second.device_id),
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(challenge.status, StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let late = server
+        .call(
+            Method::DELETE,
+            &devices_path(&second.device_id),
+            Some(&alice.token),
+            Some(json!({"auth": TestServer::password_auth(&alice, &challenge.body["session"])})),
+        )
+        .await;
+    late.assert_error(400, "M_INVALID_PARAM");
+    server
+        .get("/account/whoami", &second.token)
+        .await
+        .assert_ok();
+}

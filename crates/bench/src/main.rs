@@ -34,12 +34,15 @@ use tokio::net::TcpStream;
     about = "Benchmark a Matrix homeserver's account-data and device APIs"
 )]
 struct Args {
-    /// Base URL of the homeserver (plain http), e.g. http://127.0.0.1:8008
-    #[arg(long, default_value = "http://127.0.0.1:8008")]
-    url: String,
-    /// PID of the server process, to sample its resident memory (Linux /proc).
-    #[arg(long)]
-    pid: Option<u32>,
+    /// Base URL of the homeserver (plain http), e.g. http://127.0.0.1:8008. Give several
+    /// (comma-separated) for several instances of one deployment: connections are spread
+    /// over them, and the wake-up is measured from a write on the first to a sync on the last.
+    #[arg(long, default_value = "http://127.0.0.1:8008", value_delimiter = ',')]
+    url: Vec<String>,
+    /// PID of the server process, to sample its resident memory (Linux /proc); several
+    /// (comma-separated) are summed.
+    #[arg(long, value_delimiter = ',')]
+    pid: Vec<u32>,
     /// Seconds each throughput scenario runs.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -55,6 +58,10 @@ struct Args {
     /// Write the results as JSON here.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
+    /// Run only the throughput scenarios whose name contains this text (skips wake-up, bulk
+    /// delete and the big device sets), for quick iterations while profiling.
+    #[arg(long)]
+    only: Option<String>,
     /// Instead of running: print a side-by-side Markdown table of two JSON result files.
     #[arg(long, num_args = 2, value_names = ["A.json", "B.json"])]
     compare: Option<Vec<std::path::PathBuf>>,
@@ -68,33 +75,52 @@ struct Conn {
     host: String,
 }
 
+/// The server instances under test; new connections go to each in turn.
 #[derive(Clone)]
 struct Target {
-    addr: String,
-    host: String,
+    /// (address, host header) per instance.
+    endpoints: Arc<Vec<(String, String)>>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Target {
-    fn parse(url: &str) -> anyhow::Result<Self> {
-        let rest = url
-            .strip_prefix("http://")
-            .context("--url must start with http://")?;
-        let host = rest.trim_end_matches('/').to_owned();
-        if host.contains('/') {
-            bail!("--url must be a base URL without a path");
+    fn parse(urls: &[String]) -> anyhow::Result<Self> {
+        let mut endpoints = Vec::new();
+        for url in urls {
+            let rest = url
+                .strip_prefix("http://")
+                .context("--url must start with http://")?;
+            let host = rest.trim_end_matches('/').to_owned();
+            if host.contains('/') {
+                bail!("--url must be a base URL without a path");
+            }
+            let addr = if host.contains(':') {
+                host.clone()
+            } else {
+                format!("{host}:80")
+            };
+            endpoints.push((addr, host));
         }
-        let addr = if host.contains(':') {
-            host.clone()
-        } else {
-            format!("{host}:80")
-        };
-        Ok(Self { addr, host })
+        if endpoints.is_empty() {
+            bail!("--url is required");
+        }
+        Ok(Self {
+            endpoints: Arc::new(endpoints),
+            next: Arc::default(),
+        })
     }
 
     async fn connect(&self) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(&self.addr)
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.connect_to(i).await
+    }
+
+    /// A connection to instance `i` (modulo the number of instances).
+    async fn connect_to(&self, i: usize) -> anyhow::Result<Conn> {
+        let (addr, host) = &self.endpoints[i % self.endpoints.len()];
+        let stream = TcpStream::connect(addr)
             .await
-            .with_context(|| format!("connecting to {}", self.addr))?;
+            .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
@@ -102,8 +128,12 @@ impl Target {
         });
         Ok(Conn {
             sender,
-            host: self.host.clone(),
+            host: host.clone(),
         })
+    }
+
+    fn last(&self) -> usize {
+        self.endpoints.len() - 1
     }
 }
 
@@ -235,6 +265,8 @@ struct Req {
 
 type Generator = Arc<dyn Fn(usize, u64) -> Req + Send + Sync>;
 
+static ONLY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
 /// Runs `concurrency` workers, each on its own connection, for `seconds`.
 async fn load(
     target: &Target,
@@ -243,6 +275,24 @@ async fn load(
     seconds: f64,
     generate: Generator,
 ) -> anyhow::Result<Throughput> {
+    if ONLY
+        .get()
+        .and_then(Option::as_ref)
+        .is_some_and(|only| !name.contains(only.as_str()))
+    {
+        return Ok(Throughput {
+            name: name.to_owned(),
+            concurrency,
+            requests: 0,
+            errors: 0,
+            seconds: 0.0,
+            rps: 0.0,
+            p50_ms: 0.0,
+            p90_ms: 0.0,
+            p99_ms: 0.0,
+            max_ms: 0.0,
+        });
+    }
     let mut conns = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         conns.push(target.connect().await?);
@@ -327,6 +377,13 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+fn rss_total(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|pid| rss_kib(*pid)).sum()
+}
+
 #[derive(Debug, Serialize)]
 struct WakeUp {
     trials: usize,
@@ -363,23 +420,30 @@ async fn main() -> anyhow::Result<()> {
         return compare(&files[0], &files[1]);
     }
     let target = Target::parse(&args.url)?;
-    let mut conn = target.connect().await?;
-    let (status, _) = conn
-        .json(Method::GET, "/_matrix/client/versions", None, None)
-        .await?;
-    if status != 200 {
-        bail!("{} does not answer /_matrix/client/versions", args.url);
+    let _ = ONLY.set(args.only.clone());
+    let quick = args.only.is_some();
+    for i in 0..target.endpoints.len() {
+        let (status, _) = target
+            .connect_to(i)
+            .await?
+            .json(Method::GET, "/_matrix/client/versions", None, None)
+            .await?;
+        if status != 200 {
+            bail!("{} does not answer /_matrix/client/versions", args.url[i]);
+        }
     }
+    let mut conn = target.connect_to(0).await?;
 
     // Memory sampling runs for the whole benchmark.
     let peak = Arc::new(AtomicU64::new(0));
     let sampling = Arc::new(AtomicBool::new(true));
-    let idle_before = args.pid.and_then(rss_kib);
-    if let Some(pid) = args.pid {
-        let (peak, sampling) = (peak.clone(), sampling.clone());
+    let pids = args.pid.clone();
+    let idle_before = rss_total(&pids);
+    if !pids.is_empty() {
+        let (peak, sampling, pids) = (peak.clone(), sampling.clone(), pids.clone());
         tokio::spawn(async move {
             while sampling.load(Ordering::Relaxed) {
-                if let Some(kib) = rss_kib(pid) {
+                if let Some(kib) = rss_total(&pids) {
                     peak.fetch_max(kib, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -414,8 +478,10 @@ async fn main() -> anyhow::Result<()> {
     let big = register(&mut conn, &format!("bench{run}d{}", args.devices)).await?;
     let mut device_sets = vec![(1usize, users[0].clone()), (100, hundred.clone())];
     device_sets.push((args.devices, big.clone()));
-    for (want, user) in [(100usize, &hundred), (args.devices, &big)] {
-        add_devices(&target, user, want - 1).await?;
+    if !quick {
+        for (want, user) in [(100usize, &hundred), (args.devices, &big)] {
+            add_devices(&target, user, want - 1).await?;
+        }
     }
     let setup_seconds = setup_started.elapsed().as_secs_f64();
     eprintln!("setup took {setup_seconds:.1} s");
@@ -524,6 +590,9 @@ async fn main() -> anyhow::Result<()> {
         results.push(load(&target, "POST /login (password)", 4, secs, generate).await?);
     }
 
+    if quick {
+        return Ok(());
+    }
     eprintln!("wake-up: PUT on one device to a waiting /sync of another");
     let wake_up = wake_up(&target, &users[1], args.wake_trials).await?;
     eprintln!(
@@ -541,18 +610,17 @@ async fn main() -> anyhow::Result<()> {
         delete_devices.devices_left
     );
 
-    let memory = match args.pid {
-        Some(pid) => {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            sampling.store(false, Ordering::Relaxed);
-            let mib = |kib: u64| kib as f64 / 1024.0;
-            Some(Memory {
-                idle_before_mib: idle_before.map(mib).unwrap_or_default(),
-                idle_after_mib: rss_kib(pid).map(mib).unwrap_or_default(),
-                peak_mib: mib(peak.load(Ordering::Relaxed)),
-            })
-        }
-        None => None,
+    let memory = if pids.is_empty() {
+        None
+    } else {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        sampling.store(false, Ordering::Relaxed);
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        Some(Memory {
+            idle_before_mib: idle_before.map(mib).unwrap_or_default(),
+            idle_after_mib: rss_total(&pids).map(mib).unwrap_or_default(),
+            peak_mib: mib(peak.load(Ordering::Relaxed)),
+        })
     };
     if let Some(m) = &memory {
         eprintln!(
@@ -562,7 +630,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let report = Report {
         label: args.label.clone(),
-        url: args.url.clone(),
+        url: args.url.join(","),
         seconds_per_scenario: secs,
         setup_seconds,
         throughput: results,
@@ -599,9 +667,10 @@ async fn add_devices(target: &Target, user: &User, count: usize) -> anyhow::Resu
 }
 
 async fn wake_up(target: &Target, user: &User, trials: usize) -> anyhow::Result<WakeUp> {
-    let mut writer = target.connect().await?;
+    // With several instances, the write goes to the first and the sync waits on the last.
+    let mut writer = target.connect_to(0).await?;
     let sync_token = login_token(&mut writer, user).await?;
-    let mut reader = target.connect().await?;
+    let mut reader = target.connect_to(target.last()).await?;
     let (_, initial) = reader
         .json(
             Method::GET,

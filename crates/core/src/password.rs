@@ -21,9 +21,6 @@ use crate::{
 pub struct Passwords {
     params: Params,
     slots: Arc<Semaphore>,
-    /// A hash of a random password, verified against when the user does not exist so that
-    /// unknown users and wrong passwords take the same time.
-    dummy_hash: Arc<str>,
 }
 
 impl Passwords {
@@ -38,11 +35,9 @@ impl Passwords {
         let slots = config.max_concurrent_hashes.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         });
-        let dummy_hash = hash_with(&params, &crate::ids::new_session_id())?;
         Ok(Self {
             params,
             slots: Arc::new(Semaphore::new(slots.max(1))),
-            dummy_hash: dummy_hash.into(),
         })
     }
 
@@ -54,25 +49,23 @@ impl Passwords {
             .map_err(|_| closed())?
     }
 
-    /// Verifies `password` against `hash`; with `hash = None` it burns the same time and fails.
+    /// Verifies `password` against `hash`. With `hash = None` (no such user, or no password)
+    /// it hashes the password anyway and fails, so both cases take as long as a wrong password.
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool> {
         let _slot = self.slots.acquire().await.map_err(|_| closed())?;
-        let (hash, real) = match hash {
-            Some(h) => (h, true),
-            None => (self.dummy_hash.to_string(), false),
-        };
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
+        let params = self.params.clone();
+        tokio::task::spawn_blocking(move || match hash {
+            Some(hash) => Ok(PasswordHash::new(&hash)
                 .map(|parsed| {
                     Argon2::default()
                         .verify_password(password.as_bytes(), &parsed)
                         .is_ok()
                 })
-                .unwrap_or(false)
+                .unwrap_or(false)),
+            None => hash_with(&params, &password).map(|_| false),
         })
         .await
-        .map_err(|_| closed())?;
-        Ok(ok && real)
+        .map_err(|_| closed())?
     }
 }
 
