@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Resp, TestServer, User, test_config};
+use common::{Resp, TestServer, User};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -847,9 +847,9 @@ async fn sy09_tokens_survive_a_restart() {
     put(&server, &alice, "org.example.b", json!({"b": 1})).await;
     let old = next_batch(&initial(&server, &alice).await);
     put(&server, &alice, "org.example.b", json!({"b": 2})).await;
+    // The same database again (SQLite file or PostgreSQL database).
+    let config = server.services().config.clone();
     let dir = server.stop().await;
-
-    let config = test_config(dir.path());
     let server = TestServer::start_in(dir, config).await;
     let body = since(&server, &alice, &old).await;
     assert_eq!(types(&body), map(&[("org.example.b", json!({"b": 2}))]));

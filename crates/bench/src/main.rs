@@ -478,7 +478,8 @@ async fn main() -> anyhow::Result<()> {
     let big = register(&mut conn, &format!("bench{run}d{}", args.devices)).await?;
     let mut device_sets = vec![(1usize, users[0].clone()), (100, hundred.clone())];
     device_sets.push((args.devices, big.clone()));
-    if !quick {
+    let wants_devices = args.only.as_deref().is_none_or(|o| o.contains("devices"));
+    if wants_devices {
         for (want, user) in [(100usize, &hundred), (args.devices, &big)] {
             add_devices(&target, user, want - 1).await?;
         }

@@ -437,10 +437,19 @@ async fn login_device(services: &Services, user_id: &str, login: NewLogin) -> Re
         // last flush and be evicted instead of one that really is.
         crate::devices::flush_last_seen(services).await;
     }
+    let device_id = login.device_id.clone();
     match services.store.login(user_id, login, cap).await? {
-        LoginOutcome::Issued { evicted, .. } => {
+        LoginOutcome::Issued { evicted, created } => {
             if !evicted.is_empty() {
                 tracing::info!(%user_id, count = evicted.len(), "evicted devices over the cap");
+                services.tokens.forget_devices(user_id, &evicted);
+                services.last_seen.forget(user_id, &evicted);
+            }
+            if !created {
+                // The device's earlier tokens were revoked by this login.
+                services
+                    .tokens
+                    .forget_devices(user_id, std::slice::from_ref(&device_id));
             }
             // A reused device's old tokens were revoked: wake its waiting syncs so they
             // notice.
@@ -496,14 +505,16 @@ pub async fn logout(services: &Services, requester: &Requester) -> Result<()> {
 
 /// `POST /logout/all`: deletes every device of the user.
 pub async fn logout_all(services: &Services, requester: &Requester) -> Result<()> {
-    let deleted = services
-        .store
-        .delete_all_devices(&requester.user_id)
-        .await?;
-    services
-        .last_seen
-        .forget(&requester.user_id, &deleted.device_ids);
-    services.notifier.wake(&requester.user_id);
+    // In batches like any other deletion; a device created meanwhile is caught by the next
+    // round.
+    for _ in 0..3 {
+        let devices = services.store.list_devices(&requester.user_id).await?;
+        if devices.is_empty() {
+            break;
+        }
+        let ids = devices.into_iter().map(|d| d.device_id).collect();
+        crate::devices::remove(services, &requester.user_id, ids).await?;
+    }
     Ok(())
 }
 

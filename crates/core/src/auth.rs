@@ -5,7 +5,12 @@
 //! `?user_id=` names a user in the appservice's namespace and `?device_id=` (MSC4326) one of
 //! that user's devices.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use myelin_store::TokenOwner;
 
 use crate::{
     Services,
@@ -43,8 +48,16 @@ pub async fn authenticate(services: &Services, creds: Credentials<'_>) -> Result
         return appservice_requester(services, service, creds).await;
     }
     let hash = ids::token_hash(token);
-    let Some(owner) = services.store.token_owner(hash).await? else {
-        return Err(Error::UnknownToken);
+    let owner = match services.tokens.get(&hash) {
+        Some(owner) => owner,
+        None => {
+            let generation = services.tokens.generation();
+            let Some(owner) = services.store.token_owner(hash).await? else {
+                return Err(Error::UnknownToken);
+            };
+            services.tokens.insert(generation, hash, &owner);
+            owner
+        }
     };
     services
         .last_seen
@@ -120,5 +133,107 @@ pub async fn still_valid(services: &Services, requester: &Requester) -> Result<b
             .await?
             .is_some()),
         (None, None) => Ok(true),
+    }
+}
+
+/// Which device each recently used access token belongs to, so that authenticating a request
+/// needs no database read. Only used when this process is the only one writing the database
+/// (SQLite): with a shared database another process may revoke a token at any moment.
+///
+/// Invariant: once a revocation has been acknowledged, the cache cannot answer for the
+/// revoked token. Revocations remove entries *after* the deleting transaction committed and
+/// *before* the caller acknowledges, and bump a generation counter under the same lock. A
+/// lookup that read the database before the revocation committed carries the old generation
+/// and is not inserted, so it cannot bring the dead token back.
+pub struct TokenCache {
+    enabled: bool,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    generation: u64,
+    owners: HashMap<[u8; 32], TokenOwner>,
+}
+
+/// Entries kept before the cache starts over (each is about 100 bytes).
+const TOKEN_CACHE_CAPACITY: usize = 100_000;
+
+impl TokenCache {
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            inner: Mutex::default(),
+        }
+    }
+
+    fn get(&self, hash: &[u8; 32]) -> Option<TokenOwner> {
+        if !self.enabled {
+            return None;
+        }
+        self.inner.lock().ok()?.owners.get(hash).cloned()
+    }
+
+    fn generation(&self) -> u64 {
+        self.inner.lock().map_or(u64::MAX, |i| i.generation)
+    }
+
+    fn insert(&self, generation: u64, hash: [u8; 32], owner: &TokenOwner) {
+        if !self.enabled {
+            return;
+        }
+        if let Ok(mut inner) = self.inner.lock()
+            && inner.generation == generation
+        {
+            if inner.owners.len() >= TOKEN_CACHE_CAPACITY {
+                inner.owners.clear();
+            }
+            inner.owners.insert(hash, owner.clone());
+        }
+    }
+
+    /// Forgets every token of these devices (called once their tokens are gone from storage).
+    pub fn forget_devices(&self, user_id: &str, device_ids: &[String]) {
+        if !self.enabled || device_ids.is_empty() {
+            return;
+        }
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.generation += 1;
+            inner.owners.retain(|_, owner| {
+                owner.user_id != user_id || !device_ids.contains(&owner.device_id)
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(device: &str) -> TokenOwner {
+        TokenOwner {
+            user_id: "@a:x".into(),
+            device_id: device.into(),
+        }
+    }
+
+    #[test]
+    fn a_lookup_older_than_a_revocation_is_not_cached() {
+        let cache = TokenCache::new(true);
+        let stale = cache.generation();
+        cache.forget_devices("@a:x", &["D".into()]);
+        cache.insert(stale, [1; 32], &owner("D"));
+        assert_eq!(cache.get(&[1; 32]), None);
+        cache.insert(cache.generation(), [2; 32], &owner("E"));
+        assert_eq!(cache.get(&[2; 32]), Some(owner("E")));
+        cache.forget_devices("@a:x", &["E".into()]);
+        assert_eq!(cache.get(&[2; 32]), None);
+    }
+
+    #[test]
+    fn a_disabled_cache_never_answers() {
+        let cache = TokenCache::new(false);
+        cache.insert(cache.generation(), [1; 32], &owner("D"));
+        assert_eq!(cache.get(&[1; 32]), None);
     }
 }

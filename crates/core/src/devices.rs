@@ -28,9 +28,9 @@ const DELETE_BATCH: usize = 256;
 
 pub async fn list(services: &Services, requester: &Requester) -> Result<Vec<Device>> {
     let mut devices = services.store.list_devices(&requester.user_id).await?;
-    for device in &mut devices {
-        services.last_seen.overlay(&requester.user_id, device);
-    }
+    services
+        .last_seen
+        .overlay_all(&requester.user_id, &mut devices);
     Ok(devices)
 }
 
@@ -204,6 +204,7 @@ pub async fn remove(services: &Services, user_id: &str, mut device_ids: Vec<Stri
             .store
             .delete_devices(user_id, chunk.to_vec())
             .await?;
+        services.tokens.forget_devices(user_id, &report.device_ids);
         services.last_seen.forget(user_id, &report.device_ids);
         deleted += report.device_ids.len();
         // Device keys, one-time keys and to-device messages are deleted by the storage
@@ -328,6 +329,26 @@ impl LastSeenTracker {
             device.last_seen_ts = Some(ts);
             if ip.is_some() {
                 device.last_seen_ip = ip;
+            }
+        }
+    }
+
+    /// Like [`Self::overlay`] for a whole device list, taking the lock once.
+    fn overlay_all(&self, user_id: &str, devices: &mut [Device]) {
+        let Ok(pending) = self.pending.lock() else {
+            return;
+        };
+        let Some(seen) = pending.get(user_id) else {
+            return;
+        };
+        for device in devices {
+            if let Some((ip, ts)) = seen.get(&device.device_id)
+                && device.last_seen_ts.is_none_or(|old| old < *ts)
+            {
+                device.last_seen_ts = Some(*ts);
+                if ip.is_some() {
+                    device.last_seen_ip.clone_from(ip);
+                }
             }
         }
     }

@@ -45,6 +45,7 @@ pub struct Services {
     pub limiters: Limiters,
     pub notifier: sync::Notifier,
     pub last_seen: devices::LastSeenTracker,
+    pub tokens: auth::TokenCache,
 }
 
 impl Services {
@@ -62,12 +63,13 @@ impl Services {
         };
         let services = Arc::new(Self {
             config,
-            store,
+            store: store.clone(),
             passwords,
             appservices,
             limiters,
             notifier: sync::Notifier::default(),
             last_seen: devices::LastSeenTracker::default(),
+            tokens: auth::TokenCache::new(!store.is_shared()),
         });
         // Changes made by other processes on a shared database wake this one's syncs.
         if let Some(mut wakeups) = services.store.take_wakeups() {

@@ -216,9 +216,6 @@ pub trait Store: Send + Sync + 'static {
         device_ids: Vec<String>,
     ) -> StoreResult<DeletedDevices>;
 
-    /// Deletes every device of the user and all its tokens.
-    async fn delete_all_devices(&self, user_id: &str) -> StoreResult<DeletedDevices>;
-
     /// Devices not seen since `before_ms`, oldest first, at most `limit`.
     async fn stale_devices(&self, before_ms: i64, limit: u32) -> StoreResult<Vec<TokenOwner>>;
 
@@ -281,6 +278,12 @@ pub trait Store: Send + Sync + 'static {
     /// backend that only one process can use.
     fn take_wakeups(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
         None
+    }
+
+    /// Whether other processes may change this database. A process may cache what only it
+    /// can change (such as which token belongs to which device) only when this is false.
+    fn is_shared(&self) -> bool {
+        false
     }
 
     // --- moving deployments ------------------------------------------------------------

@@ -738,16 +738,6 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn delete_all_devices(&self, user_id: &str) -> StoreResult<DeletedDevices> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT device_id FROM devices WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
-        self.delete_devices(user_id, ids).await
-    }
-
     async fn stale_devices(&self, before_ms: i64, limit: u32) -> StoreResult<Vec<TokenOwner>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT user_id, device_id FROM devices
@@ -1003,6 +993,10 @@ impl Store for PostgresStore {
 
     fn take_wakeups(&self) -> Option<mpsc::UnboundedReceiver<String>> {
         self.wakeups.lock().ok()?.take()
+    }
+
+    fn is_shared(&self) -> bool {
+        true
     }
 
     async fn export(&self) -> StoreResult<Dump> {

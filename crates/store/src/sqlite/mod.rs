@@ -551,22 +551,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delete_all_devices(&self, user_id: &str) -> StoreResult<DeletedDevices> {
-        let user_id = user_id.to_owned();
-        self.pool
-            .write(move |conn| {
-                let ids: Vec<String> = conn
-                    .prepare_cached("SELECT device_id FROM devices WHERE user_id = ?1")
-                    .and_then(|mut s| {
-                        s.query_map([&user_id], |r| r.get(0))?
-                            .collect::<Result<_, _>>()
-                    })
-                    .map_err(backend)?;
-                delete_devices_tx(conn, &user_id, &ids).map_err(backend)
-            })
-            .await
-    }
-
     async fn stale_devices(&self, before_ms: i64, limit: u32) -> StoreResult<Vec<TokenOwner>> {
         self.pool
             .read(move |conn| {
