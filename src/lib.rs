@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use figment::{
     Figment,
     providers::{Env, Format, Toml},
@@ -139,6 +140,11 @@ pub async fn start(
             tracing::info!("shutting down: finishing requests in flight");
             notifier_services.notifier.close();
         };
+        // No Nagle delay: every response is written whole, and waiting for the previous
+        // segment's acknowledgement only adds latency.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

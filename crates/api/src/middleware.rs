@@ -42,14 +42,18 @@ pub async fn cors(request: Request, next: Next) -> Response {
 /// access token.
 pub async fn log_request(request: Request, next: Next) -> Response {
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // Cheap: a `Uri` shares its bytes with the request.
+    let uri = request.uri().clone();
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if status.is_server_error() {
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let path = uri.path();
         tracing::warn!(%method, %path, status = status.as_u16(), elapsed_ms, "request failed");
-    } else {
+    } else if tracing::enabled!(tracing::Level::DEBUG) {
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let path = uri.path();
         tracing::debug!(%method, %path, status = status.as_u16(), elapsed_ms, "request");
     }
     response

@@ -43,9 +43,13 @@ struct Args {
     /// (comma-separated) are summed.
     #[arg(long, value_delimiter = ',')]
     pid: Vec<u32>,
-    /// Seconds each throughput scenario runs.
+    /// Seconds each throughput scenario is measured.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Seconds each throughput scenario runs before measuring starts (connections opened,
+    /// caches warm), for both servers alike.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
     /// Wake-up trials (at least 50 for the published figure).
     #[arg(long, default_value_t = 60)]
     wake_trials: usize,
@@ -266,6 +270,7 @@ struct Req {
 type Generator = Arc<dyn Fn(usize, u64) -> Req + Send + Sync>;
 
 static ONLY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+static WARMUP: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
 
 /// Runs `concurrency` workers, each on its own connection, for `seconds`.
 async fn load(
@@ -298,13 +303,12 @@ async fn load(
         conns.push(target.connect().await?);
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
     let mut workers = Vec::new();
     for (worker, mut conn) in conns.into_iter().enumerate() {
         let generate = generate.clone();
-        let stop = stop.clone();
-        let errors = errors.clone();
+        let (stop, measuring, errors) = (stop.clone(), measuring.clone(), errors.clone());
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::with_capacity(1 << 16);
             let mut i = 0u64;
@@ -312,11 +316,13 @@ async fn load(
                 let req = generate(worker, i);
                 i += 1;
                 let t0 = Instant::now();
-                match conn
+                let outcome = conn
                     .call(req.method, &req.path, Some(&req.token), req.body)
-                    .await
-                {
-                    Ok((200, _)) => samples.push(t0.elapsed().as_micros() as u32),
+                    .await;
+                let counted = measuring.load(Ordering::Relaxed);
+                match outcome {
+                    Ok((200, _)) if counted => samples.push(t0.elapsed().as_micros() as u32),
+                    Ok((200, _)) => {}
                     Ok(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
@@ -329,6 +335,10 @@ async fn load(
             samples
         }));
     }
+    let warmup = WARMUP.get().copied().unwrap_or(0.0);
+    tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let mut samples = Vec::new();
@@ -421,6 +431,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let target = Target::parse(&args.url)?;
     let _ = ONLY.set(args.only.clone());
+    let _ = WARMUP.set(args.warmup.max(0.0));
     let quick = args.only.is_some();
     for i in 0..target.endpoints.len() {
         let (status, _) = target

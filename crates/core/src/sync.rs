@@ -220,6 +220,12 @@ impl Filter {
     }
 }
 
+/// `not_rooms` wins over `rooms`; no `rooms` list means every room.
+fn room_allowed(rooms: Option<&[String]>, not_rooms: Option<&[String]>, room_id: &str) -> bool {
+    !not_rooms.unwrap_or_default().iter().any(|r| r == room_id)
+        && rooms.is_none_or(|rooms| rooms.iter().any(|r| r == room_id))
+}
+
 /// Type patterns may use `*` as a wildcard for any sequence of characters.
 fn glob_match(pattern: &str, value: &str) -> bool {
     let Some((first, rest)) = pattern.split_once('*') else {
@@ -255,21 +261,13 @@ impl EventFilter {
     }
 
     fn allows_room(&self, room_id: &str) -> bool {
-        !self.not_rooms.iter().flatten().any(|r| r == room_id)
-            && self
-                .rooms
-                .as_ref()
-                .is_none_or(|rooms| rooms.iter().any(|r| r == room_id))
+        room_allowed(self.rooms.as_deref(), self.not_rooms.as_deref(), room_id)
     }
 }
 
 impl RoomFilter {
     fn allows_room(&self, room_id: &str) -> bool {
-        !self.not_rooms.iter().flatten().any(|r| r == room_id)
-            && self
-                .rooms
-                .as_ref()
-                .is_none_or(|rooms| rooms.iter().any(|r| r == room_id))
+        room_allowed(self.rooms.as_deref(), self.not_rooms.as_deref(), room_id)
     }
 }
 

@@ -52,6 +52,12 @@ pub struct PgOptions {
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// Connections with `synchronous_commit = off`, for work whose durability comes from a
+    /// later synchronous commit (position allocation) or that needs none (notifications).
+    /// Keeping them off the writing transactions matters: a transaction that sends `NOTIFY`
+    /// holds a database-wide lock through its commit, disk flush included, which serialised
+    /// every write.
+    fast: PgPool,
     wakeups: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
     listener: JoinHandle<()>,
 }
@@ -81,6 +87,12 @@ impl PostgresStore {
             .await
             .map_err(backend)?;
         migrate(&pool).await?;
+        let fast = PgPoolOptions::new()
+            .max_connections((options.pool_size / 2).max(2))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect_options(options)?.options([("synchronous_commit", "off")]))
+            .await
+            .map_err(backend)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let mut listener = PgListener::connect_with(&pool).await.map_err(backend)?;
         listener.listen(CHANNEL).await.map_err(backend)?;
@@ -88,42 +100,49 @@ impl PostgresStore {
         let listener = tokio::spawn(listen(listener, pool.clone(), tx, stale_after));
         Ok(Self {
             pool,
+            fast,
             wakeups: Mutex::new(Some(rx)),
             listener,
         })
     }
 
-    /// Allocates `n` consecutive positions of `stream` and marks them in flight.
+    /// Allocates `n` consecutive positions of `stream` and marks them in flight, in one
+    /// statement (one short transaction) on a connection that does not wait for the disk: the
+    /// writing transaction's commit comes later in the WAL and makes this one durable too, and
+    /// an allocation lost in a crash was never used.
     async fn allocate(&self, stream: &str, n: i64) -> StoreResult<Vec<i64>> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // No need to wait for the disk: the writing transaction's commit is later in the WAL,
-        // so it makes this one durable too, and a lost allocation was never used.
-        tx.execute("SET LOCAL synchronous_commit = off")
-            .await
-            .map_err(backend)?;
-        let last: i64 = sqlx::query_scalar(
-            "UPDATE stream_positions SET pos = pos + $2 WHERE stream = $1 RETURNING pos",
+        let mut positions: Vec<i64> = sqlx::query_scalar(
+            "WITH p AS (UPDATE stream_positions SET pos = pos + $2 WHERE stream = $1 RETURNING pos)
+             INSERT INTO stream_inflight (stream, pos)
+             SELECT $1, generate_series(p.pos - $2 + 1, p.pos) FROM p
+             RETURNING pos",
         )
         .bind(stream)
         .bind(n)
-        .fetch_one(&mut *tx)
+        .fetch_all(&self.fast)
         .await
         .map_err(backend)?;
-        let first = last - n + 1;
-        sqlx::query(
-            "INSERT INTO stream_inflight (stream, pos) SELECT $1, generate_series($2::BIGINT, $3::BIGINT)",
-        )
-        .bind(stream)
-        .bind(first)
-        .bind(last)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok((first..=last).collect())
+        positions.sort_unstable();
+        Ok(positions)
+    }
+
+    /// Sends notifications after the change they announce has committed.
+    async fn notify(&self, notes: &[String]) {
+        if notes.is_empty() {
+            return;
+        }
+        let sent = sqlx::query("SELECT pg_notify($1, n) FROM UNNEST($2::TEXT[]) AS n")
+            .bind(CHANNEL)
+            .bind(notes)
+            .execute(&self.fast)
+            .await;
+        if let Err(err) = sent {
+            // Other processes' long-polls then wait for their timeout; nothing is lost.
+            tracing::error!(error = %err, "sending change notifications failed");
+        }
     }
 
     /// After a failed write: the positions will never be used, so stop holding the watermark.
@@ -138,7 +157,7 @@ impl PostgresStore {
         .bind(stream)
         .bind(positions)
         .bind(CHANNEL)
-        .execute(&self.pool)
+        .execute(&self.fast)
         .await;
         if let Err(err) = result {
             tracing::error!(error = %err, "releasing stream positions failed; the reaper will");
@@ -146,17 +165,20 @@ impl PostgresStore {
     }
 
     /// Runs `work` in a transaction that uses `positions`; the transaction also clears them
-    /// from `stream_inflight`. On failure the positions are released.
+    /// from `stream_inflight`. The notifications `work` collects are sent after the commit.
+    /// On failure the positions are released.
     async fn with_positions<T, F>(&self, positions: Vec<i64>, work: F) -> StoreResult<T>
     where
         F: for<'t> FnOnce(
             &'t mut Transaction<'static, Postgres>,
             &'t [i64],
+            &'t mut Vec<String>,
         ) -> BoxFuture<'t, StoreResult<T>>,
     {
+        let mut notes = Vec::new();
         let outcome = async {
             let mut tx = self.pool.begin().await.map_err(backend)?;
-            let value = work(&mut tx, &positions).await?;
+            let value = work(&mut tx, &positions, &mut notes).await?;
             if !positions.is_empty() {
                 sqlx::query("DELETE FROM stream_inflight WHERE stream = $1 AND pos = ANY($2)")
                     .bind(ACCOUNT_DATA)
@@ -169,8 +191,9 @@ impl PostgresStore {
             Ok(value)
         }
         .await;
-        if outcome.is_err() {
-            self.release(ACCOUNT_DATA, &positions).await;
+        match &outcome {
+            Ok(_) => self.notify(&notes).await,
+            Err(_) => self.release(ACCOUNT_DATA, &positions).await,
         }
         outcome
     }
@@ -191,12 +214,18 @@ pub async fn create_database(admin_url: &str, name: &str) -> StoreResult<String>
         .await
         .map_err(backend)?;
     pool.close().await;
-    let mut options = PgConnectOptions::from_str(admin_url).map_err(backend)?;
-    options = options.database(name);
-    let host = options.get_host().to_owned();
-    let port = options.get_port();
-    let user = options.get_username().to_owned();
-    Ok(format!("postgres://{user}@{host}:{port}/{name}"))
+    // The admin URL with its database replaced (credentials and parameters kept).
+    let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    Ok(if query.is_empty() {
+        format!("{server}/{name}")
+    } else {
+        format!("{server}/{name}?{query}")
+    })
 }
 
 async fn migrate(pool: &PgPool) -> StoreResult<()> {
@@ -370,6 +399,7 @@ async fn purge_device(
     user_id: &str,
     device_id: &str,
     positions: &mut std::slice::Iter<'_, i64>,
+    notes: &mut Vec<String>,
 ) -> StoreResult<Option<u64>> {
     sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
         .bind(user_id)
@@ -401,7 +431,7 @@ async fn purge_device(
                 .execute(&mut **tx)
                 .await
                 .map_err(backend)?;
-                notify_account_data(tx, *pos, user_id).await?;
+                notes.push(account_data_note(*pos, user_id));
                 tombstone = Some(*pos as u64);
             }
             None => {
@@ -425,28 +455,12 @@ async fn purge_device(
     Ok(tombstone)
 }
 
-async fn notify_account_data(
-    tx: &mut Transaction<'static, Postgres>,
-    pos: i64,
-    user_id: &str,
-) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(format!("ad:{pos}:{user_id}"))
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(())
+fn account_data_note(pos: i64, user_id: &str) -> String {
+    format!("ad:{pos}:{user_id}")
 }
 
-async fn notify_devices(tx: &mut Transaction<'static, Postgres>, user_id: &str) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(format!("dev:{user_id}"))
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(())
+fn devices_note(user_id: &str) -> String {
+    format!("dev:{user_id}")
 }
 
 async fn insert_device(
@@ -562,6 +576,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(backend)?;
         let mut evicted: Vec<String> = Vec::new();
+        let mut notes = Vec::new();
         if exists.is_none()
             && let Some(max) = cap.max_devices
         {
@@ -585,9 +600,9 @@ impl Store for PostgresStore {
                 .map_err(backend)?;
                 let mut none = [].iter();
                 for victim in &evicted {
-                    purge_device(&mut tx, user_id, victim, &mut none).await?;
+                    purge_device(&mut tx, user_id, victim, &mut none, &mut notes).await?;
                 }
-                notify_devices(&mut tx, user_id).await?;
+                notes.push(devices_note(user_id));
             }
         }
         let created = insert_device(&mut tx, user_id, &login).await?;
@@ -610,10 +625,11 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            notify_devices(&mut tx, user_id).await?;
+            notes.push(devices_note(user_id));
         }
         insert_token(&mut tx, user_id, &login).await?;
         tx.commit().await.map_err(backend)?;
+        self.notify(&notes).await;
         Ok(LoginOutcome::Issued { created, evicted })
     }
 
@@ -708,7 +724,7 @@ impl Store for PostgresStore {
         let needed = count_settings(&self.pool, user_id, &device_ids).await?;
         let positions = self.allocate(ACCOUNT_DATA, needed).await?;
         let user_id = user_id.to_owned();
-        self.with_positions(positions, move |tx, positions| {
+        self.with_positions(positions, move |tx, positions, notes| {
             Box::pin(async move {
                 let existing: Vec<String> = sqlx::query_scalar(
                     "SELECT device_id FROM devices WHERE user_id = $1 AND device_id = ANY($2)
@@ -723,14 +739,14 @@ impl Store for PostgresStore {
                 let mut available = positions.iter();
                 for device_id in existing {
                     if let Some(pos) =
-                        purge_device(tx, &user_id, &device_id, &mut available).await?
+                        purge_device(tx, &user_id, &device_id, &mut available, notes).await?
                     {
                         out.account_data_pos = Some(pos);
                     }
                     out.device_ids.push(device_id);
                 }
                 if !out.device_ids.is_empty() {
-                    notify_devices(tx, &user_id).await?;
+                    notes.push(devices_note(&user_id));
                 }
                 Ok(out)
             })
@@ -859,6 +875,35 @@ impl Store for PostgresStore {
         quota_bytes: Option<u64>,
     ) -> StoreResult<AccountDataWrite> {
         let positions = self.allocate(ACCOUNT_DATA, 1).await?;
+        let pos = positions[0];
+        let note = account_data_note(pos, user_id);
+        if quota_bytes.is_none() {
+            // The common case in one statement, so one round trip: the write and the end of
+            // its position's flight commit together.
+            let written = sqlx::query(
+                "WITH w AS (
+                    INSERT INTO account_data (user_id, room_id, data_type, content, stream_pos)
+                    VALUES ($1, $2, $3, $4, $5)
+                    ON CONFLICT (user_id, room_id, data_type)
+                    DO UPDATE SET content = excluded.content, stream_pos = excluded.stream_pos
+                    RETURNING 1)
+                 DELETE FROM stream_inflight WHERE stream = $6 AND pos = $5",
+            )
+            .bind(user_id)
+            .bind(room_id.unwrap_or(""))
+            .bind(data_type)
+            .bind(content)
+            .bind(pos)
+            .bind(ACCOUNT_DATA)
+            .execute(&self.pool)
+            .await;
+            if let Err(err) = written {
+                self.release(ACCOUNT_DATA, &positions).await;
+                return Err(backend(err));
+            }
+            self.notify(std::slice::from_ref(&note)).await;
+            return Ok(AccountDataWrite::Written(pos as u64));
+        }
         let (user_id, room_id, data_type, content) = (
             user_id.to_owned(),
             room_id.unwrap_or("").to_owned(),
@@ -866,7 +911,7 @@ impl Store for PostgresStore {
             content.to_owned(),
         );
         let written = self
-            .with_positions(positions.clone(), move |tx, positions| {
+            .with_positions(positions, move |tx, positions, notes| {
                 Box::pin(async move {
                     if let Some(quota) = quota_bytes {
                         let others: i64 = sqlx::query_scalar(
@@ -884,7 +929,6 @@ impl Store for PostgresStore {
                             return Ok(None);
                         }
                     }
-                    let pos = positions[0];
                     sqlx::query(
                         "INSERT INTO account_data (user_id, room_id, data_type, content, stream_pos)
                          VALUES ($1, $2, $3, $4, $5)
@@ -895,12 +939,12 @@ impl Store for PostgresStore {
                     .bind(&room_id)
                     .bind(&data_type)
                     .bind(&content)
-                    .bind(pos)
+                    .bind(positions[0])
                     .execute(&mut **tx)
                     .await
                     .map_err(backend)?;
-                    notify_account_data(tx, pos, &user_id).await?;
-                    Ok(Some(pos as u64))
+                    notes.push(note);
+                    Ok(Some(positions[0] as u64))
                 })
             })
             .await?;
