@@ -81,17 +81,44 @@ fn init_tracing() {
         .init();
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    match run(cli).await {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    // `workers` is read before the runtime exists; a bad file is reported again, with its
+    // key, when the command loads it.
+    if let Some(workers) = config_path(&cli)
+        .and_then(|path| myelin::load_config(Some(&path)).ok())
+        .or_else(|| myelin::load_config(None).ok())
+        .and_then(|config| config.workers)
+    {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             // One readable line (with causes), not a debug dump with a backtrace.
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+fn config_path(cli: &Cli) -> Option<PathBuf> {
+    match &cli.command {
+        Command::Serve { config }
+        | Command::User {
+            command: UserCommand::Create { config, .. },
+        } => config.clone(),
+        Command::Db { .. } => None,
     }
 }
 

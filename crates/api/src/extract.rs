@@ -52,13 +52,18 @@ pub fn access_token<'a>(
 /// The client's address: the peer, or the rightmost `X-Forwarded-For` hop that is not a
 /// trusted proxy when the peer itself is one.
 pub fn client_ip(parts: &Parts, services: &Services) -> Option<String> {
+    client_addr(parts, services).map(|ip| ip.to_string())
+}
+
+/// [`client_ip`] without formatting it (the per-request path only needs the address).
+pub fn client_addr(parts: &Parts, services: &Services) -> Option<std::net::IpAddr> {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())?;
     let trusted = &services.config.trusted_proxies;
     if !trusted.contains(&peer) {
-        return Some(peer.to_string());
+        return Some(peer);
     }
     let forwarded = parts
         .headers
@@ -73,7 +78,7 @@ pub fn client_ip(parts: &Parts, services: &Services) -> Option<String> {
         .rev()
         .find(|hop| !trusted.contains(hop))
         .unwrap_or(peer);
-    Some(client.to_string())
+    Some(client)
 }
 
 /// The client address as an extractor.
@@ -101,12 +106,11 @@ impl FromRequestParts<AppState> for Auth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let services: &Arc<Services> = &state.0;
         let params = query(parts);
-        let ip = client_ip(parts, services);
         let creds = Credentials {
             token: access_token(&parts.headers, &params),
             user_id: params.get("user_id").map(String::as_str),
             device_id: params.get("device_id").map(String::as_str),
-            client_ip: ip.as_deref(),
+            client_ip: client_addr(parts, services),
         };
         Ok(Self(auth::authenticate(services, creds).await?))
     }

@@ -13,11 +13,18 @@ use serde_json::json;
 
 use crate::error::internal;
 
-/// The spec's "Web Browser Clients": the CORS headers on every response, and `OPTIONS`
-/// answered without running any endpoint logic. Written here rather than with a generic CORS
-/// layer because the spec wants the headers even on requests that carry no `Origin`.
-pub async fn cors(request: Request, next: Next) -> Response {
-    let mut response = if request.method() == Method::OPTIONS {
+/// One layer for what every request gets:
+/// - the spec's "Web Browser Clients": the CORS headers on every response, and `OPTIONS`
+///   answered without running any endpoint logic (a generic CORS layer adds the headers only
+///   to requests that carry an `Origin`);
+/// - a log line with method, path, status and latency. The query string is never logged: it
+///   may hold an access token.
+pub async fn around(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    // Cheap: a `Uri` shares its bytes with the request.
+    let uri = request.uri().clone();
+    let started = Instant::now();
+    let mut response = if method == Method::OPTIONS {
         Json(json!({})).into_response()
     } else {
         next.run(request).await
@@ -35,17 +42,6 @@ pub async fn cors(request: Request, next: Next) -> Response {
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static("X-Requested-With, Content-Type, Authorization"),
     );
-    response
-}
-
-/// Logs method, path, status and latency. The query string is never logged: it may hold an
-/// access token.
-pub async fn log_request(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    // Cheap: a `Uri` shares its bytes with the request.
-    let uri = request.uri().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
     let status = response.status();
     if status.is_server_error() {
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;

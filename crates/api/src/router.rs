@@ -63,9 +63,8 @@ pub fn routes(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { error::method_not_allowed() })
         .fallback(|| async { error::unrecognized() })
         .with_state(state.clone())
-        .layer(axum::middleware::from_fn(middleware::log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             middleware::panic_response,
         ))
-        .layer(axum::middleware::from_fn(middleware::cors))
+        .layer(axum::middleware::from_fn(middleware::around))
 }

@@ -37,7 +37,7 @@ pub struct Credentials<'a> {
     pub token: Option<&'a str>,
     pub user_id: Option<&'a str>,
     pub device_id: Option<&'a str>,
-    pub client_ip: Option<&'a str>,
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 pub async fn authenticate(services: &Services, creds: Credentials<'_>) -> Result<Requester> {

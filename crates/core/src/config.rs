@@ -28,6 +28,9 @@ pub struct Config {
     pub appservices: Vec<PathBuf>,
     /// Addresses of reverse proxies whose `X-Forwarded-For` header is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Threads serving requests; defaults to the number of cores. Fewer leaves room for the
+    /// database writer and password hashing, which tightens tail latency under load.
+    pub workers: Option<usize>,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             sync: SyncConfig::default(),
             appservices: Vec::new(),
             trusted_proxies: Vec::new(),
+            workers: None,
         }
     }
 }
@@ -274,6 +278,9 @@ impl Config {
                 "database.tls",
                 "must be one of disable, prefer, require, verify-ca, verify-full",
             ));
+        }
+        if self.workers == Some(0) {
+            return Err(invalid("workers", "must be at least 1"));
         }
         if self.database.pool_size == 0 {
             return Err(invalid("database.pool_size", "must be at least 1"));

@@ -8,6 +8,7 @@
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -289,7 +290,7 @@ pub async fn flush_last_seen(services: &Services) {
 /// records here in memory; the batch is written every few seconds and at shutdown, never one
 /// write per request (LS-01). Reads overlay these pending values so clients see them at once.
 /// (address, timestamp in ms) of a device's latest request.
-type Seen = (Option<String>, i64);
+type Seen = (Option<IpAddr>, i64);
 
 #[derive(Default)]
 pub struct LastSeenTracker {
@@ -299,25 +300,25 @@ pub struct LastSeenTracker {
 }
 
 impl LastSeenTracker {
-    pub fn record(&self, user_id: &str, device_id: &str, ip: Option<&str>) {
+    pub fn record(&self, user_id: &str, device_id: &str, ip: Option<IpAddr>) {
         let now = crate::now_ms();
         let Ok(mut pending) = self.pending.lock() else {
             return;
         };
         if let Some(entry) = pending.get_mut(user_id).and_then(|d| d.get_mut(device_id)) {
             entry.1 = now;
-            if ip.is_some() && entry.0.as_deref() != ip {
-                entry.0 = ip.map(str::to_owned);
+            if ip.is_some() {
+                entry.0 = ip;
             }
             return;
         }
         pending
             .entry(user_id.to_owned())
             .or_default()
-            .insert(device_id.to_owned(), (ip.map(str::to_owned), now));
+            .insert(device_id.to_owned(), (ip, now));
     }
 
-    fn get(&self, user_id: &str, device_id: &str) -> Option<(Option<String>, i64)> {
+    fn get(&self, user_id: &str, device_id: &str) -> Option<Seen> {
         let pending = self.pending.lock().ok()?;
         pending.get(user_id)?.get(device_id).cloned()
     }
@@ -327,8 +328,8 @@ impl LastSeenTracker {
             && device.last_seen_ts.is_none_or(|old| old < ts)
         {
             device.last_seen_ts = Some(ts);
-            if ip.is_some() {
-                device.last_seen_ip = ip;
+            if let Some(ip) = ip {
+                device.last_seen_ip = Some(ip.to_string());
             }
         }
     }
@@ -346,8 +347,8 @@ impl LastSeenTracker {
                 && device.last_seen_ts.is_none_or(|old| old < *ts)
             {
                 device.last_seen_ts = Some(*ts);
-                if ip.is_some() {
-                    device.last_seen_ip.clone_from(ip);
+                if let Some(ip) = ip {
+                    device.last_seen_ip = Some(ip.to_string());
                 }
             }
         }
@@ -383,7 +384,7 @@ impl LastSeenTracker {
                     .map(move |(device_id, (ip, ts))| LastSeen {
                         user_id: user_id.clone(),
                         device_id,
-                        ip,
+                        ip: ip.map(|ip| ip.to_string()),
                         ts,
                     })
             })
