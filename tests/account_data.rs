@@ -5,24 +5,12 @@
 
 mod common;
 
-use common::{Resp, TestServer, User, appservice_file};
+use common::{Resp, TestServer, User, appservice_file, enc};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const ROOM: &str = "!room:localhost";
 const AS_TOKEN: &str = "as_token_bridge_0123456789";
-
-/// Percent-encodes one path segment or query value (everything but RFC 3986 unreserved).
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 fn global(user_id: &str, data_type: &str) -> String {
     format!("/user/{}/account_data/{}", enc(user_id), enc(data_type))

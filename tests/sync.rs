@@ -11,21 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Resp, TestServer, User};
+use common::{Resp, TestServer, User, enc};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-/// Percent-encodes one path segment or query value (everything but RFC 3986 unreserved).
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 fn global(user: &User, data_type: &str) -> String {
     format!(

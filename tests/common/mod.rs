@@ -63,6 +63,18 @@ impl Resp {
     }
 }
 
+/// Percent-encodes one path segment or query value (everything but RFC 3986 unreserved).
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The configuration every test starts from: open registration, cheap password hashing, and
 /// rate limits high enough that only tests about rate limits meet them.
 pub fn test_config(dir: &std::path::Path) -> Config {
