@@ -422,6 +422,11 @@ async fn ad08_appservice_reads_and_writes_account_data_of_its_users() {
     assert_empty_ok(&resp);
     let resp = server.get(&format!("{path}{as_user}"), AS_TOKEN).await;
     assert_eq!(resp.assert_ok(), &json!({"written_by": "bridge"}));
+    // Without asserting the identity, the appservice acts as its sender: not carol.
+    server
+        .get(&path, AS_TOKEN)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
     // It is the user's own data: they read it, and it reaches their sync.
     assert_eq!(
         server.get(&path, &carol_token).await.assert_ok(),
