@@ -141,7 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let config = myelin::load_config(config.as_deref())?;
-    let data = config.database.url.clone();
+    let data = without_password(&config.database.url);
     let running = myelin::start(config, shutdown_signal()).await?;
     tracing::info!(
         "Myelin listening on http://{}, data in {data}",
@@ -225,4 +225,40 @@ async fn copy_database(from: String, to: String) -> anyhow::Result<()> {
     imported?;
     println!("copied {summary}");
     Ok(())
+}
+
+/// The database URL as it may appear in a log: `postgres://user:secret@host/db` loses its
+/// password.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn passwords_stay_out_of_the_start_up_line() {
+        assert_eq!(
+            without_password("postgres://me:s3cret@db:5432/myelin"),
+            "postgres://me@db:5432/myelin"
+        );
+        assert_eq!(
+            without_password("postgres://me@db/myelin"),
+            "postgres://me@db/myelin"
+        );
+        assert_eq!(
+            without_password("sqlite://myelin-data/myelin.db"),
+            "sqlite://myelin-data/myelin.db"
+        );
+    }
 }

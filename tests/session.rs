@@ -543,3 +543,68 @@ async fn cors_headers_on_every_response_and_bare_options() {
         );
     }
 }
+
+#[tokio::test]
+async fn registration_remembers_a_hash_never_the_password() {
+    let server = TestServer::start().await;
+    let first = start_register(&server, json!({"username": "frank", "password": PASSWORD})).await;
+    let session_id = first.body["session"].as_str().unwrap().to_owned();
+    let stored = server
+        .services()
+        .store
+        .get_uia_session(&session_id, myelin_core::now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    let remembered = stored.request.unwrap_or_default();
+    assert!(
+        !remembered.contains(PASSWORD),
+        "the password was written down: {remembered}"
+    );
+    assert!(remembered.contains("$argon2id$"), "{remembered}");
+    // A client cannot smuggle in a hash of its own.
+    let done = start_register(
+        &server,
+        json!({"auth": {"type": "m.login.dummy", "session": session_id}, "password_hash": "x"}),
+    )
+    .await;
+    done.assert_ok();
+    let user = common::User {
+        user_id: "@frank:localhost".into(),
+        localpart: "frank".into(),
+        token: String::new(),
+        device_id: String::new(),
+    };
+    server.login(&user, None).await;
+}
+
+#[tokio::test]
+async fn an_appservice_cannot_register_in_another_ones_exclusive_namespace() {
+    let server = TestServer::with(|config, dir| {
+        let broad = dir.join("broad.yaml");
+        std::fs::write(
+            &broad,
+            "id: broad\nurl: null\nas_token: as_token_broad_0123456789\nhs_token: hs_broad\n\
+             sender_localpart: broadbot\nnamespaces:\n  users:\n    - regex: '@.*:localhost'\n      exclusive: false\n",
+        )
+        .unwrap();
+        config.appservices = vec![broad, appservice_file(dir, "bridge", "as_token_bridge_0123456789", "")];
+    })
+    .await;
+    let register = |token: &'static str, username: &'static str| {
+        server.post(
+            "/register",
+            token,
+            json!({"type": "m.login.application_service", "username": username, "inhibit_login": true}),
+        )
+    };
+    register("as_token_broad_0123456789", "bridge_x")
+        .await
+        .assert_error(400, "M_EXCLUSIVE");
+    register("as_token_bridge_0123456789", "bridge_x")
+        .await
+        .assert_ok();
+    register("as_token_broad_0123456789", "someone")
+        .await
+        .assert_ok();
+}

@@ -45,6 +45,10 @@ struct RegisterBody {
     initial_device_display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     inhibit_login: Option<bool>,
+    /// The password's argon2id hash: what the UIA session remembers instead of the password
+    /// itself, which is never written anywhere. Never taken from a client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_hash: Option<String>,
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &Map<String, Value>) -> Result<T> {
@@ -125,11 +129,11 @@ pub async fn register(
         }
     }
     for (key, value) in &body {
-        if key != "auth" && !value.is_null() {
+        if key != "auth" && key != "password_hash" && !value.is_null() {
             merged.insert(key.clone(), value.clone());
         }
     }
-    let request: RegisterBody = parse(&merged)?;
+    let mut request: RegisterBody = parse(&merged)?;
 
     // The spec requires these checks before UIA.
     // (Skipped when this session already registered the user: see UIA-15 below.)
@@ -146,6 +150,11 @@ pub async fn register(
         Some(_) => vec![vec![uia::REGISTRATION_TOKEN]],
         None => vec![vec![uia::DUMMY]],
     };
+    // The session remembers the password only as its hash (costs one hash per round that
+    // sends a password; registration is rate-limited per address).
+    if let Some(password) = request.password.take() {
+        request.password_hash = Some(services.passwords.hash(password).await?);
+    }
     let remember = serde_json::to_value(&request).map_err(|e| bad_json(e.to_string()))?;
     let session = uia::authenticate(
         services,
@@ -165,7 +174,7 @@ pub async fn register(
         return issue_session(services, &user_id, &request, client_ip).await;
     }
 
-    let Some(password) = request.password.clone() else {
+    let Some(password_hash) = request.password_hash.clone() else {
         return Err(missing_param("password is required"));
     };
     let localpart = match localpart {
@@ -173,7 +182,6 @@ pub async fn register(
         None => generate_localpart(services).await?,
     };
     let user_id = ids::user_id(&localpart, &services.config.server_name);
-    let password_hash = services.passwords.hash(password).await?;
     let (login, token) = new_login(&request, client_ip);
     let login = (!request.inhibit_login.unwrap_or(false)).then_some(login);
     let device_id = login.as_ref().map(|l| l.device_id.clone());
@@ -282,7 +290,11 @@ async fn register_appservice_user(
     let server_name = &services.config.server_name;
     let localpart = ids::new_localpart(username, server_name)?;
     let user_id = ids::user_id(&localpart, server_name);
-    if !service.is_interested_in(&user_id) {
+    let claimed_by_another = services
+        .appservices
+        .exclusive_owner(&user_id)
+        .is_some_and(|owner| owner.id != service.id);
+    if !service.is_interested_in(&user_id) || claimed_by_another {
         return Err(Error::Exclusive(
             "Invalid user localpart for this application service".into(),
         ));

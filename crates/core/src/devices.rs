@@ -201,10 +201,15 @@ pub async fn remove(services: &Services, user_id: &str, mut device_ids: Vec<Stri
     device_ids.dedup();
     let mut deleted = 0;
     for chunk in device_ids.chunks(DELETE_BATCH) {
-        let report = services
-            .store
-            .delete_devices(user_id, chunk.to_vec())
-            .await?;
+        let report = match services.store.delete_devices(user_id, chunk.to_vec()).await {
+            Ok(report) => report,
+            Err(err) => {
+                // Dropping cache entries is always safe, and the storage may have applied
+                // the deletion even though it reported a failure.
+                services.tokens.forget_devices(user_id, chunk);
+                return Err(err.into());
+            }
+        };
         services.tokens.forget_devices(user_id, &report.device_ids);
         services.last_seen.forget(user_id, &report.device_ids);
         deleted += report.device_ids.len();

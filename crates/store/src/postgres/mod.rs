@@ -96,7 +96,11 @@ impl PostgresStore {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut listener = PgListener::connect_with(&pool).await.map_err(backend)?;
         listener.listen(CHANNEL).await.map_err(backend)?;
-        let stale_after = Duration::from_millis(options.statement_timeout_ms.max(30_000) * 2);
+        // A writer holds its positions for one transaction of a few statements; only a
+        // process that died mid-write leaves them for longer. Generous, because reaping a
+        // live writer's position would let a sync pass its change.
+        let stale_after =
+            Duration::from_millis(options.statement_timeout_ms.saturating_mul(20).max(600_000));
         let listener = tokio::spawn(listen(listener, pool.clone(), tx, stale_after));
         Ok(Self {
             pool,
@@ -196,6 +200,85 @@ impl PostgresStore {
             Err(_) => self.release(ACCOUNT_DATA, &positions).await,
         }
         outcome
+    }
+
+    async fn login_tx(
+        &self,
+        user_id: &str,
+        login: &NewLogin,
+        cap: DeviceCap,
+        positions: &mut Vec<i64>,
+    ) -> StoreResult<(LoginOutcome, Vec<String>)> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2")
+                .bind(user_id)
+                .bind(&login.device_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let mut evicted: Vec<String> = Vec::new();
+        let mut notes = Vec::new();
+        if exists.is_none()
+            && let Some(max) = cap.max_devices
+        {
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+            if count >= i64::from(max) {
+                if !cap.evict_oldest {
+                    return Ok((LoginOutcome::DeviceCapReached, notes));
+                }
+                evicted = sqlx::query_scalar(
+                    "SELECT device_id FROM devices WHERE user_id = $1
+                     ORDER BY COALESCE(last_seen_ts, created_ts) ASC LIMIT $2 FOR UPDATE",
+                )
+                .bind(user_id)
+                .bind(count - i64::from(max) + 1)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+                *positions = self.allocate(ACCOUNT_DATA, evicted.len() as i64).await?;
+                let mut available = positions.iter();
+                for victim in &evicted {
+                    purge_device(&mut tx, user_id, victim, &mut available, &mut notes).await?;
+                }
+                sqlx::query("DELETE FROM stream_inflight WHERE stream = $1 AND pos = ANY($2)")
+                    .bind(ACCOUNT_DATA)
+                    .bind(&*positions)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                notes.push(devices_note(user_id));
+            }
+        }
+        let created = insert_device(&mut tx, user_id, login).await?;
+        if !created {
+            // Reusing a device: its earlier tokens stop working now, on every process.
+            sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
+                .bind(user_id)
+                .bind(&login.device_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query(
+                "UPDATE devices SET last_seen_ts = $3, last_seen_ip = COALESCE($4, last_seen_ip)
+                 WHERE user_id = $1 AND device_id = $2",
+            )
+            .bind(user_id)
+            .bind(&login.device_id)
+            .bind(login.now_ms)
+            .bind(&login.ip)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            notes.push(devices_note(user_id));
+        }
+        insert_token(&mut tx, user_id, login).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok((LoginOutcome::Issued { created, evicted }, notes))
     }
 }
 
@@ -567,70 +650,15 @@ impl Store for PostgresStore {
         login: NewLogin,
         cap: DeviceCap,
     ) -> StoreResult<LoginOutcome> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let exists: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2")
-                .bind(user_id)
-                .bind(&login.device_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        let mut evicted: Vec<String> = Vec::new();
-        let mut notes = Vec::new();
-        if exists.is_none()
-            && let Some(max) = cap.max_devices
-        {
-            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
-            if count >= i64::from(max) {
-                if !cap.evict_oldest {
-                    return Ok(LoginOutcome::DeviceCapReached);
-                }
-                evicted = sqlx::query_scalar(
-                    "SELECT device_id FROM devices WHERE user_id = $1
-                     ORDER BY COALESCE(last_seen_ts, created_ts) ASC LIMIT $2",
-                )
-                .bind(user_id)
-                .bind(count - i64::from(max) + 1)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
-                let mut none = [].iter();
-                for victim in &evicted {
-                    purge_device(&mut tx, user_id, victim, &mut none, &mut notes).await?;
-                }
-                notes.push(devices_note(user_id));
-            }
+        // Positions for the tombstones of evicted devices' settings are allocated inside the
+        // transaction, once the victims are known; on any failure they are released.
+        let mut positions = Vec::new();
+        let outcome = self.login_tx(user_id, &login, cap, &mut positions).await;
+        match &outcome {
+            Ok((_, notes)) => self.notify(notes).await,
+            Err(_) => self.release(ACCOUNT_DATA, &positions).await,
         }
-        let created = insert_device(&mut tx, user_id, &login).await?;
-        if !created {
-            // Reusing a device: its earlier tokens stop working now, on every process.
-            sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
-                .bind(user_id)
-                .bind(&login.device_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            sqlx::query(
-                "UPDATE devices SET last_seen_ts = $3, last_seen_ip = COALESCE($4, last_seen_ip)
-                 WHERE user_id = $1 AND device_id = $2",
-            )
-            .bind(user_id)
-            .bind(&login.device_id)
-            .bind(login.now_ms)
-            .bind(&login.ip)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            notes.push(devices_note(user_id));
-        }
-        insert_token(&mut tx, user_id, &login).await?;
-        tx.commit().await.map_err(backend)?;
-        self.notify(&notes).await;
-        Ok(LoginOutcome::Issued { created, evicted })
+        outcome.map(|(outcome, _)| outcome)
     }
 
     async fn token_owner(&self, token_hash: [u8; 32]) -> StoreResult<Option<TokenOwner>> {

@@ -235,6 +235,17 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, marks: &Watermarks) {
     }
     let mut replies = Vec::with_capacity(batch.len());
     for job in batch {
+        // Some errors (disk full, I/O) make SQLite roll back the whole transaction, not just
+        // the savepoint. The jobs after it must then not run: outside a transaction each
+        // would commit on its own, and the batch would report them failed.
+        if conn.is_autocommit() {
+            let (_, reply) = job(None);
+            replies.push((
+                reply,
+                Err(StoreError::Backend("transaction aborted".into())),
+            ));
+            continue;
+        }
         let savepoint = conn.execute_batch("SAVEPOINT job");
         let (ok, reply) = job(Some(conn));
         let finish = if ok {
