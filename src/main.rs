@@ -84,25 +84,7 @@ fn init_tracing() {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    // `workers` is read before the runtime exists; a bad file is reported again, with its
-    // key, when the command loads it.
-    if let Some(workers) = config_path(&cli)
-        .and_then(|path| myelin::load_config(Some(&path)).ok())
-        .or_else(|| myelin::load_config(None).ok())
-        .and_then(|config| config.workers)
-    {
-        builder.worker_threads(workers);
-    }
-    let runtime = match builder.build() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             // One readable line (with causes), not a debug dump with a backtrace.
@@ -112,19 +94,22 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn config_path(cli: &Cli) -> Option<PathBuf> {
-    match &cli.command {
-        Command::Serve { config }
-        | Command::User {
-            command: UserCommand::Create { config, .. },
-        } => config.clone(),
-        Command::Db { .. } => None,
+/// The runtime is built by hand because `workers` comes from the configuration.
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
     }
+    builder.build().context("starting the runtime")
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config } => serve(config).await,
+        Command::Serve { config } => {
+            let config = myelin::load_config(config.as_deref())?;
+            runtime(config.workers)?.block_on(serve(config))
+        }
         Command::User {
             command:
                 UserCommand::Create {
@@ -132,15 +117,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     password_file,
                     config,
                 },
-        } => create_user(&user_id, password_file, config).await,
+        } => runtime(None)?.block_on(create_user(&user_id, password_file, config)),
         Command::Db {
             command: DbCommand::Copy { from, to },
-        } => copy_database(from, to).await,
+        } => runtime(None)?.block_on(copy_database(from, to)),
     }
 }
 
-async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = myelin::load_config(config.as_deref())?;
+async fn serve(config: myelin_core::config::Config) -> anyhow::Result<()> {
     let data = without_password(&config.database.url);
     let running = myelin::start(config, shutdown_signal()).await?;
     tracing::info!(
