@@ -34,7 +34,13 @@ fn command(dir: &Path) -> Command {
 }
 
 fn spawn(dir: &Path) -> Server {
+    spawn_with(dir, &[])
+}
+
+/// Starts `myelin serve` in `dir` with extra environment on top of [`command`]'s.
+fn spawn_with(dir: &Path, env: &[(&str, &str)]) -> Server {
     let mut child = command(dir)
+        .envs(env.iter().copied())
         .arg("serve")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -223,30 +229,7 @@ async fn user_create_works_with_registration_closed() {
     child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
     assert!(!child.wait().unwrap().success());
 
-    let mut cmd = command(dir.path());
-    cmd.env("MYELIN_REGISTRATION__ENABLED", "false");
-    let server = {
-        let mut child = cmd.arg("serve").stdout(Stdio::piped()).spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut base = String::new();
-        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-        for line in lines.by_ref() {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                base = format!(
-                    "http://{}/_matrix/client/v3",
-                    rest.split(',').next().unwrap()
-                );
-                break;
-            }
-        }
-        // Keep draining so the server never writes into a closed pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Server {
-            child,
-            base,
-            log: Arc::default(),
-        }
-    };
+    let server = spawn_with(dir.path(), &[("MYELIN_REGISTRATION__ENABLED", "false")]);
     let (status, body) = login(&server, "carol").await;
     assert_eq!(status, 200, "{body}");
     let mut child = server.child;

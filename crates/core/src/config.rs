@@ -380,13 +380,3 @@ pub enum Backend {
     Sqlite(PathBuf),
     Postgres(String),
 }
-
-impl Config {
-    /// For the SQLite backend, the database file.
-    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
-        match self.database_backend()? {
-            Backend::Sqlite(path) => Ok(path),
-            Backend::Postgres(_) => Err(invalid("database.url", "not a sqlite:// URL")),
-        }
-    }
-}

@@ -29,9 +29,7 @@ const DELETE_BATCH: usize = 256;
 
 pub async fn list(services: &Services, requester: &Requester) -> Result<Vec<Device>> {
     let mut devices = services.store.list_devices(&requester.user_id).await?;
-    services
-        .last_seen
-        .overlay_all(&requester.user_id, &mut devices);
+    services.last_seen.overlay(&requester.user_id, &mut devices);
     Ok(devices)
 }
 
@@ -41,7 +39,9 @@ pub async fn get(services: &Services, requester: &Requester, device_id: &str) ->
         .get_device(&requester.user_id, device_id)
         .await?
         .ok_or_else(|| not_found("Device not found"))?;
-    services.last_seen.overlay(&requester.user_id, &mut device);
+    services
+        .last_seen
+        .overlay(&requester.user_id, std::slice::from_mut(&mut device));
     Ok(device)
 }
 
@@ -328,19 +328,8 @@ impl LastSeenTracker {
         pending.get(user_id)?.get(device_id).cloned()
     }
 
-    fn overlay(&self, user_id: &str, device: &mut Device) {
-        if let Some((ip, ts)) = self.get(user_id, &device.device_id)
-            && device.last_seen_ts.is_none_or(|old| old < ts)
-        {
-            device.last_seen_ts = Some(ts);
-            if let Some(ip) = ip {
-                device.last_seen_ip = Some(ip.to_string());
-            }
-        }
-    }
-
-    /// Like [`Self::overlay`] for a whole device list, taking the lock once.
-    fn overlay_all(&self, user_id: &str, devices: &mut [Device]) {
+    /// Shows pending observations newer than the stored ones, taking the lock once.
+    fn overlay(&self, user_id: &str, devices: &mut [Device]) {
         let Ok(pending) = self.pending.lock() else {
             return;
         };

@@ -135,8 +135,6 @@ pub struct StreamPositions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeletedDevices {
     pub device_ids: Vec<String>,
-    /// Position of the last account-data tombstone written, if any.
-    pub account_data_pos: Option<u64>,
 }
 
 /// Outcome of an account-data write.

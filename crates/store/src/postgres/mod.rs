@@ -483,7 +483,7 @@ async fn purge_device(
     device_id: &str,
     positions: &mut std::slice::Iter<'_, i64>,
     notes: &mut Vec<String>,
-) -> StoreResult<Option<u64>> {
+) -> StoreResult<()> {
     sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
         .bind(user_id)
         .bind(device_id)
@@ -492,7 +492,6 @@ async fn purge_device(
         .map_err(backend)?;
     // UIA sessions stay until they expire (see the SQLite backend).
     let data_type = settings_type(device_id);
-    let mut tombstone = None;
     let live: Option<String> = sqlx::query_scalar(
         "SELECT content FROM account_data WHERE user_id = $1 AND room_id = '' AND data_type = $2 AND content <> '{}'",
     )
@@ -515,7 +514,6 @@ async fn purge_device(
                 .await
                 .map_err(backend)?;
                 notes.push(account_data_note(*pos, user_id));
-                tombstone = Some(*pos as u64);
             }
             None => {
                 sqlx::query(
@@ -535,7 +533,7 @@ async fn purge_device(
         .execute(&mut **tx)
         .await
         .map_err(backend)?;
-    Ok(tombstone)
+    Ok(())
 }
 
 fn account_data_note(pos: i64, user_id: &str) -> String {
@@ -766,11 +764,7 @@ impl Store for PostgresStore {
                 let mut out = DeletedDevices::default();
                 let mut available = positions.iter();
                 for device_id in existing {
-                    if let Some(pos) =
-                        purge_device(tx, &user_id, &device_id, &mut available, notes).await?
-                    {
-                        out.account_data_pos = Some(pos);
-                    }
+                    purge_device(tx, &user_id, &device_id, &mut available, notes).await?;
                     out.device_ids.push(device_id);
                 }
                 if !out.device_ids.is_empty() {

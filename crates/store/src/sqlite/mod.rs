@@ -125,13 +125,7 @@ fn insert_token(conn: &Connection, user_id: &str, login: &NewLogin) -> rusqlite:
 /// Everything that belongs to one device goes here, so a deletion can never leave half a
 /// device behind. Later per-device tables (device keys, one-time keys, fallback keys, the
 /// to-device inbox, pushers) add their `DELETE` to this function.
-///
-/// Returns the stream position of the account-data tombstone it wrote, if any.
-fn purge_device(
-    conn: &Connection,
-    user_id: &str,
-    device_id: &str,
-) -> rusqlite::Result<Option<u64>> {
+fn purge_device(conn: &Connection, user_id: &str, device_id: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2")?
         .execute(params![user_id, device_id])?;
     // UIA sessions are kept until they expire: one completed for deleting this device must
@@ -145,7 +139,6 @@ fn purge_device(
         )?
         .query_row(params![user_id, data_type], |r| r.get(0))
         .optional()?;
-    let mut tombstone = None;
     if exists.is_some_and(|c| c != "{}") {
         let pos = next_pos(conn, "account_data")?;
         conn.prepare_cached(
@@ -153,11 +146,10 @@ fn purge_device(
              WHERE user_id = ?1 AND room_id = '' AND data_type = ?2",
         )?
         .execute(params![user_id, data_type, pos as i64])?;
-        tombstone = Some(pos);
     }
     conn.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2")?
         .execute(params![user_id, device_id])?;
-    Ok(tombstone)
+    Ok(())
 }
 
 fn delete_devices_tx(
@@ -174,9 +166,7 @@ fn delete_devices_tx(
         if known.is_none() {
             continue;
         }
-        if let Some(pos) = purge_device(conn, user_id, device_id)? {
-            out.account_data_pos = Some(pos);
-        }
+        purge_device(conn, user_id, device_id)?;
         out.device_ids.push(device_id.clone());
     }
     Ok(out)
