@@ -1016,3 +1016,114 @@ async fn ad11_room_data_for_a_room_not_joined_is_stored_but_not_synced() {
     let incremental = incremental_sync(&server, &alice, &before).await;
     assert!(incremental.get("rooms").is_none(), "{incremental}");
 }
+
+#[tokio::test]
+async fn ad13_type_longer_than_255_bytes_is_refused_on_every_backend() {
+    // A 3 000-byte type broke PostgreSQL's primary-key index (a 500) while SQLite stored it.
+    // Event types are bounded at 255 bytes (the spec's limit for event types); both backends
+    // answer the same 400, and nothing is stored.
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    // Random-looking, so that it does not compress below the index's row limit.
+    let long: String = (0..3000u32)
+        .map(|i| char::from(b'a' + ((i.wrapping_mul(2_654_435_761) >> 13) % 26) as u8))
+        .collect();
+    let exact: String = long[..255].to_owned();
+    for path in [
+        global(&alice.user_id, &long),
+        room(&alice.user_id, ROOM, &long),
+    ] {
+        let resp = server.put(&path, &alice.token, json!({"a": 1})).await;
+        resp.assert_error(400, "M_INVALID_PARAM");
+        let resp = server.get(&path, &alice.token).await;
+        resp.assert_error(400, "M_INVALID_PARAM");
+        let resp = delete(
+            &server,
+            &msc3391_global(&alice.user_id, &long),
+            &alice.token,
+        )
+        .await;
+        resp.assert_error(400, "M_INVALID_PARAM");
+    }
+    // 255 bytes is allowed, and counted in bytes, not characters.
+    let resp = server
+        .put(
+            &global(&alice.user_id, &exact),
+            &alice.token,
+            json!({"a": 1}),
+        )
+        .await;
+    assert_empty_ok(&resp);
+    let wide = "é".repeat(128); // 256 bytes, 128 characters
+    let resp = server
+        .put(
+            &global(&alice.user_id, &wide),
+            &alice.token,
+            json!({"a": 1}),
+        )
+        .await;
+    resp.assert_error(400, "M_INVALID_PARAM");
+    let types = sync_types(&initial_sync(&server, &alice).await);
+    assert_eq!(types.keys().collect::<Vec<_>>(), vec![&exact]);
+}
+
+#[tokio::test]
+async fn ad13_nul_bytes_in_path_parameters_are_client_errors() {
+    // PostgreSQL cannot store NUL in text: the input must be refused before it gets there, the
+    // same way on both backends.
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let resp = server
+        .put(
+            &global(&alice.user_id, "a\0b"),
+            &alice.token,
+            json!({"a": 1}),
+        )
+        .await;
+    resp.assert_error(400, "M_INVALID_PARAM");
+    let resp = server
+        .get(&global(&alice.user_id, "a\0b"), &alice.token)
+        .await;
+    resp.assert_error(400, "M_INVALID_PARAM");
+    let resp = server
+        .get(&format!("/devices/{}", enc("D\0")), &alice.token)
+        .await;
+    resp.assert_error(404, "M_NOT_FOUND");
+    let resp = server
+        .put(
+            &format!("/devices/{}", enc(&alice.device_id)),
+            &alice.token,
+            json!({"display_name": "a\u{0}b"}),
+        )
+        .await;
+    resp.assert_error(400, "M_INVALID_PARAM");
+    let resp = server
+        .call(
+            Method::DELETE,
+            &format!("/devices/{}", enc("D\0")),
+            Some(&alice.token),
+            Some(json!({})),
+        )
+        .await;
+    // UIA comes first; a device that cannot exist is then simply not there.
+    assert_eq!(resp.status, 401, "{}", resp.body);
+    let resp = server
+        .post(
+            "/login",
+            "",
+            json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "a\u{0}"}, "password": "x"}),
+        )
+        .await;
+    resp.assert_error(403, "M_FORBIDDEN");
+    let resp = server
+        .call(
+            Method::POST,
+            "/delete_devices",
+            Some(&alice.token),
+            Some(json!({"devices": ["x"], "auth": {"type": "m.login.password", "session": "s\u{0}"}})),
+        )
+        .await;
+    assert_eq!(resp.status.as_u16(), 400, "{}", resp.body);
+    // Everything still works afterwards, and nothing was stored.
+    assert_eq!(sync_types(&initial_sync(&server, &alice).await).len(), 0);
+}

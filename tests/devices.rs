@@ -930,22 +930,17 @@ async fn ls01_request_with_token_updates_last_seen() {
     let alice = server.register("alice").await;
     // A device whose last use is long ago, with no address recorded.
     let token = "ls01_token_0123456789abcdef";
-    server
-        .services()
-        .store
-        .login(
-            &alice.user_id,
-            myelin_store::NewLogin {
-                device_id: "OLDDEV".into(),
-                display_name: None,
-                token_hash: myelin_core::ids::token_hash(token),
-                ip: None,
-                now_ms: 1_000,
-            },
-            myelin_store::DeviceCap::default(),
-        )
-        .await
-        .unwrap();
+    let login = myelin_store::NewLogin {
+        device_id: "OLDDEV".into(),
+        display_name: None,
+        token_hash: myelin_core::ids::token_hash(token),
+        ip: None,
+        now_ms: 1_000,
+    };
+    let mut tx = server.services().store.begin(&alice.user_id).await.unwrap();
+    tx.create_device(&login).await.unwrap();
+    tx.add_token(&login).await.unwrap();
+    tx.commit().await.unwrap();
     let before = server.get("/devices/OLDDEV", &alice.token).await;
     assert_eq!(before.assert_ok()["last_seen_ts"], 1_000);
     assert_eq!(before.body["last_seen_ip"], Value::Null);
@@ -1581,4 +1576,47 @@ async fn uia_sessions_expire() {
         .get("/account/whoami", &second.token)
         .await
         .assert_ok();
+}
+
+#[tokio::test]
+async fn dv14_logout_cancelled_by_the_client_still_revokes_the_token() {
+    // The client sends `POST /logout` and hangs up at once. Whatever point the server had
+    // reached, the outcome must be whole: either the device is gone and its token refused
+    // everywhere (the token cache included), or nothing happened.
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut deleted = 0;
+    for _ in 0..20 {
+        let device = server.login(&alice, None).await;
+        // Cached by its first use.
+        server
+            .get("/account/whoami", &device.token)
+            .await
+            .assert_ok();
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let request = format!(
+            "POST /_matrix/client/v3/logout HTTP/1.1\r\nHost: {addr}\r\n\
+             Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+             Content-Length: 2\r\n\r\n{{}}",
+            device.token
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        drop(stream);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let listed = device_ids(&server.get("/devices", &alice.token).await);
+        let whoami = server.get("/account/whoami", &device.token).await;
+        if listed.contains(&device.device_id) {
+            whoami.assert_ok();
+        } else {
+            deleted += 1;
+            assert_unknown_token(&whoami);
+        }
+    }
+    assert!(
+        deleted > 0,
+        "no logout got through; the test proves nothing"
+    );
 }

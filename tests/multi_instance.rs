@@ -1,5 +1,7 @@
 //! Several Myelin processes on one PostgreSQL database, and moving a deployment from SQLite
-//! to PostgreSQL. These need `TEST_POSTGRES_URL` (an admin URL); `.ci/run` sets it.
+//! to PostgreSQL. These need PostgreSQL, so they are ignored (reported as such) by a plain
+//! `cargo test`; run them with an admin URL, as `.ci/run` does:
+//! `TEST_POSTGRES_URL=postgres://postgres@127.0.0.1/postgres cargo test --test multi_instance -- --include-ignored`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,13 +11,14 @@ use std::time::{Duration, Instant};
 
 use common::{TestServer, fresh_postgres_database};
 use serde_json::{Value, json};
+use sqlx::Connection;
 
+const NEEDS_POSTGRES: &str = "needs PostgreSQL: set TEST_POSTGRES_URL and pass --include-ignored";
+
+/// The admin URL; a test that needs PostgreSQL and runs without it fails rather than passing
+/// without having tested anything.
 fn admin_url() -> Option<String> {
-    let url = std::env::var("TEST_POSTGRES_URL").ok();
-    if url.is_none() {
-        eprintln!("TEST_POSTGRES_URL is not set: skipping a PostgreSQL-only test");
-    }
-    url
+    Some(std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| panic!("{NEEDS_POSTGRES}")))
 }
 
 /// Two servers on one fresh database.
@@ -43,6 +46,7 @@ fn events(body: &Value) -> Vec<(String, Value)> {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and pass --include-ignored"]
 async fn a_write_on_one_instance_wakes_a_long_poll_on_the_other() {
     let Some(admin) = admin_url() else { return };
     let (a, b, _) = pair(&admin).await;
@@ -81,6 +85,7 @@ async fn a_write_on_one_instance_wakes_a_long_poll_on_the_other() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and pass --include-ignored"]
 async fn logout_on_one_instance_refuses_the_token_on_the_other_at_once() {
     let Some(admin) = admin_url() else { return };
     let (a, b, _) = pair(&admin).await;
@@ -93,6 +98,7 @@ async fn logout_on_one_instance_refuses_the_token_on_the_other_at_once() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and pass --include-ignored"]
 async fn concurrent_writes_on_both_instances_are_never_lost_or_repeated() {
     let Some(admin) = admin_url() else { return };
     let (a, b, _) = pair(&admin).await;
@@ -170,18 +176,20 @@ async fn concurrent_writes_on_both_instances_are_never_lost_or_repeated() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and pass --include-ignored"]
 async fn sy09_a_lower_position_committing_late_holds_the_watermark_back() {
     let Some(admin) = admin_url() else { return };
     let (a, _b, url) = pair(&admin).await;
     let alice = a.register("alice").await;
     let since = next_batch(&a.get("/sync", &alice.token).await);
-    // Another process takes the next position and is slow to commit.
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    // Another process takes the next position and is slow to commit: it holds the position's
+    // advisory lock (stream tag 1 in the top 16 bits) on a connection of its own.
+    let mut slow_writer = sqlx::PgConnection::connect(&url).await.unwrap();
     let slow: i64 = sqlx::query_scalar(
         "WITH p AS (UPDATE stream_positions SET pos = pos + 1 WHERE stream = 'account_data' RETURNING pos)
-         INSERT INTO stream_inflight (stream, pos) SELECT 'account_data', pos FROM p RETURNING pos",
+         SELECT pos FROM p, LATERAL (SELECT pg_advisory_lock((1::BIGINT << 48) | pos)) l",
     )
-    .fetch_one(&pool)
+    .fetch_one(&mut slow_writer)
     .await
     .unwrap();
     // A write with a higher position commits first.
@@ -209,14 +217,11 @@ async fn sy09_a_lower_position_committing_late_holds_the_watermark_back() {
         tokio::spawn(async move { TestServer::finish(client.get(url).bearer_auth(token)).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    sqlx::query(
-        "WITH gone AS (DELETE FROM stream_inflight WHERE stream = 'account_data' AND pos = $1)
-         SELECT pg_notify('myelin', 'tick')",
-    )
-    .bind(slow)
-    .execute(&pool)
-    .await
-    .unwrap();
+    sqlx::query("SELECT pg_advisory_unlock((1::BIGINT << 48) | $1), pg_notify('myelin', 'tick')")
+        .bind(slow)
+        .execute(&mut slow_writer)
+        .await
+        .unwrap();
     let started = Instant::now();
     let resp = waiting.await.unwrap();
     assert_eq!(
@@ -227,6 +232,7 @@ async fn sy09_a_lower_position_committing_late_holds_the_watermark_back() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and pass --include-ignored"]
 async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
     let Some(admin) = admin_url() else { return };
     // A populated SQLite deployment.
@@ -360,4 +366,225 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         events(fresh.assert_ok()),
         vec![("after.move".to_owned(), json!({"ok": true}))]
     );
+}
+
+/// `myelin serve` as a separate process on `url`, so it can be killed like a crashed instance.
+struct Process {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_instance(dir: &std::path::Path, url: &str) -> Process {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_myelin"))
+        .current_dir(dir)
+        .env("MYELIN_LISTEN", "127.0.0.1:0")
+        .env("MYELIN_DATABASE__URL", url)
+        .env("MYELIN_REGISTRATION__ENABLED", "true")
+        .env("MYELIN_PASSWORD__MEMORY_KIB", "256")
+        .env("MYELIN_PASSWORD__ITERATIONS", "1")
+        .env(
+            "MYELIN_RATE_LIMITS__REGISTRATION_PER_ADDRESS__BURST",
+            "1000",
+        )
+        .env(
+            "MYELIN_RATE_LIMITS__REGISTRATION_PER_ADDRESS__PER_SECOND",
+            "1000",
+        )
+        .env("RUST_LOG", "info")
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.split(',').next().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    Process {
+        child,
+        base: format!("http://{addr}/_matrix/client/v3"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and pass --include-ignored"]
+async fn sy09_an_instance_killed_mid_write_does_not_stall_the_others() {
+    let admin = admin_url().unwrap();
+    let url = fresh_postgres_database(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = spawn_instance(dir.path(), &url);
+    let b = TestServer::with(|c, _| c.database.url = url.clone()).await;
+    let alice = b.register("alice").await;
+    let since = next_batch(&b.get("/sync", &alice.token).await);
+
+    // Eight writers hammer instance A.
+    let client = reqwest::Client::new();
+    let mut writers = Vec::new();
+    for i in 0..8 {
+        let resp = client
+            .post(format!("{}/register", a.base))
+            .json(&json!({"username": format!("w{i}"), "password": "pw"}))
+            .send()
+            .await
+            .unwrap();
+        let session = resp.json::<Value>().await.unwrap()["session"].clone();
+        let body: Value = client
+            .post(format!("{}/register", a.base))
+            .json(&json!({"auth": {"type": "m.login.dummy", "session": session}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = body["access_token"]
+            .as_str()
+            .expect("registered")
+            .to_owned();
+        let path = format!("{}/user/@w{i}:localhost/account_data/busy", a.base);
+        let client = client.clone();
+        writers.push(tokio::spawn(async move {
+            for n in 0..100_000 {
+                let sent = client
+                    .put(&path)
+                    .bearer_auth(&token)
+                    .json(&json!({"n": n}))
+                    .send()
+                    .await;
+                if sent.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    for writer in writers {
+        let _ = writer.await;
+    }
+
+    // B's next write reaches B's waiting sync within a second.
+    let waiting = {
+        let url = b.url(&format!("/sync?since={since}&timeout=10000"));
+        let client = b.client.clone();
+        let token = alice.token.clone();
+        tokio::spawn(async move { TestServer::finish(client.get(url).bearer_auth(token)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let written = Instant::now();
+    b.put(
+        "/user/@alice:localhost/account_data/after",
+        &alice.token,
+        json!({"v": 1}),
+    )
+    .await
+    .assert_ok();
+    let resp = waiting.await.unwrap();
+    let waited = written.elapsed();
+    assert_eq!(
+        events(resp.assert_ok()),
+        vec![("after".to_owned(), json!({"v": 1}))]
+    );
+    assert!(
+        waited < Duration::from_secs(1),
+        "delivered after {waited:?}"
+    );
+    assert_ne!(next_batch(&resp), since);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and pass --include-ignored"]
+async fn concurrent_filter_uploads_all_get_an_id() {
+    // Racing uploads for one user used to compute the same next ID, retry five times, and
+    // answer 500.
+    let admin = admin_url().unwrap();
+    let (a, b, _) = pair(&admin).await;
+    let alice = a.register("alice").await;
+    let path = "/user/@alice:localhost/filter";
+    let mut uploads = Vec::new();
+    for i in 0..48 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let (url, client, token) = (server.url(path), server.client.clone(), alice.token.clone());
+        uploads.push(tokio::spawn(async move {
+            let request = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"account_data": {"types": [format!("t{i}")]}}));
+            TestServer::finish(request).await
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for upload in uploads {
+        let resp = upload.await.unwrap();
+        ids.insert(resp.assert_ok()["filter_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 48, "{ids:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and pass --include-ignored"]
+async fn eviction_and_deletion_of_one_users_devices_do_not_deadlock() {
+    // Eviction used to lock devices oldest first and deletion in ID order: run both at once.
+    let admin = admin_url().unwrap();
+    let url = fresh_postgres_database(&admin).await;
+    let with_cap = |c: &mut myelin_core::config::Config, _: &std::path::Path| {
+        c.database.url = url.clone();
+        c.devices.max_per_user = Some(12);
+        c.devices.on_limit = myelin_core::config::DeviceCapPolicy::EvictOldest;
+    };
+    let a = TestServer::with(with_cap).await;
+    let b = TestServer::with(with_cap).await;
+    let alice = a.register("alice").await;
+    for _round in 0..3 {
+        let mut devices = Vec::new();
+        for _ in 0..11 {
+            devices.push(a.login(&alice, None).await);
+        }
+        let ids: Vec<String> = devices.iter().map(|d| d.device_id.clone()).collect();
+        let mut tasks = Vec::new();
+        for server in [&a, &b] {
+            for _ in 0..4 {
+                let (url, client) = (server.url("/login"), server.client.clone());
+                tasks.push(tokio::spawn(async move {
+                    let body = json!({
+                        "type": "m.login.password",
+                        "identifier": {"type": "m.id.user", "user": "alice"},
+                        "password": common::PASSWORD,
+                    });
+                    TestServer::finish(client.post(url).json(&body)).await
+                }));
+            }
+        }
+        let deleter = devices.last().unwrap().clone();
+        let first = b
+            .post("/delete_devices", &deleter.token, json!({"devices": ids}))
+            .await;
+        assert_eq!(first.status, 401, "{}", first.body);
+        let auth = TestServer::password_auth(&alice, &first.body["session"]);
+        let (url, client) = (b.url("/delete_devices"), b.client.clone());
+        let token = deleter.token.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"devices": ids, "auth": auth});
+            TestServer::finish(client.post(url).bearer_auth(token).json(&body)).await
+        }));
+        for task in tasks {
+            let resp = task.await.unwrap();
+            resp.assert_ok();
+        }
+    }
 }

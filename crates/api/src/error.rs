@@ -11,6 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use myelin_core::{Error, uia::UiaChallenge};
+use myelin_store::StoreError;
 use serde_json::{Map, Value, json};
 
 #[derive(Debug)]
@@ -142,6 +143,15 @@ impl From<Error> for ApiError {
             Error::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 internal()
+            }
+            // Input the database refused, despite core's checks: still the request's fault.
+            Error::Store(StoreError::Invalid(m)) => {
+                tracing::warn!(error = %m, "storage refused the request's input");
+                matrix(
+                    S::BAD_REQUEST,
+                    "M_INVALID_PARAM",
+                    "The request contains a value that cannot be stored",
+                )
             }
             Error::Store(err) => {
                 tracing::error!(error = %err, "storage error");

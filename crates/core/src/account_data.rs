@@ -1,8 +1,10 @@
 //! Account data, global and per room (`account-data.yaml`), with MSC3391 deletion.
 //!
 //! Order of checks, the same as the reference server's, so equal requests get equal answers:
-//! token (401), owner of the path (403), room ID (400 `M_INVALID_PARAM`), server-controlled
-//! type (405), body (400 `M_NOT_JSON` / `M_BAD_JSON`, 413 `M_TOO_LARGE`).
+//! token (401), owner of the path (403), room ID (400 `M_INVALID_PARAM`), type (400
+//! `M_INVALID_PARAM` when over 255 bytes or holding NUL, which the reference server does not
+//! check), server-controlled type (405), body (400 `M_NOT_JSON` / `M_BAD_JSON`, 413
+//! `M_TOO_LARGE`).
 //!
 //! Content `{}` is a deletion tombstone: GET answers 404 and initial sync leaves it out, but
 //! incremental sync delivers it once so the user's other devices learn of the deletion
@@ -16,7 +18,6 @@ use crate::{
     error::{Error, Result, bad_json, forbidden, invalid_param, not_found, too_large},
     ids,
 };
-use myelin_store::AccountDataWrite;
 
 /// Types only the server may write (SC-01, SC-02): `m.fully_read` through read markers,
 /// `m.push_rules` through the push-rules API.
@@ -37,12 +38,14 @@ fn check_owner(requester: &Requester, user_id: &str, verb: &str) -> Result<()> {
     }
 }
 
-fn check_room(room_id: Option<&str>) -> Result<()> {
+/// The room ID and the type of the path.
+fn check_room_and_type(room_id: Option<&str>, data_type: &str) -> Result<()> {
     match room_id {
-        Some(room_id) if !ids::is_valid_room_id(room_id) => {
-            Err(invalid_param(format!("{room_id} is not a valid room ID")))
-        }
-        _ => Ok(()),
+        Some(room_id) if !ids::is_valid_room_id(room_id) => Err(invalid_param(format!(
+            "{} is not a valid room ID",
+            room_id.escape_debug()
+        ))),
+        _ => ids::check_event_type(data_type),
     }
 }
 
@@ -66,7 +69,7 @@ pub async fn put(
     body: &[u8],
 ) -> Result<()> {
     check_owner(requester, user_id, "add")?;
-    check_room(room_id)?;
+    check_room_and_type(room_id, data_type)?;
     check_writable(data_type)?;
     let content: Value =
         serde_json::from_slice(body).map_err(|_| Error::NotJson("Content not JSON.".into()))?;
@@ -83,25 +86,60 @@ pub async fn put(
             "Account data content is larger than {max} bytes"
         )));
     }
-    match services
-        .store
-        .put_account_data(
-            user_id,
-            room_id,
-            data_type,
-            &text,
-            services.config.limits.account_data_quota_bytes,
-        )
-        .await?
-    {
-        AccountDataWrite::Written(_) => {
-            services.notifier.wake(user_id);
-            Ok(())
-        }
-        AccountDataWrite::QuotaExceeded => Err(too_large(
+    let quota = services.config.limits.account_data_quota_bytes;
+    let (user, room, kind) = (
+        user_id.to_owned(),
+        room_id.map(str::to_owned),
+        data_type.to_owned(),
+    );
+    let written = services
+        .detached(move |services| async move {
+            let room = room.as_deref();
+            let written = match quota {
+                None => {
+                    services
+                        .store
+                        .put_account_data(&user, room, &kind, &text)
+                        .await?;
+                    true
+                }
+                Some(quota) => {
+                    write_within_quota(&services, &user, room, &kind, &text, quota).await?
+                }
+            };
+            if written {
+                services.notifier.wake(&user);
+            }
+            Ok(written)
+        })
+        .await?;
+    if written {
+        Ok(())
+    } else {
+        Err(too_large(
             "Storing this would exceed your account data quota",
-        )),
+        ))
     }
+}
+
+/// Writes unless the user's account data (type names plus content) would then exceed
+/// `quota` bytes; `Ok(false)` when it would.
+async fn write_within_quota(
+    services: &Services,
+    user_id: &str,
+    room_id: Option<&str>,
+    data_type: &str,
+    content: &str,
+    quota: u64,
+) -> Result<bool> {
+    let mut tx = services.store.begin(user_id).await?;
+    let others = tx.account_data_bytes_except(room_id, data_type).await?;
+    if others + (content.len() + data_type.len()) as u64 > quota {
+        return Ok(false);
+    }
+    tx.put_account_data(room_id, data_type, content).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// `GET /user/{userId}[/rooms/{roomId}]/account_data/{type}`: the stored content.
@@ -113,7 +151,7 @@ pub async fn get(
     data_type: &str,
 ) -> Result<String> {
     check_owner(requester, user_id, "get")?;
-    check_room(room_id)?;
+    check_room_and_type(room_id, data_type)?;
     match services
         .store
         .get_account_data(user_id, room_id, data_type)
@@ -134,7 +172,7 @@ pub async fn delete(
     data_type: &str,
 ) -> Result<()> {
     check_owner(requester, user_id, "delete")?;
-    check_room(room_id)?;
+    check_room_and_type(room_id, data_type)?;
     check_writable(data_type)?;
     remove(services, user_id, room_id, data_type).await
 }
@@ -153,10 +191,19 @@ async fn remove(
     if current.as_deref().is_none_or(|c| c == TOMBSTONE) {
         return Ok(());
     }
+    let (user, room, kind) = (
+        user_id.to_owned(),
+        room_id.map(str::to_owned),
+        data_type.to_owned(),
+    );
     services
-        .store
-        .put_account_data(user_id, room_id, data_type, TOMBSTONE, None)
-        .await?;
-    services.notifier.wake(user_id);
-    Ok(())
+        .detached(move |services| async move {
+            services
+                .store
+                .put_account_data(&user, room.as_deref(), &kind, TOMBSTONE)
+                .await?;
+            services.notifier.wake(&user);
+            Ok(())
+        })
+        .await
 }

@@ -15,7 +15,7 @@ use crate::{
     error::{Error, Result, bad_json, field_too_long, forbidden, missing_param},
     ids, uia,
 };
-use myelin_store::{DeviceCap, LoginOutcome, NewLogin, StoreError, User};
+use myelin_store::{NewLogin, StoreError, User};
 
 const LOGIN_TYPE_PASSWORD: &str = "m.login.password";
 const LOGIN_TYPE_APPSERVICE: &str = "m.login.application_service";
@@ -62,6 +62,9 @@ fn check_display_name(services: &Services, name: Option<&str>) -> Result<()> {
         Some(name) if name.chars().count() > max => Err(field_too_long(format!(
             "Device display name is too long (max {max})"
         ))),
+        Some(name) if ids::has_nul(name) => Err(crate::error::invalid_param(
+            "initial_device_display_name must not contain NUL characters",
+        )),
         _ => Ok(()),
     }
 }
@@ -248,7 +251,7 @@ async fn issue_session(
     }
     let (login, token) = new_login(request, client_ip);
     let device_id = login.device_id.clone();
-    login_device(services, user_id, login).await?;
+    crate::devices::sign_in(services, user_id, login).await?;
     session.access_token = Some(token);
     session.device_id = Some(device_id);
     Ok(session)
@@ -427,7 +430,7 @@ pub async fn login(
         ip: client_ip.map(str::to_owned),
         now_ms: crate::now_ms(),
     };
-    login_device(services, &user_id, new).await?;
+    crate::devices::sign_in(services, &user_id, new).await?;
     tracing::info!(%user_id, %device_id, "logged in");
     Ok(Session {
         user_id,
@@ -435,43 +438,6 @@ pub async fn login(
         device_id: Some(device_id),
         home_server: services.config.server_name.clone(),
     })
-}
-
-async fn login_device(services: &Services, user_id: &str, login: NewLogin) -> Result<()> {
-    let devices = &services.config.devices;
-    let cap = DeviceCap {
-        max_devices: devices.max_per_user,
-        evict_oldest: devices.on_limit == crate::config::DeviceCapPolicy::EvictOldest,
-    };
-    if cap.evict_oldest && cap.max_devices.is_some() {
-        // Eviction picks the least recently used device from storage: write the pending
-        // `last_seen` observations first, or a device in use would look idle since its
-        // last flush and be evicted instead of one that really is.
-        crate::devices::flush_last_seen(services).await;
-    }
-    let device_id = login.device_id.clone();
-    match services.store.login(user_id, login, cap).await? {
-        LoginOutcome::Issued { evicted, created } => {
-            if !evicted.is_empty() {
-                tracing::info!(%user_id, count = evicted.len(), "evicted devices over the cap");
-                services.tokens.forget_devices(user_id, &evicted);
-                services.last_seen.forget(user_id, &evicted);
-            }
-            if !created {
-                // The device's earlier tokens were revoked by this login.
-                services
-                    .tokens
-                    .forget_devices(user_id, std::slice::from_ref(&device_id));
-            }
-            // A reused device's old tokens were revoked: wake its waiting syncs so they
-            // notice.
-            services.notifier.wake(user_id);
-            Ok(())
-        }
-        LoginOutcome::DeviceCapReached => Err(forbidden(
-            "Too many devices: delete one of your devices before logging in again",
-        )),
-    }
 }
 
 /// Verifies a password, rate-limiting failures per account and per client address.

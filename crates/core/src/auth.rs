@@ -83,7 +83,10 @@ async fn appservice_requester(
 ) -> Result<Requester> {
     let user_id = match creds.user_id {
         Some(asserted) => {
-            if ids::parse_user_id(asserted).is_none() || !service.is_interested_in(asserted) {
+            if ids::has_nul(asserted)
+                || ids::parse_user_id(asserted).is_none()
+                || !service.is_interested_in(asserted)
+            {
                 return Err(forbidden(
                     "Application service cannot masquerade as this user",
                 ));
@@ -99,11 +102,12 @@ async fn appservice_requester(
     };
     let device_id = match creds.device_id {
         Some(device_id) => {
-            if services
-                .store
-                .get_device(&user_id, device_id)
-                .await?
-                .is_none()
+            if !ids::could_be_device_id(device_id)
+                || services
+                    .store
+                    .get_device(&user_id, device_id)
+                    .await?
+                    .is_none()
             {
                 return Err(Error::UnknownDevice);
             }

@@ -49,7 +49,11 @@ pub fn login_user_id(input: &str, server_name: &str) -> Option<String> {
     } else {
         input.to_lowercase()
     };
-    if localpart.is_empty() || localpart.contains(':') {
+    if localpart.is_empty()
+        || localpart.contains(':')
+        || localpart.chars().any(char::is_control)
+        || localpart.len() + server_name.len() + 2 > MAX_USER_ID_LEN
+    {
         return None;
     }
     Some(user_id(&localpart, server_name))
@@ -66,7 +70,7 @@ pub fn is_valid_room_id(room_id: &str) -> bool {
     let Some(rest) = room_id.strip_prefix('!') else {
         return false;
     };
-    if room_id.len() > 255 {
+    if room_id.len() > 255 || room_id.chars().any(char::is_control) {
         return false;
     }
     if rest.len() == 43
@@ -80,6 +84,35 @@ pub fn is_valid_room_id(room_id: &str) -> bool {
         Some((opaque, server)) => !opaque.is_empty() && <&ServerName>::try_from(server).is_ok(),
         None => false,
     }
+}
+
+/// Longest event type (and so account-data type) we store, in bytes: the spec's limit for
+/// event types, which also keeps every key within the databases' index limits.
+pub const MAX_EVENT_TYPE_LEN: usize = 255;
+
+/// PostgreSQL cannot store NUL in text, and no identifier needs one.
+pub fn has_nul(s: &str) -> bool {
+    s.contains('\0')
+}
+
+/// Checks an account-data (event) type taken from a path.
+pub fn check_event_type(event_type: &str) -> Result<()> {
+    if event_type.is_empty() || event_type.len() > MAX_EVENT_TYPE_LEN {
+        return Err(invalid_param(format!(
+            "The type must be between 1 and {MAX_EVENT_TYPE_LEN} bytes long"
+        )));
+    }
+    if has_nul(event_type) {
+        return Err(invalid_param("The type must not contain NUL characters"));
+    }
+    Ok(())
+}
+
+/// Whether a device could exist with this ID: every stored device passed
+/// [`check_device_id`] or was generated. Lookups of IDs that cannot exist are answered
+/// without asking storage.
+pub fn could_be_device_id(device_id: &str) -> bool {
+    check_device_id(device_id).is_ok()
 }
 
 /// Checks a device ID chosen by a client.

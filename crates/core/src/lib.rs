@@ -4,9 +4,9 @@
 //! [`Services`] and a [`auth::Requester`]; the functions talk to storage only through
 //! [`myelin_store::Store`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use myelin_store::Store;
+use myelin_store::{Store, Wakeup};
 
 pub mod account_data;
 pub mod accounts;
@@ -38,6 +38,8 @@ pub struct Limiters {
 
 /// Everything a request needs, built once at start and shared.
 pub struct Services {
+    /// This value's own `Arc`, to hand work that must outlive a request to a task of its own.
+    me: Weak<Services>,
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub passwords: Passwords,
@@ -61,7 +63,8 @@ impl Services {
             registration_per_address: KeyedLimiter::new(limits.registration_per_address),
             appservice_device_creation: KeyedLimiter::new(limits.appservice_device_creation),
         };
-        let services = Arc::new(Self {
+        let services = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             config,
             store: store.clone(),
             passwords,
@@ -75,11 +78,14 @@ impl Services {
         if let Some(mut wakeups) = services.store.take_wakeups() {
             let weak = Arc::downgrade(&services);
             tokio::spawn(async move {
-                while let Some(user_id) = wakeups.recv().await {
+                while let Some(wakeup) = wakeups.recv().await {
                     let Some(services) = weak.upgrade() else {
                         return;
                     };
-                    services.notifier.wake(&user_id);
+                    match wakeup {
+                        Wakeup::User(user_id) => services.notifier.wake(&user_id),
+                        Wakeup::All => services.notifier.wake_all(),
+                    }
                 }
             });
         }
@@ -87,6 +93,25 @@ impl Services {
             .await
             .map_err(|e| format!("creating appservice sender users: {e}"))?;
         Ok(services)
+    }
+}
+
+impl Services {
+    /// Runs `work` to its end on a task of its own, even if the request that started it is
+    /// cancelled (the client hung up): a write and what must follow it (dropping cached
+    /// tokens, ending the flight of stream positions, waking syncs) happen all or not at all.
+    pub async fn detached<T, Fut>(&self, work: impl FnOnce(Arc<Services>) -> Fut) -> Result<T>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| Error::Internal("the server is shutting down".into()))?;
+        tokio::spawn(work(me))
+            .await
+            .map_err(|e| Error::Internal(format!("detached work failed: {e}").into()))?
     }
 }
 

@@ -3,8 +3,13 @@
 //! `core` talks only to [`Store`]; only the binary knows which backend is behind it. Every
 //! write method returns after its transaction has committed, so a caller may acknowledge the
 //! request as soon as the future resolves. Stream positions (see [`StreamPositions`]) are
-//! allocated inside the writing transaction and only published once it has committed, so a
+//! allocated for the writing transaction and only published once it has committed, so a
 //! reader that bounds its query by [`Store::positions`] can never see a gap that later fills.
+//!
+//! Use cases whose rules span several steps (deleting devices, logging in under a device cap,
+//! writing under a quota) are written once, in `core`, over a [`Txn`]: a transaction on one
+//! user's data that the backend provides. The rules then cannot drift apart between backends,
+//! and everything a device owns (keys, to-device messages, pushers) joins one path.
 
 use async_trait::async_trait;
 
@@ -14,6 +19,11 @@ pub mod sqlite;
 /// Errors every backend maps its own failures into.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The input cannot be stored: a value the backend refuses (NUL in text, a key too long
+    /// for an index). The client's fault, never a server error. `core` checks inputs before
+    /// they get here; this is the net under that check, so the two backends answer alike.
+    #[error("invalid input: {0}")]
+    Invalid(String),
     /// A uniqueness rule was broken (for example the user already exists).
     #[error("conflict: {0}")]
     Conflict(&'static str),
@@ -44,25 +54,6 @@ pub struct NewLogin {
     pub token_hash: [u8; 32],
     pub ip: Option<String>,
     pub now_ms: i64,
-}
-
-/// Options that shape how a login treats the user's existing devices.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DeviceCap {
-    /// Maximum number of devices a user may hold; `None` means no cap.
-    pub max_devices: Option<u32>,
-    /// When the cap is reached, delete the device unused for longest instead of refusing.
-    pub evict_oldest: bool,
-}
-
-/// The result of a login's device handling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoginOutcome {
-    /// A token was issued; `created` tells whether the device is new.
-    /// `evicted` lists devices removed to respect the device cap.
-    Issued { created: bool, evicted: Vec<String> },
-    /// The device cap is reached and eviction is off.
-    DeviceCapReached,
 }
 
 /// An authenticated session, as resolved from an access token.
@@ -124,25 +115,61 @@ pub struct AccountDataChange {
     pub pos: u64,
 }
 
+/// The ordered streams `/sync` reads. Each has its own counter and watermark on every
+/// backend. New streams are appended to [`Stream::ALL`]: a stream's place there is its place
+/// in sync tokens, and its index tags its positions in PostgreSQL's in-flight locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    AccountData,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 1] = [Stream::AccountData];
+
+    /// The stream's row in `stream_positions`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stream::AccountData => "account_data",
+        }
+    }
+
+    pub const fn index(self) -> usize {
+        match self {
+            Stream::AccountData => 0,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// A change made elsewhere that waiting syncs should look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wakeup {
+    User(String),
+    /// Changes may have been missed (the notification connection was lost): everyone looks.
+    All,
+}
+
 /// Committed positions of every stream. Everything at or below a position is visible to
 /// readers; nothing above it has been acknowledged yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StreamPositions {
-    pub account_data: u64,
-}
+pub struct StreamPositions([u64; Stream::ALL.len()]);
 
-/// What a device deletion removed, so callers can invalidate caches and wake waiters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeletedDevices {
-    pub device_ids: Vec<String>,
-}
+impl StreamPositions {
+    pub fn get(&self, stream: Stream) -> u64 {
+        self.0[stream.index()]
+    }
 
-/// Outcome of an account-data write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountDataWrite {
-    Written(u64),
-    /// The user's quota would be exceeded; nothing was written.
-    QuotaExceeded,
+    pub fn set(&mut self, stream: Stream, pos: u64) {
+        self.0[stream.index()] = pos;
+    }
+
+    pub fn with(mut self, stream: Stream, pos: u64) -> Self {
+        self.set(stream, pos);
+        self
+    }
 }
 
 /// Everything a deployment keeps, for moving it from one backend to another
@@ -177,15 +204,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>>;
 
-    /// Issues a token for `device_id`, creating the device if it is new. Reusing a device
-    /// revokes its earlier tokens, as the spec's "Relationship between access tokens and
-    /// devices" requires.
-    async fn login(
-        &self,
-        user_id: &str,
-        login: NewLogin,
-        cap: DeviceCap,
-    ) -> StoreResult<LoginOutcome>;
+    /// Opens a transaction on one user's data (see [`Txn`]). Units of work on the same user
+    /// run one after another; the backend locks the user first, so two of them can never
+    /// deadlock on that user's rows.
+    async fn begin(&self, user_id: &str) -> StoreResult<Box<dyn Txn>>;
 
     async fn token_owner(&self, token_hash: [u8; 32]) -> StoreResult<Option<TokenOwner>>;
 
@@ -206,14 +228,6 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<DeviceUpsert>;
 
-    /// Deletes these devices of the user and everything that hangs off them, in one
-    /// transaction. Unknown IDs are ignored.
-    async fn delete_devices(
-        &self,
-        user_id: &str,
-        device_ids: Vec<String>,
-    ) -> StoreResult<DeletedDevices>;
-
     /// Devices not seen since `before_ms`, oldest first, at most `limit`.
     async fn stale_devices(&self, before_ms: i64, limit: u32) -> StoreResult<Vec<TokenOwner>>;
 
@@ -232,16 +246,16 @@ pub trait Store: Send + Sync + 'static {
 
     // --- account data ----------------------------------------------------------------
 
-    /// Stores the latest content of one type and returns its new stream position. A
-    /// `quota_bytes` of `Some(n)` refuses the write when the user's total would exceed `n`.
+    /// Stores the latest content of one type and returns its new stream position, in the
+    /// cheapest transaction the backend has (the common write; rules that must read first,
+    /// such as a quota, use a [`Txn`]).
     async fn put_account_data(
         &self,
         user_id: &str,
         room_id: Option<&str>,
         data_type: &str,
         content: &str,
-        quota_bytes: Option<u64>,
-    ) -> StoreResult<AccountDataWrite>;
+    ) -> StoreResult<u64>;
 
     /// The current content, including a `{}` tombstone (callers decide what it means).
     async fn get_account_data(
@@ -274,7 +288,7 @@ pub trait Store: Send + Sync + 'static {
     /// Users whose data changed through *another* process sharing this database (and, on
     /// backends that deliver them, this one's own changes too). Yields once; `None` for a
     /// backend that only one process can use.
-    fn take_wakeups(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+    fn take_wakeups(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Wakeup>> {
         None
     }
 
@@ -294,4 +308,60 @@ pub trait Store: Send + Sync + 'static {
 
     /// Finishes queued writes and closes the database.
     async fn close(&self);
+}
+
+/// A transaction on one user's data, for use cases whose rules live in `core`. Nothing is
+/// visible to others before [`Txn::commit`] returns `Ok`; dropping a `Txn` without committing
+/// rolls it back and releases any stream position it took.
+///
+/// While a `Txn` is open its holder must not wait for another write to the store: on SQLite
+/// the single writer is busy with this transaction until it ends.
+#[async_trait]
+pub trait Txn: Send {
+    /// Which of these devices of the user exist, in device-ID order (rows locked in that
+    /// order, so concurrent units of work never lock two devices in opposite orders).
+    async fn existing_devices(&mut self, device_ids: &[String]) -> StoreResult<Vec<String>>;
+
+    async fn count_devices(&mut self) -> StoreResult<u64>;
+
+    /// The `n` devices unused for longest (by `last_seen_ts`, else creation time).
+    async fn least_recently_used(&mut self, n: u64) -> StoreResult<Vec<String>>;
+
+    /// Creates the device a login asked for, seen now.
+    async fn create_device(&mut self, login: &NewLogin) -> StoreResult<()>;
+
+    /// Marks an existing device used now (a login reusing it).
+    async fn touch_device(&mut self, login: &NewLogin) -> StoreResult<()>;
+
+    /// Revokes every access token of the device.
+    async fn revoke_tokens(&mut self, device_id: &str) -> StoreResult<()>;
+
+    async fn add_token(&mut self, login: &NewLogin) -> StoreResult<()>;
+
+    /// Deletes the device row and its tokens. Data a device owns elsewhere (account data,
+    /// and later keys and to-device messages) is removed by `core` through the other methods.
+    async fn delete_device(&mut self, device_id: &str) -> StoreResult<()>;
+
+    async fn account_data(
+        &mut self,
+        room_id: Option<&str>,
+        data_type: &str,
+    ) -> StoreResult<Option<String>>;
+
+    /// Bytes of the user's account data (type names plus content), leaving out one entry.
+    async fn account_data_bytes_except(
+        &mut self,
+        room_id: Option<&str>,
+        data_type: &str,
+    ) -> StoreResult<u64>;
+
+    /// Stores content and gives it a new position of the account-data stream.
+    async fn put_account_data(
+        &mut self,
+        room_id: Option<&str>,
+        data_type: &str,
+        content: &str,
+    ) -> StoreResult<u64>;
+
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
 }

@@ -6,6 +6,7 @@
 //! only after `COMMIT`.
 
 mod pool;
+mod txn;
 
 use std::path::Path;
 
@@ -13,11 +14,10 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    AccountDataChange, AccountDataWrite, DeletedDevices, Device, DeviceCap, DeviceUpsert, Dump,
-    LastSeen, LoginOutcome, NewLogin, Store, StoreError, StoreResult, StreamPositions, TokenOwner,
-    UiaSession, User,
+    AccountDataChange, Device, DeviceUpsert, Dump, LastSeen, NewLogin, Store, StoreError,
+    StoreResult, Stream, StreamPositions, TokenOwner, Txn, UiaSession, User,
 };
-use pool::{Pool, backend};
+use pool::{Pool, backend, classify};
 
 /// Migrations in order; each is applied once and recorded in `schema_migrations`.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -49,7 +49,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
             applied_ts INTEGER NOT NULL
         )",
     )
-    .map_err(backend)?;
+    .map_err(classify)?;
     for (version, name, sql) in MIGRATIONS {
         let applied: Option<i64> = conn
             .query_row(
@@ -58,18 +58,18 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(backend)?;
+            .map_err(classify)?;
         if applied.is_some() {
             continue;
         }
-        let tx = conn.transaction().map_err(backend)?;
-        tx.execute_batch(sql).map_err(backend)?;
+        let tx = conn.transaction().map_err(classify)?;
+        tx.execute_batch(sql).map_err(classify)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_ts) VALUES (?1, ?2, ?3)",
             params![version, name, now_ms()],
         )
-        .map_err(backend)?;
-        tx.commit().map_err(backend)?;
+        .map_err(classify)?;
+        tx.commit().map_err(classify)?;
         tracing::info!(version, name, "applied migration");
     }
     Ok(())
@@ -86,12 +86,32 @@ fn room_key(room_id: Option<&str>) -> &str {
     room_id.unwrap_or("")
 }
 
-fn next_pos(conn: &Connection, stream: &str) -> rusqlite::Result<u64> {
+/// Takes the next position of `stream` inside the current transaction: the single writer
+/// orders allocations, and the watermark moves only when the transaction has committed.
+fn next_pos(conn: &Connection, stream: Stream) -> rusqlite::Result<u64> {
     conn.prepare_cached(
         "UPDATE stream_positions SET pos = pos + 1 WHERE stream = ?1 RETURNING pos",
     )?
-    .query_row([stream], |r| r.get::<_, i64>(0))
+    .query_row([stream.name()], |r| r.get::<_, i64>(0))
     .map(|p| p as u64)
+}
+
+fn upsert_account_data(
+    conn: &Connection,
+    user_id: &str,
+    room: &str,
+    data_type: &str,
+    content: &str,
+    pos: u64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO account_data (user_id, room_id, data_type, content, stream_pos)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (user_id, room_id, data_type)
+         DO UPDATE SET content = excluded.content, stream_pos = excluded.stream_pos",
+    )?
+    .execute(params![user_id, room, data_type, content, pos as i64])?;
+    Ok(())
 }
 
 fn insert_device(conn: &Connection, user_id: &str, login: &NewLogin) -> rusqlite::Result<()> {
@@ -120,56 +140,6 @@ fn insert_token(conn: &Connection, user_id: &str, login: &NewLogin) -> rusqlite:
         login.now_ms
     ])?;
     Ok(())
-}
-
-/// Everything that belongs to one device goes here, so a deletion can never leave half a
-/// device behind. Later per-device tables (device keys, one-time keys, fallback keys, the
-/// to-device inbox, pushers) add their `DELETE` to this function.
-fn purge_device(conn: &Connection, user_id: &str, device_id: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2")?
-        .execute(params![user_id, device_id])?;
-    // UIA sessions are kept until they expire: one completed for deleting this device must
-    // still be recognised, so that presenting it for another operation is refused (403).
-    // MSC3890: the device's local notification settings die with it. A tombstone (rather than
-    // a plain delete) tells the user's other devices through /sync.
-    let data_type = format!("org.matrix.msc3890.local_notification_settings.{device_id}");
-    let exists: Option<String> = conn
-        .prepare_cached(
-            "SELECT content FROM account_data WHERE user_id = ?1 AND room_id = '' AND data_type = ?2",
-        )?
-        .query_row(params![user_id, data_type], |r| r.get(0))
-        .optional()?;
-    if exists.is_some_and(|c| c != "{}") {
-        let pos = next_pos(conn, "account_data")?;
-        conn.prepare_cached(
-            "UPDATE account_data SET content = '{}', stream_pos = ?3
-             WHERE user_id = ?1 AND room_id = '' AND data_type = ?2",
-        )?
-        .execute(params![user_id, data_type, pos as i64])?;
-    }
-    conn.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2")?
-        .execute(params![user_id, device_id])?;
-    Ok(())
-}
-
-fn delete_devices_tx(
-    conn: &Connection,
-    user_id: &str,
-    device_ids: &[String],
-) -> rusqlite::Result<DeletedDevices> {
-    let mut out = DeletedDevices::default();
-    for device_id in device_ids {
-        let known: Option<i64> = conn
-            .prepare_cached("SELECT 1 FROM devices WHERE user_id = ?1 AND device_id = ?2")?
-            .query_row(params![user_id, device_id], |r| r.get(0))
-            .optional()?;
-        if known.is_none() {
-            continue;
-        }
-        purge_device(conn, user_id, device_id)?;
-        out.device_ids.push(device_id.clone());
-    }
-    Ok(out)
 }
 
 fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
@@ -235,27 +205,30 @@ fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
         .prepare("SELECT user_id, filter_id, filter FROM filters")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
-    let account_data_pos: i64 = conn.query_row(
-        "SELECT pos FROM stream_positions WHERE stream = 'account_data'",
-        [],
-        |r| r.get(0),
-    )?;
+    let mut positions = StreamPositions::default();
+    let rows: Vec<(String, i64)> = conn
+        .prepare("SELECT stream, pos FROM stream_positions")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (name, pos) in rows {
+        if let Some(stream) = Stream::from_name(&name) {
+            positions.set(stream, pos as u64);
+        }
+    }
     Ok(Dump {
         users,
         devices,
         access_tokens,
         account_data,
         filters,
-        positions: StreamPositions {
-            account_data: account_data_pos as u64,
-        },
+        positions,
     })
 }
 
 fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
     let users: i64 = conn
         .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
-        .map_err(backend)?;
+        .map_err(classify)?;
     if users > 0 {
         return Err(StoreError::Conflict(
             "the target database already has users",
@@ -300,13 +273,15 @@ fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
                 params![user_id, id, filter],
             )?;
         }
-        conn.execute(
-            "UPDATE stream_positions SET pos = MAX(pos, ?1) WHERE stream = 'account_data'",
-            [dump.positions.account_data as i64],
-        )?;
+        for stream in Stream::ALL {
+            conn.execute(
+                "UPDATE stream_positions SET pos = MAX(pos, ?2) WHERE stream = ?1",
+                params![stream.name(), dump.positions.get(stream) as i64],
+            )?;
+        }
         Ok(())
     };
-    run().map_err(backend)
+    run().map_err(classify)
 }
 
 #[async_trait]
@@ -332,13 +307,13 @@ impl Store for SqliteStore {
                             now_ms
                         ])
                     })
-                    .map_err(backend)?;
+                    .map_err(classify)?;
                 if inserted == 0 {
                     return Err(StoreError::Conflict("user already exists"));
                 }
                 if let Some(login) = login {
-                    insert_device(conn, &user.user_id, &login).map_err(backend)?;
-                    insert_token(conn, &user.user_id, &login).map_err(backend)?;
+                    insert_device(conn, &user.user_id, &login).map_err(classify)?;
+                    insert_token(conn, &user.user_id, &login).map_err(classify)?;
                 }
                 Ok(())
             })
@@ -362,77 +337,13 @@ impl Store for SqliteStore {
                     })
                     .optional()
                 })
-                .map_err(backend)
+                .map_err(classify)
             })
             .await
     }
 
-    async fn login(
-        &self,
-        user_id: &str,
-        login: NewLogin,
-        cap: DeviceCap,
-    ) -> StoreResult<LoginOutcome> {
-        let user_id = user_id.to_owned();
-        self.pool
-            .write(move |conn| {
-                let run = || -> rusqlite::Result<LoginOutcome> {
-                    let exists: Option<i64> = conn
-                        .prepare_cached(
-                            "SELECT 1 FROM devices WHERE user_id = ?1 AND device_id = ?2",
-                        )?
-                        .query_row(params![user_id, login.device_id], |r| r.get(0))
-                        .optional()?;
-                    if exists.is_some() {
-                        // Reusing a device: its earlier tokens stop working now.
-                        conn.prepare_cached(
-                            "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
-                        )?
-                        .execute(params![user_id, login.device_id])?;
-                        conn.prepare_cached(
-                            "UPDATE devices SET last_seen_ts = ?3, last_seen_ip = COALESCE(?4, last_seen_ip)
-                             WHERE user_id = ?1 AND device_id = ?2",
-                        )?
-                        .execute(params![user_id, login.device_id, login.now_ms, login.ip])?;
-                        insert_token(conn, &user_id, &login)?;
-                        return Ok(LoginOutcome::Issued {
-                            created: false,
-                            evicted: Vec::new(),
-                        });
-                    }
-                    let mut evicted = Vec::new();
-                    if let Some(max) = cap.max_devices {
-                        let count: i64 = conn
-                            .prepare_cached("SELECT COUNT(*) FROM devices WHERE user_id = ?1")?
-                            .query_row([&user_id], |r| r.get(0))?;
-                        if count >= i64::from(max) {
-                            if !cap.evict_oldest {
-                                return Ok(LoginOutcome::DeviceCapReached);
-                            }
-                            let excess = count - i64::from(max) + 1;
-                            let victims: Vec<String> = conn
-                                .prepare_cached(
-                                    "SELECT device_id FROM devices WHERE user_id = ?1
-                                     ORDER BY COALESCE(last_seen_ts, created_ts) ASC LIMIT ?2",
-                                )?
-                                .query_map(params![user_id, excess], |r| r.get(0))?
-                                .collect::<Result<_, _>>()?;
-                            for victim in &victims {
-                                purge_device(conn, &user_id, victim)?;
-                            }
-                            evicted = victims;
-                        }
-                    }
-                    insert_device(conn, &user_id, &login)?;
-                    insert_token(conn, &user_id, &login)?;
-                    Ok(LoginOutcome::Issued {
-                        created: true,
-                        evicted,
-                    })
-                };
-                run().map_err(backend)
-            })
-            .await
+    async fn begin(&self, user_id: &str) -> StoreResult<Box<dyn Txn>> {
+        Ok(Box::new(txn::SqliteTxn::begin(&self.pool, user_id)?))
     }
 
     async fn token_owner(&self, token_hash: [u8; 32]) -> StoreResult<Option<TokenOwner>> {
@@ -450,7 +361,7 @@ impl Store for SqliteStore {
                     })
                     .optional()
                 })
-                .map_err(backend)
+                .map_err(classify)
             })
             .await
     }
@@ -467,7 +378,7 @@ impl Store for SqliteStore {
                     s.query_map([user_id], device_from_row)?
                         .collect::<Result<Vec<_>, _>>()
                 })
-                .map_err(backend)
+                .map_err(classify)
             })
             .await
     }
@@ -484,7 +395,7 @@ impl Store for SqliteStore {
                     s.query_row(params![user_id, device_id], device_from_row)
                         .optional()
                 })
-                .map_err(backend)
+                .map_err(classify)
             })
             .await
     }
@@ -525,19 +436,8 @@ impl Store for SqliteStore {
                     ])?;
                     Ok(DeviceUpsert::Created)
                 };
-                run().map_err(backend)
+                run().map_err(classify)
             })
-            .await
-    }
-
-    async fn delete_devices(
-        &self,
-        user_id: &str,
-        device_ids: Vec<String>,
-    ) -> StoreResult<DeletedDevices> {
-        let user_id = user_id.to_owned();
-        self.pool
-            .write(move |conn| delete_devices_tx(conn, &user_id, &device_ids).map_err(backend))
             .await
     }
 
@@ -558,7 +458,7 @@ impl Store for SqliteStore {
                     })?
                     .collect::<Result<_, _>>()
                 })
-                .map_err(backend)
+                .map_err(classify)
             })
             .await
     }
@@ -572,10 +472,10 @@ impl Store for SqliteStore {
                          WHERE user_id = ?1 AND device_id = ?2
                            AND (last_seen_ts IS NULL OR last_seen_ts < ?3)",
                     )
-                    .map_err(backend)?;
+                    .map_err(classify)?;
                 for seen in batch {
                     stmt.execute(params![seen.user_id, seen.device_id, seen.ts, seen.ip])
-                        .map_err(backend)?;
+                        .map_err(classify)?;
                 }
                 Ok(())
             })
@@ -609,7 +509,7 @@ impl Store for SqliteStore {
                     ])?;
                     Ok(())
                 };
-                run().map_err(backend)
+                run().map_err(classify)
             })
             .await
     }
@@ -641,7 +541,7 @@ impl Store for SqliteStore {
                         })
                         .optional()
                     })
-                    .map_err(backend)?;
+                    .map_err(classify)?;
                 let Some((session_id, user_id, operation, request, completed, result, expires_ms)) =
                     row
                 else {
@@ -667,9 +567,8 @@ impl Store for SqliteStore {
         room_id: Option<&str>,
         data_type: &str,
         content: &str,
-        quota_bytes: Option<u64>,
-    ) -> StoreResult<AccountDataWrite> {
-        let (user_id, room_id, data_type, content) = (
+    ) -> StoreResult<u64> {
+        let (user_id, room, data_type, content) = (
             user_id.to_owned(),
             room_key(room_id).to_owned(),
             data_type.to_owned(),
@@ -677,31 +576,10 @@ impl Store for SqliteStore {
         );
         self.pool
             .write(move |conn| {
-                let run = || -> rusqlite::Result<AccountDataWrite> {
-                    if let Some(quota) = quota_bytes {
-                        let others: i64 = conn
-                            .prepare_cached(
-                                "SELECT COALESCE(SUM(LENGTH(CAST(content AS BLOB)) + LENGTH(CAST(data_type AS BLOB))), 0)
-                                 FROM account_data
-                                 WHERE user_id = ?1 AND NOT (room_id = ?2 AND data_type = ?3)",
-                            )?
-                            .query_row(params![user_id, room_id, data_type], |r| r.get(0))?;
-                        let total = others as u64 + (content.len() + data_type.len()) as u64;
-                        if total > quota {
-                            return Ok(AccountDataWrite::QuotaExceeded);
-                        }
-                    }
-                    let pos = next_pos(conn, "account_data")?;
-                    conn.prepare_cached(
-                        "INSERT INTO account_data (user_id, room_id, data_type, content, stream_pos)
-                         VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (user_id, room_id, data_type)
-                         DO UPDATE SET content = excluded.content, stream_pos = excluded.stream_pos",
-                    )?
-                    .execute(params![user_id, room_id, data_type, content, pos as i64])?;
-                    Ok(AccountDataWrite::Written(pos))
-                };
-                run().map_err(backend)
+                let pos = next_pos(conn, Stream::AccountData).map_err(classify)?;
+                upsert_account_data(conn, &user_id, &room, &data_type, &content, pos)
+                    .map_err(classify)?;
+                Ok(pos)
             })
             .await
     }
@@ -727,7 +605,7 @@ impl Store for SqliteStore {
                     s.query_row(params![user_id, room_id, data_type], |r| r.get(0))
                         .optional()
                 })
-                .map_err(backend)
+                .map_err(classify)
             })
             .await
     }
@@ -759,7 +637,7 @@ impl Store for SqliteStore {
                     })?
                     .collect::<Result<_, _>>()
                 })
-                .map_err(backend)
+                .map_err(classify)
             })
             .await
     }
@@ -780,7 +658,7 @@ impl Store for SqliteStore {
                     .execute(params![user_id, id, filter])?;
                     Ok(id as u64)
                 };
-                run().map_err(backend)
+                run().map_err(classify)
             })
             .await
     }
@@ -796,7 +674,7 @@ impl Store for SqliteStore {
                     s.query_row(params![user_id, filter_id as i64], |r| r.get(0))
                         .optional()
                 })
-                .map_err(backend)
+                .map_err(classify)
             })
             .await
     }
@@ -808,7 +686,7 @@ impl Store for SqliteStore {
     async fn export(&self) -> StoreResult<Dump> {
         // The writer connection sees a consistent snapshot inside one transaction.
         self.pool
-            .write(|conn| export_tx(conn).map_err(backend))
+            .write(|conn| export_tx(conn).map_err(classify))
             .await
     }
 

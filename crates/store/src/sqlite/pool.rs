@@ -22,7 +22,7 @@ use std::{
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::{StoreError, StoreResult, StreamPositions};
+use crate::{StoreError, StoreResult, Stream, StreamPositions};
 
 type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// A queued write. Called with `None` when no transaction could be opened: the job must then
@@ -32,15 +32,17 @@ type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
 /// How many jobs at most share one transaction; bounds the latency a batch adds.
 const MAX_BATCH: usize = 256;
 
-pub(crate) struct Watermarks {
-    pub(crate) account_data: AtomicU64,
-}
+/// The committed position of each stream, re-read after every `COMMIT`.
+#[derive(Default)]
+pub(crate) struct Watermarks([AtomicU64; Stream::ALL.len()]);
 
 impl Watermarks {
     pub(crate) fn get(&self) -> StreamPositions {
-        StreamPositions {
-            account_data: self.account_data.load(Ordering::Acquire),
+        let mut positions = StreamPositions::default();
+        for stream in Stream::ALL {
+            positions.set(stream, self.0[stream.index()].load(Ordering::Acquire));
         }
+        positions
     }
 }
 
@@ -56,6 +58,14 @@ pub(crate) fn backend(err: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(err.to_string())
 }
 
+/// Tells input SQLite refuses (a value over its length limit) from a failing database.
+pub(crate) fn classify(err: rusqlite::Error) -> StoreError {
+    match err.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::TooBig) => StoreError::Invalid(err.to_string()),
+        _ => backend(err),
+    }
+}
+
 fn configure(conn: &Connection, synchronous: &str) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -69,8 +79,8 @@ pub(crate) fn read_watermarks(conn: &Connection, marks: &Watermarks) -> rusqlite
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     for row in rows {
         let (stream, pos) = row?;
-        if stream == "account_data" {
-            marks.account_data.store(pos as u64, Ordering::Release);
+        if let Some(stream) = Stream::from_name(&stream) {
+            marks.0[stream.index()].store(pos as u64, Ordering::Release);
         }
     }
     Ok(())
@@ -93,9 +103,7 @@ impl Pool {
         configure(&writer, synchronous).map_err(backend)?;
         migrate(&mut writer)?;
 
-        let watermarks = Arc::new(Watermarks {
-            account_data: AtomicU64::new(0),
-        });
+        let watermarks = Arc::new(Watermarks::default());
         read_watermarks(&writer, &watermarks).map_err(backend)?;
 
         let mut pool = Vec::with_capacity(readers);
@@ -132,6 +140,16 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        self.submit(f)?.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues `f` for the writer and returns where its outcome will arrive (after `COMMIT`).
+    /// The job runs even if nobody waits for the outcome.
+    pub(crate) fn submit<T, F>(&self, f: F) -> StoreResult<oneshot::Receiver<StoreResult<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
         let job: Job = Box::new(move |conn| {
             let outcome = match conn {
@@ -151,7 +169,7 @@ impl Pool {
             .clone()
             .ok_or(StoreError::Closed)?;
         sender.send(job).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        Ok(rx)
     }
 
     /// Runs `f` on a read-only connection. Readers never wait for the writer (WAL).

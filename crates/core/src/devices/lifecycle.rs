@@ -1,0 +1,205 @@
+//! How devices come and go: a login under the device cap, and deletion, the one path through
+//! which a device ever disappears (logout, `DELETE /devices`, `/delete_devices`, eviction at
+//! the cap, the reaper).
+//!
+//! The rules are written once, here, over a [`Txn`] from the store: whichever backend runs
+//! them, a device is deleted together with everything it owns in one transaction. What a
+//! device owns joins [`purge`]: today its tokens and its MSC3890 local notification settings;
+//! keys, one-time keys and to-device messages when they exist.
+//!
+//! Every use case here runs [`Services::detached`]: once started it finishes, even if the
+//! client hangs up, so a device deleted in storage is never left with a cached token.
+
+use std::{collections::HashMap, slice};
+
+use myelin_store::{NewLogin, Txn};
+
+use crate::{
+    Services,
+    account_data::TOMBSTONE,
+    config::DeviceCapPolicy,
+    error::{Result, forbidden},
+    ids,
+};
+
+/// Devices deleted per transaction, so other users' writes interleave between batches
+/// instead of queueing behind 10 000 deletions.
+const DELETE_BATCH: usize = 256;
+
+/// MSC3890: a device's local notification settings, which die with it.
+fn settings_type(device_id: &str) -> String {
+    format!("org.matrix.msc3890.local_notification_settings.{device_id}")
+}
+
+/// Deletes, inside `tx`, each of these devices that exists, with everything it owns; returns
+/// those it deleted.
+async fn purge(tx: &mut dyn Txn, device_ids: &[String]) -> Result<Vec<String>> {
+    let existing = tx.existing_devices(device_ids).await?;
+    for device_id in &existing {
+        tx.delete_device(device_id).await?;
+        // A tombstone rather than a plain delete tells the user's other devices through
+        // /sync. UIA sessions stay until they expire: one completed for deleting this device
+        // must still be recognised, so presenting it for another operation is refused (403).
+        let data_type = settings_type(device_id);
+        if tx
+            .account_data(None, &data_type)
+            .await?
+            .is_some_and(|c| c != TOMBSTONE)
+        {
+            tx.put_account_data(None, &data_type, TOMBSTONE).await?;
+        }
+    }
+    Ok(existing)
+}
+
+/// Issues a token for `login.device_id`, creating the device if it is new, under the device
+/// cap. Reusing a device revokes its earlier tokens, as the spec's "Relationship between
+/// access tokens and devices" requires.
+pub(crate) async fn sign_in(services: &Services, user_id: &str, login: NewLogin) -> Result<()> {
+    let devices = &services.config.devices;
+    let evict = devices.on_limit == DeviceCapPolicy::EvictOldest;
+    if evict && devices.max_per_user.is_some() {
+        // Eviction picks the least recently used device from storage: write the pending
+        // `last_seen` observations first, or a device in use would look idle since its last
+        // flush and be evicted instead of one that really is.
+        super::flush_last_seen(services).await;
+    }
+    let user_id = user_id.to_owned();
+    services
+        .detached(move |services| async move {
+            let device_id = login.device_id.clone();
+            let outcome = sign_in_tx(&services, &user_id, &login).await;
+            // Drop cached tokens of every device this may have touched, whatever the outcome:
+            // forgetting is always safe, and storage may have committed before a failure.
+            let (reused, evicted) = match &outcome {
+                Ok(done) => done.clone(),
+                Err(_) => (true, Vec::new()),
+            };
+            if reused {
+                services
+                    .tokens
+                    .forget_devices(&user_id, slice::from_ref(&device_id));
+            }
+            if !evicted.is_empty() {
+                tracing::info!(%user_id, count = evicted.len(), "evicted devices over the cap");
+                services.tokens.forget_devices(&user_id, &evicted);
+                services.last_seen.forget(&user_id, &evicted);
+            }
+            // A reused device's old tokens were revoked: wake its waiting syncs so they notice.
+            services.notifier.wake(&user_id);
+            outcome.map(drop)
+        })
+        .await
+}
+
+/// The login's transaction: `(reused, evicted)`.
+async fn sign_in_tx(
+    services: &Services,
+    user_id: &str,
+    login: &NewLogin,
+) -> Result<(bool, Vec<String>)> {
+    let devices = &services.config.devices;
+    let mut tx = services.store.begin(user_id).await?;
+    let reused = !tx
+        .existing_devices(slice::from_ref(&login.device_id))
+        .await?
+        .is_empty();
+    let mut evicted = Vec::new();
+    if reused {
+        tx.revoke_tokens(&login.device_id).await?;
+        tx.touch_device(login).await?;
+    } else {
+        if let Some(max) = devices.max_per_user {
+            let count = tx.count_devices().await?;
+            if count >= u64::from(max) {
+                if devices.on_limit != DeviceCapPolicy::EvictOldest {
+                    return Err(forbidden(
+                        "Too many devices: delete one of your devices before logging in again",
+                    ));
+                }
+                let victims = tx.least_recently_used(count - u64::from(max) + 1).await?;
+                evicted = purge(tx.as_mut(), &victims).await?;
+            }
+        }
+        tx.create_device(login).await?;
+    }
+    tx.add_token(login).await?;
+    tx.commit().await?;
+    Ok((reused, evicted))
+}
+
+/// Deletes devices of `user_id` with everything attached to them, in batches. Once this
+/// returns, no token of these devices is accepted, and long-polls holding one are woken to
+/// find out.
+pub async fn remove(services: &Services, user_id: &str, device_ids: Vec<String>) -> Result<()> {
+    let user_id = user_id.to_owned();
+    services
+        .detached(move |services| async move { remove_now(&services, &user_id, device_ids).await })
+        .await
+}
+
+async fn remove_now(services: &Services, user_id: &str, mut device_ids: Vec<String>) -> Result<()> {
+    // An ID that cannot name a device names none: no need to ask storage.
+    device_ids.retain(|d| ids::could_be_device_id(d));
+    device_ids.sort();
+    device_ids.dedup();
+    let mut deleted = 0;
+    for chunk in device_ids.chunks(DELETE_BATCH) {
+        let outcome = async {
+            let mut tx = services.store.begin(user_id).await?;
+            let gone = purge(tx.as_mut(), chunk).await?;
+            tx.commit().await?;
+            Ok::<_, crate::Error>(gone)
+        }
+        .await;
+        // Every requested device, not only those reported deleted: dropping cache entries is
+        // always safe, and storage may have committed even though it reported a failure.
+        services.tokens.forget_devices(user_id, chunk);
+        let gone = outcome?;
+        services.last_seen.forget(user_id, &gone);
+        deleted += gone.len();
+        // The device-list change notification for other users will be sent from here once
+        // device lists exist.
+        services.notifier.wake(user_id);
+    }
+    if deleted > 0 {
+        tracing::info!(%user_id, deleted, "deleted devices");
+    }
+    Ok(())
+}
+
+/// Deletes devices unused for longer than `devices.reap_unused_after_secs`, logging them.
+pub async fn reap_stale(services: &Services) -> Result<usize> {
+    let Some(age) = services.config.devices.reap_unused_after_secs else {
+        return Ok(0);
+    };
+    let before = crate::now_ms() - (age as i64).saturating_mul(1000);
+    let mut total = 0;
+    loop {
+        let stale = services.store.stale_devices(before, 500).await?;
+        if stale.is_empty() {
+            return Ok(total);
+        }
+        let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
+        for owner in stale {
+            if services
+                .last_seen
+                .seen_since(&owner.user_id, &owner.device_id, before)
+            {
+                continue;
+            }
+            by_user
+                .entry(owner.user_id)
+                .or_default()
+                .push(owner.device_id);
+        }
+        if by_user.is_empty() {
+            return Ok(total);
+        }
+        for (user_id, devices) in by_user {
+            tracing::info!(%user_id, devices = ?devices, "reaping devices unused for {age} s");
+            total += devices.len();
+            remove(services, &user_id, devices).await?;
+        }
+    }
+}

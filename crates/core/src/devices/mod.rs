@@ -1,0 +1,200 @@
+//! Device management: list, get, rename, create (appservices, MSC4190) and delete.
+//!
+//! Deletion is the one path through which a device ever disappears: [`remove`], in
+//! [`lifecycle`], which also holds the device cap of logins. `last_seen` tracking is in
+//! [`last_seen`].
+
+mod last_seen;
+mod lifecycle;
+
+pub use last_seen::{LastSeenTracker, background, flush_last_seen};
+pub(crate) use lifecycle::sign_in;
+pub use lifecycle::{reap_stale, remove};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::{
+    Services,
+    auth::Requester,
+    error::{Error, Result, bad_json, field_too_long, invalid_param, missing_param, not_found},
+    ids, uia,
+};
+use myelin_store::{Device, DeviceUpsert};
+
+pub async fn list(services: &Services, requester: &Requester) -> Result<Vec<Device>> {
+    let mut devices = services.store.list_devices(&requester.user_id).await?;
+    services.last_seen.overlay(&requester.user_id, &mut devices);
+    Ok(devices)
+}
+
+pub async fn get(services: &Services, requester: &Requester, device_id: &str) -> Result<Device> {
+    if !ids::could_be_device_id(device_id) {
+        return Err(not_found("Device not found"));
+    }
+    let mut device = services
+        .store
+        .get_device(&requester.user_id, device_id)
+        .await?
+        .ok_or_else(|| not_found("Device not found"))?;
+    services
+        .last_seen
+        .overlay(&requester.user_id, std::slice::from_mut(&mut device));
+    Ok(device)
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateBody {
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+/// `PUT /devices/{deviceId}`: `Ok(true)` when an appservice created the device.
+pub async fn update(
+    services: &Services,
+    requester: &Requester,
+    device_id: &str,
+    body: Map<String, Value>,
+) -> Result<bool> {
+    let body: UpdateBody = serde_json::from_value(Value::Object(body))
+        .map_err(|e| bad_json(format!("Invalid request body: {e}")))?;
+    let max = services.config.limits.device_display_name_max_chars;
+    if body
+        .display_name
+        .as_deref()
+        .is_some_and(|n| n.chars().count() > max)
+    {
+        return Err(field_too_long(format!(
+            "Device display name is too long (max {max})"
+        )));
+    }
+    if body.display_name.as_deref().is_some_and(ids::has_nul) {
+        return Err(invalid_param(
+            "display_name must not contain NUL characters",
+        ));
+    }
+    let Some(service) = &requester.appservice else {
+        if !ids::could_be_device_id(device_id) {
+            return Err(not_found("Device not found"));
+        }
+        return match services
+            .store
+            .upsert_device(&requester.user_id, device_id, body.display_name, false, 0)
+            .await?
+        {
+            DeviceUpsert::NotFound => Err(not_found("Device not found")),
+            _ => Ok(false),
+        };
+    };
+    // MSC4190: an appservice may create devices for its users, rate-limited.
+    ids::check_device_id(device_id)?;
+    if services
+        .store
+        .get_device(&requester.user_id, device_id)
+        .await?
+        .is_none()
+        && service.rate_limited
+    {
+        services
+            .limiters
+            .appservice_device_creation
+            .check(&service.id)
+            .map_err(|wait| Error::LimitExceeded {
+                retry_after_ms: wait.as_millis().max(1) as u64,
+            })?;
+    }
+    let outcome = services
+        .store
+        .upsert_device(
+            &requester.user_id,
+            device_id,
+            body.display_name,
+            true,
+            crate::now_ms(),
+        )
+        .await?;
+    Ok(outcome == DeviceUpsert::Created)
+}
+
+/// `DELETE /devices/{deviceId}`: UIA, except for appservices (spec v1.17).
+pub async fn delete(
+    services: &Services,
+    requester: &Requester,
+    device_id: &str,
+    body: &Map<String, Value>,
+    client_ip: Option<&str>,
+) -> Result<()> {
+    authorise_deletion(
+        services,
+        requester,
+        format!("DELETE /devices/{}", device_id.escape_debug()),
+        body,
+        client_ip,
+    )
+    .await?;
+    remove(services, &requester.user_id, vec![device_id.to_owned()]).await
+}
+
+/// `POST /delete_devices`. The body is checked before UIA, so a malformed request gets its 400
+/// rather than a password prompt.
+pub async fn delete_many(
+    services: &Services,
+    requester: &Requester,
+    body: &Map<String, Value>,
+    client_ip: Option<&str>,
+) -> Result<()> {
+    let devices = match body.get("devices") {
+        None => return Err(missing_param("Missing required field: devices")),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad_json("devices must be a list of strings"))?,
+        Some(_) => return Err(bad_json("devices must be a list of strings")),
+    };
+    let mut fingerprint = devices.clone();
+    fingerprint.sort();
+    fingerprint.dedup();
+    let fingerprint = format!(
+        "POST /delete_devices {}",
+        serde_json::to_string(&fingerprint).unwrap_or_default()
+    );
+    authorise_deletion(services, requester, fingerprint, body, client_ip).await?;
+    remove(services, &requester.user_id, devices).await
+}
+
+async fn authorise_deletion(
+    services: &Services,
+    requester: &Requester,
+    fingerprint: String,
+    body: &Map<String, Value>,
+    client_ip: Option<&str>,
+) -> Result<()> {
+    if requester.appservice.is_some() {
+        return Ok(());
+    }
+    // UIA-12: only offer the password stage to accounts that have a password.
+    let has_password = services
+        .store
+        .get_user(&requester.user_id)
+        .await?
+        .is_some_and(|u| u.password_hash.is_some());
+    let flows = if has_password {
+        vec![vec![uia::PASSWORD]]
+    } else {
+        Vec::new()
+    };
+    uia::authenticate(
+        services,
+        uia::Operation {
+            user_id: Some(&requester.user_id),
+            fingerprint,
+            flows,
+            remember: None,
+        },
+        body.get("auth").filter(|a| !a.is_null()),
+        client_ip,
+    )
+    .await
+    .map(drop)
+}

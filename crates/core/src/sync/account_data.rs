@@ -1,0 +1,84 @@
+//! The account-data sections of `/sync`: global `account_data` and each joined room's.
+//!
+//! Account data is state, not a timeline: every change in `(since, next_batch]` is sent, and
+//! a filter's `limit` is not applied to it (the reference server ignores it too). Truncating
+//! would send a `next_batch` past changes that were never delivered, and the client would
+//! never see them.
+
+use std::collections::HashSet;
+
+use serde_json::value::RawValue;
+
+use super::{
+    filter::Filter,
+    response::{Event, SyncResponse},
+};
+use crate::{Services, error::Error, error::Result};
+use myelin_store::{AccountDataChange, Stream};
+
+use super::token::SyncToken;
+
+pub(super) async fn fill(
+    services: &Services,
+    user_id: &str,
+    from: Option<SyncToken>,
+    upto: SyncToken,
+    filter: &Filter,
+    joined: &HashSet<String>,
+    response: &mut SyncResponse,
+) -> Result<()> {
+    let changes = services
+        .store
+        .account_data_changes(
+            user_id,
+            from.map(|f| f.get(Stream::AccountData)),
+            upto.get(Stream::AccountData),
+        )
+        .await?;
+    let global_filter = filter.account_data.clone().unwrap_or_default();
+    let room_filter = filter.room.clone().unwrap_or_default();
+    let room_data_filter = room_filter.account_data.clone().unwrap_or_default();
+    for change in changes {
+        // Initial sync: only what exists now. Incremental: tombstones too, so deletions
+        // reach the user's other devices.
+        if from.is_none() && change.content == crate::account_data::TOMBSTONE {
+            continue;
+        }
+        let AccountDataChange {
+            room_id,
+            data_type,
+            content,
+            ..
+        } = change;
+        let content = RawValue::from_string(content)
+            .map_err(|e| Error::Internal(format!("stored account data is not JSON: {e}").into()))?;
+        let event = Event {
+            event_type: data_type,
+            content,
+        };
+        match room_id {
+            None => {
+                if global_filter.allows_type(&event.event_type) {
+                    response.account_data.events.push(event);
+                }
+            }
+            Some(room_id) => {
+                if joined.contains(&room_id)
+                    && room_filter.allows_room(&room_id)
+                    && room_data_filter.allows_room(&room_id)
+                    && room_data_filter.allows_type(&event.event_type)
+                {
+                    response
+                        .rooms
+                        .join
+                        .entry(room_id)
+                        .or_default()
+                        .account_data
+                        .events
+                        .push(event);
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! `GET /sync`: every stream's changes since a token, with long-poll.
+//!
+//! Invariants, each a bug the anchors shipped (rust-anchors §5, SY-09), and each kept by
+//! every stream that joins here:
+//! - **Subscribe before you sample.** The waiter registers with the [`Notifier`] *before* it
+//!   reads the stream watermarks, so a write committing between the read and the wait still
+//!   wakes it.
+//! - **Bound every read by the committed watermark.** `next_batch` is the watermarks read
+//!   from the store, which only move after `COMMIT`; each stream is read in
+//!   `(since, next_batch]`. A write that commits while the response is built has a position
+//!   above `next_batch` and is delivered by the next sync, never skipped and never twice.
+//! - **Never move `next_batch` past a change that was not sent.** A section that cannot send
+//!   everything in its range must end the range earlier, not drop the rest.
+//! - **Writers notify after commit**, deletions included, and a wake-up re-checks the token,
+//!   so a device deleted while its sync waits is refused at once.
+//!
+//! Layout: [`token`] (the versioned token), [`notifier`] (wake-ups), [`filter`], [`response`],
+//! and one module per section ([`account_data`]); the waiting logic stays here, in one place.
+
+mod account_data;
+mod filter;
+mod notifier;
+mod response;
+mod token;
+
+use std::time::Duration;
+
+pub use filter::{EventFilter, EventFormat, Filter, RoomFilter, create_filter, get_filter};
+pub use notifier::Notifier;
+pub use response::{Event, Events, JoinedRoom, Rooms, SyncResponse};
+pub use token::SyncToken;
+
+use crate::{
+    Services,
+    auth::{self, Requester},
+    error::{Error, Result, invalid_param},
+};
+use filter::resolve_filter;
+
+/// Query parameters of `GET /sync`.
+#[derive(Debug, Default, Clone)]
+pub struct SyncParams {
+    pub since: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub filter: Option<String>,
+    pub full_state: bool,
+    pub set_presence: Option<String>,
+}
+
+/// The rooms the user has joined. Rooms do not exist yet in Myelin, so this is empty; the
+/// rooms feature fills it, and per-room account data then reaches `rooms.join` unchanged.
+fn joined_rooms(_services: &Services, _user_id: &str) -> std::collections::HashSet<String> {
+    std::collections::HashSet::new()
+}
+
+pub async fn sync(
+    services: &Services,
+    requester: &Requester,
+    params: SyncParams,
+) -> Result<SyncResponse> {
+    let since = params.since.as_deref().map(SyncToken::parse).transpose()?;
+    match params.set_presence.as_deref() {
+        None | Some("online" | "offline" | "unavailable") => {}
+        Some(_) => {
+            return Err(invalid_param(
+                "set_presence must be one of online, offline, unavailable",
+            ));
+        }
+    }
+    let filter = match params.filter.as_deref() {
+        Some(f) if !f.is_empty() => resolve_filter(services, requester, f).await?,
+        _ => Filter::default(),
+    };
+    let timeout = Duration::from_millis(
+        params
+            .timeout_ms
+            .unwrap_or(0)
+            .min(services.config.sync.max_timeout_ms),
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    let from = if params.full_state { None } else { since };
+
+    // Subscribe before reading the watermark (see the module docs).
+    let mut wakeups = services.notifier.subscribe(&requester.user_id);
+    let mut closing = services.notifier.subscribe_closing();
+    let result = async {
+        loop {
+            let upto = SyncToken::from_positions(services.store.positions().await?);
+            let nothing_new = from.is_some_and(|f| !upto.is_ahead_of(&f));
+            let response = if nothing_new {
+                SyncResponse::empty(upto.to_string())
+            } else {
+                build(services, &requester.user_id, from, upto, &filter).await?
+            };
+            if from.is_none() || !response.is_empty() || *closing.borrow() {
+                return Ok(response);
+            }
+            let woken = tokio::select! {
+                woken = tokio::time::timeout_at(deadline, wakeups.changed()) => woken.is_ok(),
+                _ = closing.changed() => false,
+            };
+            if !woken {
+                return Ok(response);
+            }
+            if !auth::still_valid(services, requester).await? {
+                return Err(Error::UnknownToken);
+            }
+        }
+    }
+    .await;
+    drop(wakeups);
+    services.notifier.release(&requester.user_id);
+    result
+}
+
+/// Fills every section from the changes in `(from, upto]`. Each section sends *all* of its
+/// stream's changes in that range (see [`account_data`]), so `next_batch = upto` never passes
+/// a change that was not sent.
+async fn build(
+    services: &Services,
+    user_id: &str,
+    from: Option<SyncToken>,
+    upto: SyncToken,
+    filter: &Filter,
+) -> Result<SyncResponse> {
+    let joined = joined_rooms(services, user_id);
+    let mut response = SyncResponse::empty(upto.to_string());
+    account_data::fill(
+        services,
+        user_id,
+        from,
+        upto,
+        filter,
+        &joined,
+        &mut response,
+    )
+    .await?;
+    Ok(response)
+}

@@ -1,0 +1,221 @@
+//! Stream positions with writers on several processes (SY-09), and the wake-ups between them.
+//!
+//! A position is taken in a short transaction of its own (it must be visible to readers as
+//! *in flight* before the write that uses it commits), on a connection the writer keeps until
+//! its writing transaction has ended. That short transaction also takes a session-level
+//! advisory lock keyed by the position: the lock is the in-flight marker. A stream's
+//! watermark is the lowest position whose lock is held, minus one, or its counter when none
+//! is; a write with a lower position that commits late therefore holds the watermark back
+//! until it is visible, and a sync never jumps past a change it has not seen.
+//!
+//! A lock lives exactly as long as its owner wants it *and* is alive: the writer releases it
+//! right after its commit (or rollback), and when a process dies or a connection is dropped,
+//! PostgreSQL ends the session and releases its locks at once. The first design kept
+//! in-flight rows in a table, and a killed instance's rows held every other instance's syncs
+//! until a reaper removed them ten minutes later.
+//!
+//! Wake-ups: after a commit, the writer sends `NOTIFY myelin` from the same connection.
+//! Every process listens; an account-data notification whose position is still above the
+//! watermark is held until the watermark reaches it, re-checked on every notification and
+//! twice a second, so the woken sync finds the change.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use sqlx::{PgPool, Postgres, pool::PoolConnection, postgres::PgListener};
+use tokio::sync::mpsc;
+
+use super::backend;
+use crate::{StoreResult, Stream, StreamPositions, Wakeup};
+
+pub(super) const CHANNEL: &str = "myelin";
+
+/// Lock keys: the stream's tag (index + 1) in the top 16 bits, the position below. Other
+/// advisory locks of Myelin (migrations) use tags that no stream has.
+const TAG_SHIFT: u32 = 48;
+const POS_MASK: i64 = (1 << TAG_SHIFT) - 1;
+
+fn tag(stream: Stream) -> i64 {
+    stream.index() as i64 + 1
+}
+
+/// Positions this writer holds in flight. Release them with [`Held::release`] once the
+/// writing transaction has ended; dropping a `Held` instead closes its connection, which
+/// releases the locks just the same (a panicking or cancelled writer can never leave one).
+#[derive(Default)]
+pub(super) struct Held {
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl Held {
+    /// Takes `n` consecutive positions of `stream`. `fast` connections do not wait for the
+    /// disk: the writing transaction's commit comes later in the WAL and makes this one
+    /// durable too, and an allocation lost in a crash was never used.
+    pub(super) async fn allocate(
+        &mut self,
+        fast: &PgPool,
+        stream: Stream,
+        n: i64,
+    ) -> StoreResult<Vec<i64>> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            none => none.insert(fast.acquire().await.map_err(backend)?),
+        };
+        sqlx::query_scalar(
+            "WITH p AS (UPDATE stream_positions SET pos = pos + $2 WHERE stream = $1 RETURNING pos)
+             SELECT g FROM p, generate_series(p.pos - $2 + 1, p.pos) AS g,
+                  LATERAL (SELECT pg_advisory_lock(($3::BIGINT << 48) | g)) AS l
+             ORDER BY g",
+        )
+        .bind(stream.name())
+        .bind(n)
+        .bind(tag(stream))
+        .fetch_all(&mut **conn)
+        .await
+        .map_err(backend)
+    }
+
+    /// Ends the flight of every held position and sends `notes`, in one round trip. Called
+    /// after the writing transaction committed or rolled back.
+    pub(super) async fn release(mut self, fast: &PgPool, notes: &[String]) {
+        let Some(mut conn) = self.conn.take() else {
+            notify(fast, notes).await;
+            return;
+        };
+        let released = sqlx::query(
+            "SELECT pg_advisory_unlock_all(),
+                    (SELECT COUNT(pg_notify($1, n)) FROM UNNEST($2::TEXT[]) AS n)",
+        )
+        .bind(CHANNEL)
+        .bind(notes)
+        .execute(&mut *conn)
+        .await;
+        if let Err(err) = released {
+            tracing::error!(error = %err, "releasing stream positions failed; closing the connection");
+            // Closing the session releases its locks.
+            drop(conn.detach());
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Not released: the session must not go back to the pool with its locks.
+            drop(conn.detach());
+        }
+    }
+}
+
+/// Sends notifications after the change they announce has committed.
+pub(super) async fn notify(fast: &PgPool, notes: &[String]) {
+    if notes.is_empty() {
+        return;
+    }
+    let sent = sqlx::query("SELECT pg_notify($1, n) FROM UNNEST($2::TEXT[]) AS n")
+        .bind(CHANNEL)
+        .bind(notes)
+        .execute(fast)
+        .await;
+    if let Err(err) = sent {
+        // Other processes' long-polls then wait for their timeout; nothing is lost.
+        tracing::error!(error = %err, "sending change notifications failed");
+    }
+}
+
+pub(super) fn account_data_note(pos: i64, user_id: &str) -> String {
+    format!("ad:{pos}:{user_id}")
+}
+
+pub(super) fn devices_note(user_id: &str) -> String {
+    format!("dev:{user_id}")
+}
+
+/// The watermark of every stream, in one statement.
+pub(super) async fn watermarks(pool: &PgPool) -> StoreResult<StreamPositions> {
+    let names: Vec<&str> = Stream::ALL.iter().map(|s| s.name()).collect();
+    let tags: Vec<i64> = Stream::ALL.iter().map(|s| tag(*s)).collect();
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "WITH held AS (
+            SELECT (l.classid::BIGINT << 32) | l.objid::BIGINT AS k FROM pg_locks l
+            WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+         SELECT s.stream, LEAST(s.pos, COALESCE(
+             (SELECT MIN(h.k & $3) - 1 FROM held h WHERE h.k >> 48 = t.tag), s.pos))
+         FROM stream_positions s JOIN UNNEST($1::TEXT[], $2::BIGINT[]) AS t(stream, tag)
+           ON t.stream = s.stream",
+    )
+    .bind(&names)
+    .bind(&tags)
+    .bind(POS_MASK)
+    .fetch_all(pool)
+    .await
+    .map_err(backend)?;
+    let mut positions = StreamPositions::default();
+    for (name, pos) in rows {
+        if let Some(stream) = Stream::from_name(&name) {
+            positions.set(stream, pos.max(0) as u64);
+        }
+    }
+    Ok(positions)
+}
+
+/// Receives notifications from every process and turns them into wake-ups, holding
+/// account-data wake-ups until the watermark covers their position.
+pub(super) async fn listen(
+    mut listener: PgListener,
+    pool: PgPool,
+    wake: mpsc::UnboundedSender<Wakeup>,
+) {
+    let mut held: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            received = listener.try_recv() => match received {
+                Ok(Some(note)) => {
+                    let payload = note.payload();
+                    if let Some(rest) = payload.strip_prefix("ad:") {
+                        if let Some((pos, user)) = rest.split_once(':')
+                            && let Ok(pos) = pos.parse::<i64>()
+                        {
+                            held.entry(pos).or_default().push(user.to_owned());
+                        }
+                    } else if let Some(user) = payload.strip_prefix("dev:") {
+                        let _ = wake.send(Wakeup::User(user.to_owned()));
+                    }
+                }
+                Ok(None) => {
+                    // The connection was lost and is re-established by the next receive:
+                    // notifications sent meanwhile are gone, so every waiter looks again.
+                    tracing::warn!("lost the notification connection; waking every sync");
+                    let _ = wake.send(Wakeup::All);
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "notification listener failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = wake.send(Wakeup::All);
+                }
+            },
+            // A writer that died released its positions without a word: look again now and
+            // then, so changes held behind it are delivered within a second.
+            _ = tick.tick() => {}
+        }
+        if wake.is_closed() {
+            return;
+        }
+        if held.is_empty() {
+            continue;
+        }
+        match watermarks(&pool).await {
+            Ok(marks) => {
+                let mark = marks.get(Stream::AccountData) as i64;
+                let due: Vec<i64> = held.range(..=mark).map(|(pos, _)| *pos).collect();
+                for pos in due {
+                    for user in held.remove(&pos).unwrap_or_default() {
+                        let _ = wake.send(Wakeup::User(user));
+                    }
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "reading the watermark failed"),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! A unit of work on PostgreSQL: one transaction on one user's data, driven by `core`.
+//!
+//! Lock order, the same for every unit of work, so two of them never deadlock: the user's
+//! row first (`FOR NO KEY UPDATE`, which still lets other writers insert rows that reference
+//! the user), then devices in device-ID order ([`Txn::existing_devices`]). Positions are taken
+//! through a [`Held`] on a connection of their own and released after the commit.
+
+use async_trait::async_trait;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::{
+    classify, insert_device, insert_token,
+    positions::{Held, account_data_note, devices_note},
+    upsert_account_data,
+};
+use crate::{NewLogin, StoreResult, Stream, Txn};
+
+pub(super) struct PgTxn {
+    user_id: String,
+    tx: Transaction<'static, Postgres>,
+    fast: PgPool,
+    held: Held,
+    notes: Vec<String>,
+}
+
+impl PgTxn {
+    pub(super) async fn begin(pool: &PgPool, fast: &PgPool, user_id: &str) -> StoreResult<Self> {
+        let mut tx = pool.begin().await.map_err(classify)?;
+        sqlx::query("SELECT 1 FROM users WHERE user_id = $1 FOR NO KEY UPDATE")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        Ok(Self {
+            user_id: user_id.to_owned(),
+            tx,
+            fast: fast.clone(),
+            held: Held::default(),
+            notes: Vec::new(),
+        })
+    }
+
+    fn devices_changed(&mut self) {
+        let note = devices_note(&self.user_id);
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+}
+
+#[async_trait]
+impl Txn for PgTxn {
+    async fn existing_devices(&mut self, device_ids: &[String]) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT device_id FROM devices WHERE user_id = $1 AND device_id = ANY($2)
+             ORDER BY device_id FOR UPDATE",
+        )
+        .bind(&self.user_id)
+        .bind(device_ids)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(classify)
+    }
+
+    async fn count_devices(&mut self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = $1")
+            .bind(&self.user_id)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        Ok(n as u64)
+    }
+
+    async fn least_recently_used(&mut self, n: u64) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT device_id FROM devices WHERE user_id = $1
+             ORDER BY COALESCE(last_seen_ts, created_ts) ASC, device_id LIMIT $2",
+        )
+        .bind(&self.user_id)
+        .bind(n as i64)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(classify)
+    }
+
+    async fn create_device(&mut self, login: &NewLogin) -> StoreResult<()> {
+        insert_device(&mut self.tx, &self.user_id, login).await?;
+        self.devices_changed();
+        Ok(())
+    }
+
+    async fn touch_device(&mut self, login: &NewLogin) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE devices SET last_seen_ts = $3, last_seen_ip = COALESCE($4, last_seen_ip)
+             WHERE user_id = $1 AND device_id = $2",
+        )
+        .bind(&self.user_id)
+        .bind(&login.device_id)
+        .bind(login.now_ms)
+        .bind(&login.ip)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn revoke_tokens(&mut self, device_id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
+            .bind(&self.user_id)
+            .bind(device_id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        // Syncs on other processes holding one of these tokens re-check it.
+        self.devices_changed();
+        Ok(())
+    }
+
+    async fn add_token(&mut self, login: &NewLogin) -> StoreResult<()> {
+        insert_token(&mut self.tx, &self.user_id, login).await
+    }
+
+    async fn delete_device(&mut self, device_id: &str) -> StoreResult<()> {
+        // The device's tokens go with it (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = $2")
+            .bind(&self.user_id)
+            .bind(device_id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        self.devices_changed();
+        Ok(())
+    }
+
+    async fn account_data(
+        &mut self,
+        room_id: Option<&str>,
+        data_type: &str,
+    ) -> StoreResult<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3",
+        )
+        .bind(&self.user_id)
+        .bind(room_id.unwrap_or(""))
+        .bind(data_type)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(classify)
+    }
+
+    async fn account_data_bytes_except(
+        &mut self,
+        room_id: Option<&str>,
+        data_type: &str,
+    ) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(OCTET_LENGTH(content) + OCTET_LENGTH(data_type)), 0)::BIGINT
+             FROM account_data
+             WHERE user_id = $1 AND NOT (room_id = $2 AND data_type = $3)",
+        )
+        .bind(&self.user_id)
+        .bind(room_id.unwrap_or(""))
+        .bind(data_type)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(classify)?;
+        Ok(n as u64)
+    }
+
+    async fn put_account_data(
+        &mut self,
+        room_id: Option<&str>,
+        data_type: &str,
+        content: &str,
+    ) -> StoreResult<u64> {
+        let positions = self
+            .held
+            .allocate(&self.fast, Stream::AccountData, 1)
+            .await?;
+        let Some(&pos) = positions.first() else {
+            return Err(super::backend("no position allocated"));
+        };
+        upsert_account_data(
+            &mut *self.tx,
+            &self.user_id,
+            room_id.unwrap_or(""),
+            data_type,
+            content,
+            pos,
+        )
+        .await?;
+        self.notes.push(account_data_note(pos, &self.user_id));
+        Ok(pos as u64)
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        let Self {
+            tx,
+            fast,
+            held,
+            notes,
+            ..
+        } = *self;
+        match tx.commit().await.map_err(classify) {
+            Ok(()) => {
+                held.release(&fast, &notes).await;
+                Ok(())
+            }
+            Err(err) => {
+                held.release(&fast, &[]).await;
+                Err(err)
+            }
+        }
+    }
+}

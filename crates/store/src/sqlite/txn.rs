@@ -1,0 +1,224 @@
+//! A unit of work on the SQLite writer: one job of the writer's batch that stays open while
+//! `core` drives it step by step.
+//!
+//! The job waits on the writer thread for the next step, runs it on the writer's connection
+//! (inside the batch transaction, under the job's own SAVEPOINT) and sends the result back. A
+//! commit ends the job successfully; its outcome arrives once the batch's `COMMIT` returned,
+//! like any other write. Dropping the [`SqliteTxn`] closes the step channel, the job fails and
+//! its savepoint is rolled back. The writer is busy with this job until then, which is why a
+//! holder must not wait for another write while it holds a `Txn`.
+
+use std::sync::mpsc;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::{
+    next_pos,
+    pool::{Pool, classify},
+    room_key,
+};
+use crate::{NewLogin, StoreError, StoreResult, Stream, Txn};
+
+type Step = Box<dyn FnOnce(&Connection) + Send>;
+
+enum Msg {
+    Step(Step),
+    Commit,
+}
+
+pub(crate) struct SqliteTxn {
+    user_id: String,
+    steps: mpsc::Sender<Msg>,
+    done: oneshot::Receiver<StoreResult<()>>,
+}
+
+impl SqliteTxn {
+    pub(crate) fn begin(pool: &Pool, user_id: &str) -> StoreResult<Self> {
+        let (steps, inbox) = mpsc::channel::<Msg>();
+        let done = pool.submit(move |conn| {
+            loop {
+                match inbox.recv() {
+                    Ok(Msg::Step(step)) => step(conn),
+                    Ok(Msg::Commit) => return Ok(()),
+                    Err(_) => return Err(StoreError::Backend("unit of work abandoned".into())),
+                }
+            }
+        })?;
+        Ok(Self {
+            user_id: user_id.to_owned(),
+            steps,
+            done,
+        })
+    }
+
+    async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &str) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let user_id = self.user_id.clone();
+        let step: Step = Box::new(move |conn| {
+            let _ = tx.send(f(conn, &user_id));
+        });
+        self.steps
+            .send(Msg::Step(step))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?.map_err(classify)
+    }
+}
+
+#[async_trait]
+impl Txn for SqliteTxn {
+    async fn existing_devices(&mut self, device_ids: &[String]) -> StoreResult<Vec<String>> {
+        let mut wanted = device_ids.to_vec();
+        self.run(move |conn, user_id| {
+            wanted.sort();
+            wanted.dedup();
+            let mut stmt =
+                conn.prepare_cached("SELECT 1 FROM devices WHERE user_id = ?1 AND device_id = ?2")?;
+            let mut found = Vec::new();
+            for device_id in wanted {
+                if stmt
+                    .query_row(params![user_id, device_id], |_| Ok(()))
+                    .optional()?
+                    .is_some()
+                {
+                    found.push(device_id);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn count_devices(&mut self) -> StoreResult<u64> {
+        self.run(|conn, user_id| {
+            conn.prepare_cached("SELECT COUNT(*) FROM devices WHERE user_id = ?1")?
+                .query_row([user_id], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn least_recently_used(&mut self, n: u64) -> StoreResult<Vec<String>> {
+        self.run(move |conn, user_id| {
+            conn.prepare_cached(
+                "SELECT device_id FROM devices WHERE user_id = ?1
+                 ORDER BY COALESCE(last_seen_ts, created_ts) ASC, device_id LIMIT ?2",
+            )?
+            .query_map(params![user_id, n as i64], |r| r.get(0))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn create_device(&mut self, login: &NewLogin) -> StoreResult<()> {
+        let login = login.clone();
+        self.run(move |conn, user_id| super::insert_device(conn, user_id, &login))
+            .await
+    }
+
+    async fn touch_device(&mut self, login: &NewLogin) -> StoreResult<()> {
+        let login = login.clone();
+        self.run(move |conn, user_id| {
+            conn.prepare_cached(
+                "UPDATE devices SET last_seen_ts = ?3, last_seen_ip = COALESCE(?4, last_seen_ip)
+                 WHERE user_id = ?1 AND device_id = ?2",
+            )?
+            .execute(params![user_id, login.device_id, login.now_ms, login.ip])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_tokens(&mut self, device_id: &str) -> StoreResult<()> {
+        let device_id = device_id.to_owned();
+        self.run(move |conn, user_id| {
+            conn.prepare_cached("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2")?
+                .execute(params![user_id, device_id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_token(&mut self, login: &NewLogin) -> StoreResult<()> {
+        let login = login.clone();
+        self.run(move |conn, user_id| super::insert_token(conn, user_id, &login))
+            .await
+    }
+
+    async fn delete_device(&mut self, device_id: &str) -> StoreResult<()> {
+        let device_id = device_id.to_owned();
+        self.run(move |conn, user_id| {
+            conn.prepare_cached("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2")?
+                .execute(params![user_id, device_id])?;
+            conn.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2")?
+                .execute(params![user_id, device_id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn account_data(
+        &mut self,
+        room_id: Option<&str>,
+        data_type: &str,
+    ) -> StoreResult<Option<String>> {
+        let (room, data_type) = (room_key(room_id).to_owned(), data_type.to_owned());
+        self.run(move |conn, user_id| {
+            conn.prepare_cached(
+                "SELECT content FROM account_data
+                 WHERE user_id = ?1 AND room_id = ?2 AND data_type = ?3",
+            )?
+            .query_row(params![user_id, room, data_type], |r| r.get(0))
+            .optional()
+        })
+        .await
+    }
+
+    async fn account_data_bytes_except(
+        &mut self,
+        room_id: Option<&str>,
+        data_type: &str,
+    ) -> StoreResult<u64> {
+        let (room, data_type) = (room_key(room_id).to_owned(), data_type.to_owned());
+        self.run(move |conn, user_id| {
+            conn.prepare_cached(
+                "SELECT COALESCE(SUM(LENGTH(CAST(content AS BLOB)) + LENGTH(CAST(data_type AS BLOB))), 0)
+                 FROM account_data
+                 WHERE user_id = ?1 AND NOT (room_id = ?2 AND data_type = ?3)",
+            )?
+            .query_row(params![user_id, room, data_type], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn put_account_data(
+        &mut self,
+        room_id: Option<&str>,
+        data_type: &str,
+        content: &str,
+    ) -> StoreResult<u64> {
+        let (room, data_type, content) = (
+            room_key(room_id).to_owned(),
+            data_type.to_owned(),
+            content.to_owned(),
+        );
+        self.run(move |conn, user_id| {
+            let pos = next_pos(conn, Stream::AccountData)?;
+            super::upsert_account_data(conn, user_id, &room, &data_type, &content, pos)?;
+            Ok(pos)
+        })
+        .await
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        let Self { steps, done, .. } = *self;
+        steps.send(Msg::Commit).map_err(|_| StoreError::Closed)?;
+        done.await.map_err(|_| StoreError::Closed)?
+    }
+}
