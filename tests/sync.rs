@@ -927,3 +927,55 @@ async fn sy09_same_since_twice_returns_the_same_set() {
     extended.insert("z".to_owned(), json!({"z": 1}));
     assert_eq!(types(&later), extended);
 }
+
+#[tokio::test]
+async fn sy09_writes_cancelled_by_the_client_never_hold_back_later_syncs() {
+    // Clients that send a write and hang up at once: whatever each write's fate, none may
+    // leave a stream position in flight, so a later write still reaches a waiting sync at once.
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let start = next_batch(&initial(&server, &alice).await);
+    for i in 0..30 {
+        let body = format!("{{\"n\":{i}}}");
+        let request = format!(
+            "PUT /_matrix/client/v3/user/{}/account_data/cancelled.{i} HTTP/1.1\r\n\
+             Host: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            enc(&alice.user_id),
+            alice.token,
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting = {
+        let url = server.url(&format!("/sync?since={start}&timeout=10000"));
+        let (client, token) = (server.client.clone(), alice.token.clone());
+        tokio::spawn(async move {
+            let resp = TestServer::finish(client.get(url).bearer_auth(token)).await;
+            (resp, Instant::now())
+        })
+    };
+    let started = Instant::now();
+    put(&server, &alice, "after", json!({"v": 1})).await;
+    let (resp, answered) = waiting.await.unwrap();
+    assert!(
+        answered.duration_since(started) < Duration::from_secs(1),
+        "answered after {:?}",
+        answered.duration_since(started)
+    );
+    // Whatever landed is delivered, once, with the later write.
+    let mut all = types(resp.assert_ok());
+    let mut token = next_batch(&resp.body);
+    while !all.contains_key("after") {
+        let body = since(&server, &alice, &token).await;
+        all.extend(types(&body));
+        token = next_batch(&body);
+    }
+    let stored = types(&initial(&server, &alice).await);
+    assert_eq!(all, stored);
+}
