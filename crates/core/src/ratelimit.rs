@@ -49,10 +49,18 @@ impl KeyedLimiter {
         Duration::from_secs_f64(missing / self.limit.per_second).max(Duration::from_millis(1))
     }
 
+    /// What a poisoned lock answers. A panic while the lock was held may have left the buckets
+    /// half-updated, and these limits guard password guessing: refusing (until the process is
+    /// restarted) is safer than letting every attempt through unlimited.
+    fn poisoned(&self) -> Duration {
+        tracing::error!("rate limiter lock poisoned by an earlier panic; refusing");
+        Duration::from_secs_f64(1.0 / self.limit.per_second).max(Duration::from_secs(1))
+    }
+
     /// `Err(wait)` if the key has no token left; spends nothing.
     pub fn peek(&self, key: &str) -> Result<(), Duration> {
         let Ok(mut buckets) = self.buckets.lock() else {
-            return Ok(());
+            return Err(self.poisoned());
         };
         let Some(bucket) = buckets.get_mut(key) else {
             return Ok(());
@@ -68,7 +76,7 @@ impl KeyedLimiter {
     /// Spends one token, or `Err(wait)` if none is left.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
         let Ok(mut buckets) = self.buckets.lock() else {
-            return Ok(());
+            return Err(self.poisoned());
         };
         let now = Instant::now();
         if buckets.len() >= SWEEP_AT {
@@ -109,5 +117,19 @@ mod tests {
         assert!(limiter.peek("b").is_ok(), "keys are independent");
         std::thread::sleep(Duration::from_millis(5));
         assert!(limiter.peek("a").is_ok());
+    }
+
+    #[test]
+    fn a_poisoned_lock_refuses_rather_than_lets_everything_through() {
+        let limiter = KeyedLimiter::new(RateLimit {
+            per_second: 1.0,
+            burst: 5,
+        });
+        let poisoned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _held = limiter.buckets.lock();
+            panic!("a panic while the lock is held poisons it");
+        }));
+        assert!(poisoned.is_err() && limiter.buckets.is_poisoned());
+        assert!(limiter.check("a").is_err(), "check must fail closed");
     }
 }
