@@ -13,7 +13,7 @@ use crate::{
     appservice::Appservice,
     auth::Requester,
     error::{Error, Result, bad_json, field_too_long, forbidden, missing_param},
-    ids, uia,
+    ids, ratelimit, uia,
 };
 use myelin_store::{DeviceCap, LoginOutcome, NewLogin, StoreError, User};
 
@@ -106,7 +106,7 @@ pub async fn register(
         services
             .limiters
             .registration_per_address
-            .check(ip)
+            .check(&ratelimit::address_key(ip))
             .map_err(retry_after)?;
     }
 
@@ -475,6 +475,10 @@ async fn login_device(services: &Services, user_id: &str, login: NewLogin) -> Re
 }
 
 /// Verifies a password, rate-limiting failures per account and per client address.
+///
+/// The allowance is spent before the check and given back when the password is right: a
+/// check in flight has already used its allowance, so parallel guesses cannot all pass while
+/// earlier ones are still being hashed.
 pub async fn check_password(
     services: &Services,
     user_id: &str,
@@ -482,29 +486,35 @@ pub async fn check_password(
     client_ip: Option<&str>,
 ) -> Result<bool> {
     let limiters = &services.limiters;
+    let address = client_ip.map(ratelimit::address_key);
     limiters
         .login_failures_per_account
-        .peek(user_id)
+        .check(user_id)
         .map_err(retry_after)?;
-    if let Some(ip) = client_ip {
-        limiters
-            .login_failures_per_address
-            .peek(ip)
-            .map_err(retry_after)?;
+    if let Some(address) = &address
+        && let Err(wait) = limiters.login_failures_per_address.check(address)
+    {
+        limiters.login_failures_per_account.refund(user_id);
+        return Err(retry_after(wait));
     }
+    let checked = verify_password(services, user_id, password).await;
+    // Only a wrong password keeps what it spent; a server error is not the client's guess.
+    if !matches!(checked, Ok(false)) {
+        limiters.login_failures_per_account.refund(user_id);
+        if let Some(address) = &address {
+            limiters.login_failures_per_address.refund(address);
+        }
+    }
+    checked
+}
+
+async fn verify_password(services: &Services, user_id: &str, password: &str) -> Result<bool> {
     let hash = services
         .store
         .get_user(user_id)
         .await?
         .and_then(|u| u.password_hash);
-    let ok = services.passwords.verify(password.to_owned(), hash).await?;
-    if !ok {
-        let _ = limiters.login_failures_per_account.check(user_id);
-        if let Some(ip) = client_ip {
-            let _ = limiters.login_failures_per_address.check(ip);
-        }
-    }
-    Ok(ok)
+    services.passwords.verify(password.to_owned(), hash).await
 }
 
 /// `POST /logout`: deletes the requester's device and with it the token.
