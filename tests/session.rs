@@ -558,6 +558,38 @@ async fn ipv6_clients_are_limited_per_64_prefix() {
 }
 
 #[tokio::test]
+async fn over_long_login_identifiers_are_refused_before_any_limiter() {
+    let server = TestServer::with(|config, _| {
+        config.rate_limits.login_failures_per_address = myelin_core::config::RateLimit {
+            per_second: 0.01,
+            burst: 1,
+        };
+    })
+    .await;
+    server.register("alice").await;
+    let long = "a".repeat(256);
+    for body in [
+        json!({"type": "m.login.password", "user": long, "password": "x"}),
+        json!({"type": "m.login.password", "user": format!("@{long}:localhost"), "password": "x"}),
+        json!({"type": "m.login.password",
+               "identifier": {"type": "m.id.user", "user": "b".repeat(100_000)}, "password": "x"}),
+    ] {
+        let resp = server.call(Method::POST, "/login", None, Some(body)).await;
+        resp.assert_error(400, "M_TOO_LARGE");
+        assert_eq!(
+            resp.body["error"], "The user identifier is longer than 255 bytes",
+            "{}",
+            resp.body
+        );
+    }
+    // The address's single allowance was not spent by any of them.
+    server
+        .call(Method::POST, "/login", None, Some(wrong_password("alice")))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+}
+
+#[tokio::test]
 async fn au14_missing_and_unknown_tokens() {
     let server = TestServer::start().await;
     let missing = server.call(Method::POST, "/logout", None, None).await;

@@ -373,8 +373,8 @@ pub async fn login(
     as_token: Option<&str>,
     client_ip: Option<&str>,
 ) -> Result<Session> {
+    let named = uia::login_identifier(&body)?;
     let request: LoginBody = parse(&body)?;
-    let named = uia::login_identifier(&body);
     let user_id = match request.login_type.as_str() {
         LOGIN_TYPE_PASSWORD => {
             let (Some(named), Some(password)) = (named, request.password.as_deref()) else {

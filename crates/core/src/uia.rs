@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     Services,
-    error::{Error, Result, forbidden},
+    error::{Error, Result, field_too_long, forbidden},
     ids,
 };
 use myelin_store::UiaSession;
@@ -182,7 +182,7 @@ async fn check_stage(
             })
         }
         PASSWORD => {
-            let named = login_identifier(auth)
+            let named = login_identifier(auth)?
                 .and_then(|u| ids::login_user_id(u, &services.config.server_name));
             let password = auth.get("password").and_then(Value::as_str);
             let (Some(named), Some(password)) = (named, password) else {
@@ -213,16 +213,26 @@ async fn check_stage(
 }
 
 /// The user named by an `m.id.user` identifier, or by the legacy top-level `user` field.
-pub fn login_identifier(body: &Map<String, Value>) -> Option<&str> {
-    match body.get("identifier").and_then(Value::as_object) {
+///
+/// One longer than any user ID may be (255 bytes) is refused here, before it can reach the
+/// database or become a rate-limiter key: every failed login leaves its key in memory.
+pub fn login_identifier(body: &Map<String, Value>) -> Result<Option<&str>> {
+    let named = match body.get("identifier").and_then(Value::as_object) {
         Some(identifier) => {
             if identifier.get("type").and_then(Value::as_str) != Some("m.id.user") {
-                return None;
+                return Ok(None);
             }
             identifier.get("user").and_then(Value::as_str)
         }
         None => body.get("user").and_then(Value::as_str),
+    };
+    if named.is_some_and(|n| n.len() > ids::MAX_USER_ID_LEN) {
+        return Err(field_too_long(format!(
+            "The user identifier is longer than {} bytes",
+            ids::MAX_USER_ID_LEN
+        )));
     }
+    Ok(named)
 }
 
 #[cfg(test)]
@@ -262,10 +272,26 @@ mod tests {
     fn identifiers_accept_m_id_user_and_legacy_user() {
         let body = |v: Value| v.as_object().cloned().unwrap_or_default();
         let id = body(serde_json::json!({"identifier": {"type": "m.id.user", "user": "alice"}}));
-        assert_eq!(login_identifier(&id), Some("alice"));
+        assert_eq!(login_identifier(&id).ok(), Some(Some("alice")));
         let legacy = body(serde_json::json!({"user": "@alice:localhost"}));
-        assert_eq!(login_identifier(&legacy), Some("@alice:localhost"));
+        assert_eq!(login_identifier(&legacy).ok(), Some(Some("@alice:localhost")));
         let phone = body(serde_json::json!({"identifier": {"type": "m.id.phone", "number": "1"}}));
-        assert_eq!(login_identifier(&phone), None);
+        assert_eq!(login_identifier(&phone).ok(), Some(None));
+    }
+
+    #[test]
+    fn identifiers_longer_than_a_user_id_may_be_are_refused() {
+        let body = |user: String| {
+            serde_json::json!({"identifier": {"type": "m.id.user", "user": user}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+        };
+        let longest = format!("@{}:localhost", "a".repeat(255 - 11));
+        assert_eq!(login_identifier(&body(longest.clone())).ok(), Some(Some(&*longest)));
+        assert!(matches!(
+            login_identifier(&body(format!("{longest}x"))),
+            Err(Error::FieldTooLong(_))
+        ));
     }
 }
