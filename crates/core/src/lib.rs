@@ -46,6 +46,7 @@ pub struct Services {
     pub notifier: sync::Notifier,
     pub last_seen: devices::LastSeenTracker,
     pub tokens: auth::TokenCache,
+    pub uia_sessions: uia::SessionTracker,
 }
 
 impl Services {
@@ -70,6 +71,7 @@ impl Services {
             notifier: sync::Notifier::default(),
             last_seen: devices::LastSeenTracker::default(),
             tokens: auth::TokenCache::new(!store.is_shared()),
+            uia_sessions: uia::SessionTracker::default(),
         });
         // Changes made by other processes on a shared database wake this one's syncs.
         if let Some(mut wakeups) = services.store.take_wakeups() {
