@@ -292,6 +292,30 @@ async fn registration_token_stage() {
 }
 
 #[tokio::test]
+async fn registration_token_validity_is_rate_limited_per_address() {
+    let server = TestServer::with(|config, _| {
+        config.registration.token = Some("s3cret".into());
+        config.rate_limits = myelin_core::config::RateLimitsConfig::default();
+    })
+    .await;
+    let path = "/_matrix/client/v1/register/m.login.registration_token/validity?token=guess";
+    // The default allows a burst of 5 checks per address.
+    for _ in 0..5 {
+        let resp = server.call(Method::GET, path, None, None).await;
+        assert_eq!(resp.assert_ok(), &json!({"valid": false}));
+    }
+    let limited = server.call(Method::GET, path, None, None).await;
+    limited.assert_error(429, "M_LIMIT_EXCEEDED");
+    assert!(
+        limited.body["retry_after_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 0),
+        "{}",
+        limited.body
+    );
+}
+
+#[tokio::test]
 async fn login_flows_and_identifier_forms() {
     let server = TestServer::start().await;
     let flows = server.call(Method::GET, "/login", None, None).await;

@@ -343,15 +343,27 @@ pub async fn username_available(services: &Services, username: &str) -> Result<(
     check_new_username(services, username).await.map(drop)
 }
 
-/// `GET /register/m.login.registration_token/validity`.
-pub fn registration_token_valid(services: &Services, token: &str) -> bool {
+/// `GET /register/m.login.registration_token/validity`, rate-limited per client address
+/// (an unlimited oracle would let a token be guessed).
+pub fn registration_token_valid(
+    services: &Services,
+    token: &str,
+    client_ip: Option<&str>,
+) -> Result<bool> {
     use subtle::ConstantTimeEq;
-    match &services.config.registration.token {
+    if let Some(ip) = client_ip {
+        services
+            .limiters
+            .registration_token_validity_per_address
+            .check(&ratelimit::address_key(ip))
+            .map_err(retry_after)?;
+    }
+    Ok(match &services.config.registration.token {
         Some(expected) if services.config.registration.enabled => {
             bool::from(expected.as_bytes().ct_eq(token.as_bytes()))
         }
         _ => false,
-    }
+    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -157,6 +157,9 @@ pub struct RateLimitsConfig {
     pub login_failures_per_address: RateLimit,
     /// Registration attempts per client address.
     pub registration_per_address: RateLimit,
+    /// Registration-token validity checks per client address (the spec asks for a limit
+    /// against brute force).
+    pub registration_token_validity_per_address: RateLimit,
     /// Devices an application service may create (unless its registration says
     /// `rate_limited: false`).
     pub appservice_device_creation: RateLimit,
@@ -176,6 +179,10 @@ impl Default for RateLimitsConfig {
             registration_per_address: RateLimit {
                 per_second: 0.2,
                 burst: 10,
+            },
+            registration_token_validity_per_address: RateLimit {
+                per_second: 0.1,
+                burst: 5,
             },
             appservice_device_creation: RateLimit {
                 per_second: 10.0,
@@ -325,6 +332,10 @@ impl Config {
             (
                 "rate_limits.registration_per_address",
                 self.rate_limits.registration_per_address,
+            ),
+            (
+                "rate_limits.registration_token_validity_per_address",
+                self.rate_limits.registration_token_validity_per_address,
             ),
             (
                 "rate_limits.appservice_device_creation",

@@ -33,6 +33,7 @@ pub struct Limiters {
     pub login_failures_per_account: KeyedLimiter,
     pub login_failures_per_address: KeyedLimiter,
     pub registration_per_address: KeyedLimiter,
+    pub registration_token_validity_per_address: KeyedLimiter,
     pub appservice_device_creation: KeyedLimiter,
 }
 
@@ -60,6 +61,9 @@ impl Services {
             login_failures_per_account: KeyedLimiter::new(limits.login_failures_per_account),
             login_failures_per_address: KeyedLimiter::new(limits.login_failures_per_address),
             registration_per_address: KeyedLimiter::new(limits.registration_per_address),
+            registration_token_validity_per_address: KeyedLimiter::new(
+                limits.registration_token_validity_per_address,
+            ),
             appservice_device_creation: KeyedLimiter::new(limits.appservice_device_creation),
         };
         let services = Arc::new(Self {
