@@ -206,7 +206,8 @@ async fn serve(
                 request.extensions_mut().insert(ConnectInfo(remote));
                 request
             });
-        let connection = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
+        let connection =
+            http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
         let mut stopped = stopped.clone();
         let running = running_rx.clone();
         tokio::spawn(async move {
@@ -234,7 +235,11 @@ async fn serve(
 async fn accept(
     listener: &TcpListener,
     slots: &Arc<Semaphore>,
-) -> Option<(tokio::net::TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
+) -> Option<(
+    tokio::net::TcpStream,
+    SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+)> {
     let slot = slots.clone().acquire_owned().await.ok()?;
     match listener.accept().await {
         Ok((tcp, remote)) => Some((tcp, remote, slot)),

@@ -54,7 +54,10 @@ async fn send_and_read_to_close(addr: String, sent: &'static str) -> (String, Du
                 Err(e) => panic!("connection still open after {:?}: {e}", started.elapsed()),
             }
         }
-        (String::from_utf8_lossy(&received).into_owned(), started.elapsed())
+        (
+            String::from_utf8_lossy(&received).into_owned(),
+            started.elapsed(),
+        )
     })
     .await
     .unwrap()
@@ -121,7 +124,10 @@ async fn complete_requests_and_long_polls_outlast_the_read_timeouts() {
     // A long-poll answers after three times the read timeouts.
     let alice = server.register("alice").await;
     let initial = server.get("/sync", &alice.token).await;
-    let since = initial.assert_ok()["next_batch"].as_str().unwrap().to_owned();
+    let since = initial.assert_ok()["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let started = Instant::now();
     let poll = server
         .get(&format!("/sync?since={since}&timeout=1500"), &alice.token)

@@ -1631,7 +1631,11 @@ async fn uia_operation_fingerprint_is_stored_as_a_fixed_size_hash() {
     let mut devices: Vec<String> = (0..1000).map(|i| format!("D{i:0>199}")).collect();
     devices.push(second.device_id.clone());
     let first = server
-        .post("/delete_devices", &alice.token, json!({ "devices": devices }))
+        .post(
+            "/delete_devices",
+            &alice.token,
+            json!({ "devices": devices }),
+        )
         .await;
     let session = fresh_challenge(&first);
     let stored = server
@@ -1681,7 +1685,12 @@ async fn uia_password_stage_refuses_over_long_identifiers() {
         "session": session,
     });
     let resp = server
-        .call(Method::DELETE, &path, Some(&alice.token), Some(json!({ "auth": auth })))
+        .call(
+            Method::DELETE,
+            &path,
+            Some(&alice.token),
+            Some(json!({ "auth": auth })),
+        )
         .await;
     resp.assert_error(400, "M_TOO_LARGE");
     server

@@ -470,7 +470,9 @@ fn count_checked(responses: &[common::Resp]) -> usize {
         } else {
             resp.assert_error(429, "M_LIMIT_EXCEEDED");
             assert!(
-                resp.body["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0),
+                resp.body["retry_after_ms"]
+                    .as_u64()
+                    .is_some_and(|ms| ms > 0),
                 "{}",
                 resp.body
             );
@@ -509,7 +511,9 @@ async fn parallel_wrong_passwords_cannot_outrun_the_address_limit() {
     })
     .await;
     // Forty accounts (unknown ones are checked like real ones), one address.
-    let bodies = (0..40).map(|i| wrong_password(&format!("user{i}"))).collect();
+    let bodies = (0..40)
+        .map(|i| wrong_password(&format!("user{i}")))
+        .collect();
     let checked = count_checked(&parallel_logins(&server, bodies).await);
     assert!(
         (1..=5).contains(&checked),
@@ -575,9 +579,15 @@ async fn ipv6_clients_are_limited_per_64_prefix() {
     // Another address in the same /64 shares the drained allowance...
     let same_prefix = from("2001:db8::ffff:1").await;
     same_prefix.assert_error(429, "M_LIMIT_EXCEEDED");
-    assert!(same_prefix.body["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0));
+    assert!(
+        same_prefix.body["retry_after_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 0)
+    );
     // ...while the next /64, and IPv4 addresses, have their own.
-    from("2001:db8:0:1::1").await.assert_error(403, "M_FORBIDDEN");
+    from("2001:db8:0:1::1")
+        .await
+        .assert_error(403, "M_FORBIDDEN");
     from("203.0.113.1").await.assert_error(403, "M_FORBIDDEN");
 }
 

@@ -331,8 +331,14 @@ impl Config {
         }
         for (key, value) in [
             ("limits.max_connections", self.limits.max_connections as u64),
-            ("limits.header_read_timeout_ms", self.limits.header_read_timeout_ms),
-            ("limits.body_read_timeout_ms", self.limits.body_read_timeout_ms),
+            (
+                "limits.header_read_timeout_ms",
+                self.limits.header_read_timeout_ms,
+            ),
+            (
+                "limits.body_read_timeout_ms",
+                self.limits.body_read_timeout_ms,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));

@@ -180,7 +180,10 @@ mod tests {
         limiter.refund("a");
         assert!(limiter.check("a").is_ok());
         assert!(limiter.check("a").is_ok());
-        assert!(limiter.check("a").is_err(), "refunds never exceed the burst");
+        assert!(
+            limiter.check("a").is_err(),
+            "refunds never exceed the burst"
+        );
         limiter.refund("a");
         assert!(limiter.check("a").is_ok());
         assert!(limiter.check("a").is_err());

@@ -372,7 +372,10 @@ mod tests {
         let id = body(serde_json::json!({"identifier": {"type": "m.id.user", "user": "alice"}}));
         assert_eq!(login_identifier(&id).ok(), Some(Some("alice")));
         let legacy = body(serde_json::json!({"user": "@alice:localhost"}));
-        assert_eq!(login_identifier(&legacy).ok(), Some(Some("@alice:localhost")));
+        assert_eq!(
+            login_identifier(&legacy).ok(),
+            Some(Some("@alice:localhost"))
+        );
         let phone = body(serde_json::json!({"identifier": {"type": "m.id.phone", "number": "1"}}));
         assert_eq!(login_identifier(&phone).ok(), Some(None));
     }
@@ -409,7 +412,10 @@ mod tests {
                 .unwrap_or_default()
         };
         let longest = format!("@{}:localhost", "a".repeat(255 - 11));
-        assert_eq!(login_identifier(&body(longest.clone())).ok(), Some(Some(&*longest)));
+        assert_eq!(
+            login_identifier(&body(longest.clone())).ok(),
+            Some(Some(&*longest))
+        );
         assert!(matches!(
             login_identifier(&body(format!("{longest}x"))),
             Err(Error::FieldTooLong(_))
