@@ -180,7 +180,10 @@ async fn serve(
     limits: &LimitsConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Above `MAX_PERMITS` (2^61) a semaphore panics; no machine holds that many anyway.
+    let slots = Arc::new(Semaphore::new(
+        limits.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms));
@@ -240,6 +243,7 @@ async fn accept(
     SocketAddr,
     tokio::sync::OwnedSemaphorePermit,
 )> {
+    // The semaphore is never closed, so this only waits.
     let slot = slots.clone().acquire_owned().await.ok()?;
     match listener.accept().await {
         Ok((tcp, remote)) => Some((tcp, remote, slot)),
