@@ -1,24 +1,34 @@
 //! Myelin, a Matrix homeserver: configuration loading and the server's life cycle. The binary
 //! (`main.rs`) is the command line around this; tests start servers through [`start`].
 
-use std::{net::SocketAddr, path::Path, sync::Arc};
+use std::{net::SocketAddr, path::Path, pin::pin, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
+use axum::{Router, extract::ConnectInfo};
 use figment::{
     Figment,
     providers::{Env, Format, Toml},
 };
+use hyper::{body::Incoming, server::conn::http1};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
 use myelin_core::{
     Services,
-    config::{Backend, Config},
+    config::{Backend, Config, LimitsConfig},
 };
 use myelin_store::{
     Store,
     postgres::{PgOptions, PostgresStore},
     sqlite::SqliteStore,
 };
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, oneshot, watch},
+    task::JoinHandle,
+};
+use tower::ServiceExt;
 
 /// Loads the configuration: defaults, then the TOML file, then `MYELIN_*` environment
 /// variables (`__` separates nesting: `MYELIN_DATABASE__URL` sets `database.url`).
@@ -140,18 +150,7 @@ pub async fn start(
             tracing::info!("shutting down: finishing requests in flight");
             notifier_services.notifier.close();
         };
-        // No Nagle delay: every response is written whole, and waiting for the previous
-        // segment's acknowledgement only adds latency.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+        serve(listener, app, &served.config.limits, shutdown).await;
         let _ = stop_background.send(());
         let _ = background.await;
         served.store.close().await;
@@ -164,4 +163,100 @@ pub async fn start(
         shutdown: Some(tx),
         task,
     })
+}
+
+/// Accepts connections and serves HTTP/1.1 on them until `shutdown` resolves, then lets the
+/// requests in flight finish.
+///
+/// Our own loop rather than `axum::serve`, which has neither a header read timeout nor a
+/// connection cap: any number of clients could each hold a connection open forever by sending
+/// their headers a byte at a time (slowloris). Here at most `limits.max_connections` are
+/// served at once (the next waits in the listen backlog until one closes), and hyper closes a
+/// connection whose headers take longer than `limits.header_read_timeout_ms`. The body's
+/// deadline is the extractor's (`RawBody`); nothing limits the response, so long-polls last.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: &LimitsConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    // Above `MAX_PERMITS` (2^61) a semaphore panics; no machine holds that many anyway.
+    let slots = Arc::new(Semaphore::new(
+        limits.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms));
+    // `stop` tells connections to finish; every connection holds a clone of `running`, so
+    // `closed()` on its sender resolves once the last one has ended.
+    let (stop, stopped) = watch::channel(false);
+    let (running, running_rx) = watch::channel(());
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = accept(&listener, &slots) => accepted,
+        };
+        let Some((tcp, remote, slot)) = accepted else {
+            continue;
+        };
+        // No Nagle delay: every response is written whole, and waiting for the previous
+        // segment's acknowledgement only adds latency.
+        let _ = tcp.set_nodelay(true);
+        let service = app
+            .clone()
+            .map_request(move |mut request: axum::http::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(remote));
+                request
+            });
+        let connection =
+            http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
+        let mut stopped = stopped.clone();
+        let running = running_rx.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _running = running;
+            let mut connection = pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = stopped.wait_for(|stop| *stop) => {}
+            }
+            // Finishes the request in flight, if any, then closes.
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    drop(running_rx);
+    running.closed().await;
+}
+
+/// Waits for a free connection slot, then for a connection. `None` after an accept error that
+/// only concerns one connection, or (after a pause, so as not to spin) one that concerns the
+/// process, such as running out of file descriptors.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> Option<(
+    tokio::net::TcpStream,
+    SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+)> {
+    // The semaphore is never closed, so this only waits.
+    let slot = slots.clone().acquire_owned().await.ok()?;
+    match listener.accept().await {
+        Ok((tcp, remote)) => Some((tcp, remote, slot)),
+        Err(err) => {
+            use std::io::ErrorKind as K;
+            if !matches!(
+                err.kind(),
+                K::ConnectionRefused | K::ConnectionAborted | K::ConnectionReset
+            ) {
+                tracing::error!(error = %err, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            None
+        }
+    }
 }

@@ -1620,3 +1620,119 @@ async fn dv14_logout_cancelled_by_the_client_still_revokes_the_token() {
         "no logout got through; the test proves nothing"
     );
 }
+
+#[tokio::test]
+async fn uia_sessions_per_user_are_capped_by_dropping_the_oldest() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let second = server.login(&alice, None).await;
+    let path = devices_path(&second.device_id);
+    let mut sessions = Vec::new();
+    for _ in 0..=myelin_core::uia::MAX_SESSIONS_PER_USER {
+        let resp = server
+            .call(Method::DELETE, &path, Some(&alice.token), None)
+            .await;
+        sessions.push(fresh_challenge(&resp));
+    }
+    // Another user's sessions are counted apart.
+    let bob = server.register("bob").await;
+    let bobs = server
+        .post("/delete_devices", &bob.token, json!({"devices": []}))
+        .await;
+    fresh_challenge(&bobs);
+    let with_session = |session: &Value| {
+        server.call(
+            Method::DELETE,
+            &path,
+            Some(&alice.token),
+            Some(json!({ "auth": TestServer::password_auth(&alice, session) })),
+        )
+    };
+    // One session too many: the oldest is gone, and the device stays.
+    let oldest = with_session(&sessions[0]).await;
+    oldest.assert_error(400, "M_INVALID_PARAM");
+    assert_eq!(oldest.body["error"], "Unknown or expired UIA session");
+    server
+        .get("/account/whoami", &second.token)
+        .await
+        .assert_ok();
+    // The others still work.
+    assert_eq!(with_session(&sessions[1]).await.assert_ok(), &json!({}));
+    assert_unknown_token(&server.get("/account/whoami", &second.token).await);
+}
+
+#[tokio::test]
+async fn uia_operation_fingerprint_is_stored_as_a_fixed_size_hash() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let second = server.login(&alice, None).await;
+    let mut devices: Vec<String> = (0..1000).map(|i| format!("D{i:0>199}")).collect();
+    devices.push(second.device_id.clone());
+    let first = server
+        .post(
+            "/delete_devices",
+            &alice.token,
+            json!({ "devices": devices }),
+        )
+        .await;
+    let session = fresh_challenge(&first);
+    let stored = server
+        .services()
+        .store
+        .get_uia_session(session.as_str().unwrap(), myelin_core::now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.operation.len(), 64, "SHA-256 in hex");
+    assert!(stored.operation.bytes().all(|b| b.is_ascii_hexdigit()));
+    // The hash still binds the session to exactly this list (in any order).
+    devices.reverse();
+    let other = server
+        .post(
+            "/delete_devices",
+            &alice.token,
+            json!({ "devices": [second.device_id], "auth": TestServer::password_auth(&alice, &session) }),
+        )
+        .await;
+    other.assert_error(403, "M_FORBIDDEN");
+    let same = server
+        .post(
+            "/delete_devices",
+            &alice.token,
+            json!({ "devices": devices, "auth": TestServer::password_auth(&alice, &session) }),
+        )
+        .await;
+    assert_eq!(same.assert_ok(), &json!({}));
+    assert_unknown_token(&server.get("/account/whoami", &second.token).await);
+}
+
+#[tokio::test]
+async fn uia_password_stage_refuses_over_long_identifiers() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let second = server.login(&alice, None).await;
+    let path = devices_path(&second.device_id);
+    let first = server
+        .call(Method::DELETE, &path, Some(&alice.token), None)
+        .await;
+    let session = fresh_challenge(&first);
+    let auth = json!({
+        "type": "m.login.password",
+        "identifier": { "type": "m.id.user", "user": "a".repeat(256) },
+        "password": PASSWORD,
+        "session": session,
+    });
+    let resp = server
+        .call(
+            Method::DELETE,
+            &path,
+            Some(&alice.token),
+            Some(json!({ "auth": auth })),
+        )
+        .await;
+    resp.assert_error(400, "M_TOO_LARGE");
+    server
+        .get("/account/whoami", &second.token)
+        .await
+        .assert_ok();
+}

@@ -292,6 +292,30 @@ async fn registration_token_stage() {
 }
 
 #[tokio::test]
+async fn registration_token_validity_is_rate_limited_per_address() {
+    let server = TestServer::with(|config, _| {
+        config.registration.token = Some("s3cret".into());
+        config.rate_limits = myelin_core::config::RateLimitsConfig::default();
+    })
+    .await;
+    let path = "/_matrix/client/v1/register/m.login.registration_token/validity?token=guess";
+    // The default allows a burst of 5 checks per address.
+    for _ in 0..5 {
+        let resp = server.call(Method::GET, path, None, None).await;
+        assert_eq!(resp.assert_ok(), &json!({"valid": false}));
+    }
+    let limited = server.call(Method::GET, path, None, None).await;
+    limited.assert_error(429, "M_LIMIT_EXCEEDED");
+    assert!(
+        limited.body["retry_after_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 0),
+        "{}",
+        limited.body
+    );
+}
+
+#[tokio::test]
 async fn login_flows_and_identifier_forms() {
     let server = TestServer::start().await;
     let flows = server.call(Method::GET, "/login", None, None).await;
@@ -422,6 +446,181 @@ async fn failed_logins_are_rate_limited_per_account() {
     attempt(PASSWORD)
         .await
         .assert_error(429, "M_LIMIT_EXCEEDED");
+}
+
+/// Sends every body to `POST /login` at once and returns the responses.
+async fn parallel_logins(server: &TestServer, bodies: Vec<serde_json::Value>) -> Vec<common::Resp> {
+    let mut set = tokio::task::JoinSet::new();
+    for body in bodies {
+        let request = server.client.post(server.url("/login")).json(&body);
+        set.spawn(TestServer::finish(request));
+    }
+    set.join_all().await
+}
+
+/// Asserts that every response is a 403 or a 429 with `retry_after_ms`, and returns how many
+/// were 403 (password checked and wrong).
+#[track_caller]
+fn count_checked(responses: &[common::Resp]) -> usize {
+    let mut checked = 0;
+    for resp in responses {
+        if resp.status == 403 {
+            resp.assert_error(403, "M_FORBIDDEN");
+            checked += 1;
+        } else {
+            resp.assert_error(429, "M_LIMIT_EXCEEDED");
+            assert!(
+                resp.body["retry_after_ms"]
+                    .as_u64()
+                    .is_some_and(|ms| ms > 0),
+                "{}",
+                resp.body
+            );
+        }
+    }
+    checked
+}
+
+fn wrong_password(user: &str) -> serde_json::Value {
+    json!({"type": "m.login.password", "user": user, "password": "wrong"})
+}
+
+#[tokio::test]
+async fn parallel_wrong_passwords_cannot_outrun_the_account_limit() {
+    let server = TestServer::with(|config, _| {
+        config.rate_limits.login_failures_per_account =
+            myelin_core::config::RateLimitsConfig::default().login_failures_per_account;
+    })
+    .await;
+    server.register("alice").await;
+    let responses = parallel_logins(&server, vec![wrong_password("alice"); 40]).await;
+    let checked = count_checked(&responses);
+    assert!(
+        (1..=5).contains(&checked),
+        "burst 5 allows at most 5 password checks, {checked} were made"
+    );
+}
+
+#[tokio::test]
+async fn parallel_wrong_passwords_cannot_outrun_the_address_limit() {
+    let server = TestServer::with(|config, _| {
+        config.rate_limits.login_failures_per_address = myelin_core::config::RateLimit {
+            per_second: 0.1,
+            burst: 5,
+        };
+    })
+    .await;
+    // Forty accounts (unknown ones are checked like real ones), one address.
+    let bodies = (0..40)
+        .map(|i| wrong_password(&format!("user{i}")))
+        .collect();
+    let checked = count_checked(&parallel_logins(&server, bodies).await);
+    assert!(
+        (1..=5).contains(&checked),
+        "burst 5 allows at most 5 password checks, {checked} were made"
+    );
+}
+
+#[tokio::test]
+async fn successful_logins_give_back_what_they_spent() {
+    let server = TestServer::with(|config, _| {
+        config.rate_limits.login_failures_per_account = myelin_core::config::RateLimit {
+            per_second: 0.01,
+            burst: 5,
+        };
+        config.rate_limits.login_failures_per_address = myelin_core::config::RateLimit {
+            per_second: 0.01,
+            burst: 5,
+        };
+    })
+    .await;
+    let alice = server.register("alice").await;
+    for _ in 0..4 {
+        let resp = server
+            .call(Method::POST, "/login", None, Some(wrong_password("alice")))
+            .await;
+        resp.assert_error(403, "M_FORBIDDEN");
+    }
+    // One allowance is left; ten correct logins spend it and give it back each time.
+    for _ in 0..10 {
+        server.login(&alice, None).await;
+    }
+    let fifth = server
+        .call(Method::POST, "/login", None, Some(wrong_password("alice")))
+        .await;
+    fifth.assert_error(403, "M_FORBIDDEN");
+    let sixth = server
+        .call(Method::POST, "/login", None, Some(wrong_password("alice")))
+        .await;
+    sixth.assert_error(429, "M_LIMIT_EXCEEDED");
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_limited_per_64_prefix() {
+    let server = TestServer::with(|config, _| {
+        config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        config.rate_limits.login_failures_per_address = myelin_core::config::RateLimit {
+            per_second: 0.01,
+            burst: 3,
+        };
+    })
+    .await;
+    let from = |address: &'static str| {
+        let request = server
+            .client
+            .post(server.url("/login"))
+            .header("X-Forwarded-For", address)
+            .json(&wrong_password("alice"));
+        TestServer::finish(request)
+    };
+    for address in ["2001:db8::1", "2001:db8::2", "2001:db8::3:4"] {
+        from(address).await.assert_error(403, "M_FORBIDDEN");
+    }
+    // Another address in the same /64 shares the drained allowance...
+    let same_prefix = from("2001:db8::ffff:1").await;
+    same_prefix.assert_error(429, "M_LIMIT_EXCEEDED");
+    assert!(
+        same_prefix.body["retry_after_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 0)
+    );
+    // ...while the next /64, and IPv4 addresses, have their own.
+    from("2001:db8:0:1::1")
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    from("203.0.113.1").await.assert_error(403, "M_FORBIDDEN");
+}
+
+#[tokio::test]
+async fn over_long_login_identifiers_are_refused_before_any_limiter() {
+    let server = TestServer::with(|config, _| {
+        config.rate_limits.login_failures_per_address = myelin_core::config::RateLimit {
+            per_second: 0.01,
+            burst: 1,
+        };
+    })
+    .await;
+    server.register("alice").await;
+    let long = "a".repeat(256);
+    for body in [
+        json!({"type": "m.login.password", "user": long, "password": "x"}),
+        json!({"type": "m.login.password", "user": format!("@{long}:localhost"), "password": "x"}),
+        json!({"type": "m.login.password",
+               "identifier": {"type": "m.id.user", "user": "b".repeat(100_000)}, "password": "x"}),
+    ] {
+        let resp = server.call(Method::POST, "/login", None, Some(body)).await;
+        resp.assert_error(400, "M_TOO_LARGE");
+        assert_eq!(
+            resp.body["error"], "The user identifier is longer than 255 bytes",
+            "{}",
+            resp.body
+        );
+    }
+    // The address's single allowance was not spent by any of them.
+    server
+        .call(Method::POST, "/login", None, Some(wrong_password("alice")))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
 }
 
 #[tokio::test]

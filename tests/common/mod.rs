@@ -92,6 +92,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.rate_limits.login_failures_per_account = generous;
     config.rate_limits.login_failures_per_address = generous;
     config.rate_limits.registration_per_address = generous;
+    config.rate_limits.registration_token_validity_per_address = generous;
     config.rate_limits.appservice_device_creation = generous;
     config
 }

@@ -77,6 +77,15 @@ pub fn too_large(limit: usize) -> ApiError {
     )
 }
 
+/// The client did not send the whole body within `limits.body_read_timeout_ms`.
+pub fn body_timeout() -> ApiError {
+    matrix(
+        StatusCode::REQUEST_TIMEOUT,
+        "M_UNKNOWN",
+        "Timed out reading the request body",
+    )
+}
+
 pub fn internal() -> ApiError {
     matrix(
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -4,7 +4,7 @@
 //! handler's domain function, because the order of checks matters: a request for another
 //! user's account data is a 403 whatever its body is.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     body::Bytes,
@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     AppState,
-    error::{ApiError, bad_json, not_json, too_large},
+    error::{ApiError, bad_json, body_timeout, not_json, too_large},
 };
 
 /// The authenticated party, resolved from `Authorization: Bearer` or `?access_token=`.
@@ -116,14 +116,16 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// The request body, at most `limits.max_request_bytes` long (413 `M_TOO_LARGE` beyond).
+/// The request body, at most `limits.max_request_bytes` long (413 `M_TOO_LARGE` beyond), read
+/// within `limits.body_read_timeout_ms` (408 beyond).
 pub struct RawBody(pub Bytes);
 
 impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.0.config.limits.max_request_bytes;
+        let limits = &state.0.config.limits;
+        let limit = limits.max_request_bytes;
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -132,10 +134,15 @@ impl FromRequest<AppState> for RawBody {
         if declared.is_some_and(|len| len > limit) {
             return Err(too_large(limit));
         }
-        axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map(Self)
-            .map_err(|_| too_large(limit))
+        // One deadline for the whole body, not one per read: a client trickling a byte at a
+        // time would otherwise hold the request (and its connection slot) indefinitely. The
+        // connection is closed after the 408, since the rest of the body was never read.
+        let deadline = Duration::from_millis(limits.body_read_timeout_ms);
+        match tokio::time::timeout(deadline, axum::body::to_bytes(req.into_body(), limit)).await {
+            Ok(Ok(bytes)) => Ok(Self(bytes)),
+            Ok(Err(_)) => Err(too_large(limit)),
+            Err(_) => Err(body_timeout()),
+        }
     }
 }
 

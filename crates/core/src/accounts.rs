@@ -13,7 +13,7 @@ use crate::{
     appservice::Appservice,
     auth::Requester,
     error::{Error, Result, bad_json, field_too_long, forbidden, missing_param},
-    ids, uia,
+    ids, ratelimit, uia,
 };
 use myelin_store::{NewLogin, StoreError, User};
 
@@ -109,7 +109,7 @@ pub async fn register(
         services
             .limiters
             .registration_per_address
-            .check(ip)
+            .check(&ratelimit::address_key(ip))
             .map_err(retry_after)?;
     }
 
@@ -346,15 +346,27 @@ pub async fn username_available(services: &Services, username: &str) -> Result<(
     check_new_username(services, username).await.map(drop)
 }
 
-/// `GET /register/m.login.registration_token/validity`.
-pub fn registration_token_valid(services: &Services, token: &str) -> bool {
+/// `GET /register/m.login.registration_token/validity`, rate-limited per client address
+/// (an unlimited oracle would let a token be guessed).
+pub fn registration_token_valid(
+    services: &Services,
+    token: &str,
+    client_ip: Option<&str>,
+) -> Result<bool> {
     use subtle::ConstantTimeEq;
-    match &services.config.registration.token {
+    if let Some(ip) = client_ip {
+        services
+            .limiters
+            .registration_token_validity_per_address
+            .check(&ratelimit::address_key(ip))
+            .map_err(retry_after)?;
+    }
+    Ok(match &services.config.registration.token {
         Some(expected) if services.config.registration.enabled => {
             bool::from(expected.as_bytes().ct_eq(token.as_bytes()))
         }
         _ => false,
-    }
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -376,8 +388,8 @@ pub async fn login(
     as_token: Option<&str>,
     client_ip: Option<&str>,
 ) -> Result<Session> {
+    let named = uia::login_identifier(&body)?;
     let request: LoginBody = parse(&body)?;
-    let named = uia::login_identifier(&body);
     let user_id = match request.login_type.as_str() {
         LOGIN_TYPE_PASSWORD => {
             let (Some(named), Some(password)) = (named, request.password.as_deref()) else {
@@ -441,6 +453,10 @@ pub async fn login(
 }
 
 /// Verifies a password, rate-limiting failures per account and per client address.
+///
+/// The allowance is spent before the check and given back when the password is right: a
+/// check in flight has already used its allowance, so parallel guesses cannot all pass while
+/// earlier ones are still being hashed.
 pub async fn check_password(
     services: &Services,
     user_id: &str,
@@ -448,29 +464,35 @@ pub async fn check_password(
     client_ip: Option<&str>,
 ) -> Result<bool> {
     let limiters = &services.limiters;
+    let address = client_ip.map(ratelimit::address_key);
     limiters
         .login_failures_per_account
-        .peek(user_id)
+        .check(user_id)
         .map_err(retry_after)?;
-    if let Some(ip) = client_ip {
-        limiters
-            .login_failures_per_address
-            .peek(ip)
-            .map_err(retry_after)?;
+    if let Some(address) = &address
+        && let Err(wait) = limiters.login_failures_per_address.check(address)
+    {
+        limiters.login_failures_per_account.refund(user_id);
+        return Err(retry_after(wait));
     }
+    let checked = verify_password(services, user_id, password).await;
+    // Only a wrong password keeps what it spent; a server error is not the client's guess.
+    if !matches!(checked, Ok(false)) {
+        limiters.login_failures_per_account.refund(user_id);
+        if let Some(address) = &address {
+            limiters.login_failures_per_address.refund(address);
+        }
+    }
+    checked
+}
+
+async fn verify_password(services: &Services, user_id: &str, password: &str) -> Result<bool> {
     let hash = services
         .store
         .get_user(user_id)
         .await?
         .and_then(|u| u.password_hash);
-    let ok = services.passwords.verify(password.to_owned(), hash).await?;
-    if !ok {
-        let _ = limiters.login_failures_per_account.check(user_id);
-        if let Some(ip) = client_ip {
-            let _ = limiters.login_failures_per_address.check(ip);
-        }
-    }
-    Ok(ok)
+    services.passwords.verify(password.to_owned(), hash).await
 }
 
 /// `POST /logout`: deletes the requester's device and with it the token.

@@ -127,6 +127,15 @@ pub struct LimitsConfig {
     pub account_data_quota_bytes: Option<u64>,
     /// Longest device display name, in characters.
     pub device_display_name_max_chars: usize,
+    /// Connections served at once; further ones wait in the listen backlog for a free slot.
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers (against slowloris), counted
+    /// from the connection's start or the end of the previous response; an idle keep-alive
+    /// connection is closed after it too.
+    pub header_read_timeout_ms: u64,
+    /// Longest a client may take to send a request's body, counted once the headers are in.
+    /// Neither timeout limits the response, so long-polling `/sync` is unaffected.
+    pub body_read_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -136,6 +145,9 @@ impl Default for LimitsConfig {
             account_data_max_bytes: 64 * 1024,
             account_data_quota_bytes: None,
             device_display_name_max_chars: 100,
+            max_connections: 10_000,
+            header_read_timeout_ms: 30_000,
+            body_read_timeout_ms: 60_000,
         }
     }
 }
@@ -157,6 +169,9 @@ pub struct RateLimitsConfig {
     pub login_failures_per_address: RateLimit,
     /// Registration attempts per client address.
     pub registration_per_address: RateLimit,
+    /// Registration-token validity checks per client address (the spec asks for a limit
+    /// against brute force).
+    pub registration_token_validity_per_address: RateLimit,
     /// Devices an application service may create (unless its registration says
     /// `rate_limited: false`).
     pub appservice_device_creation: RateLimit,
@@ -176,6 +191,10 @@ impl Default for RateLimitsConfig {
             registration_per_address: RateLimit {
                 per_second: 0.2,
                 burst: 10,
+            },
+            registration_token_validity_per_address: RateLimit {
+                per_second: 0.1,
+                burst: 5,
             },
             appservice_device_creation: RateLimit {
                 per_second: 10.0,
@@ -310,6 +329,21 @@ impl Config {
         if self.limits.max_request_bytes < 1024 {
             return Err(invalid("limits.max_request_bytes", "must be at least 1024"));
         }
+        for (key, value) in [
+            ("limits.max_connections", self.limits.max_connections as u64),
+            (
+                "limits.header_read_timeout_ms",
+                self.limits.header_read_timeout_ms,
+            ),
+            (
+                "limits.body_read_timeout_ms",
+                self.limits.body_read_timeout_ms,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         if self.registration.token.as_deref() == Some("") {
             return Err(invalid("registration.token", "must not be empty"));
         }
@@ -325,6 +359,10 @@ impl Config {
             (
                 "rate_limits.registration_per_address",
                 self.rate_limits.registration_per_address,
+            ),
+            (
+                "rate_limits.registration_token_validity_per_address",
+                self.rate_limits.registration_token_validity_per_address,
             ),
             (
                 "rate_limits.appservice_device_creation",

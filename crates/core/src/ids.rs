@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result, invalid_param};
 
 /// Longest user ID the spec allows, in bytes.
-const MAX_USER_ID_LEN: usize = 255;
+pub const MAX_USER_ID_LEN: usize = 255;
 /// Longest client-chosen device ID we accept (Synapse's limit).
 pub const MAX_DEVICE_ID_LEN: usize = 512;
 

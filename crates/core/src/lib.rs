@@ -33,6 +33,7 @@ pub struct Limiters {
     pub login_failures_per_account: KeyedLimiter,
     pub login_failures_per_address: KeyedLimiter,
     pub registration_per_address: KeyedLimiter,
+    pub registration_token_validity_per_address: KeyedLimiter,
     pub appservice_device_creation: KeyedLimiter,
 }
 
@@ -48,6 +49,7 @@ pub struct Services {
     pub notifier: sync::Notifier,
     pub last_seen: devices::LastSeenTracker,
     pub tokens: auth::TokenCache,
+    pub uia_sessions: uia::SessionTracker,
 }
 
 impl Services {
@@ -61,6 +63,9 @@ impl Services {
             login_failures_per_account: KeyedLimiter::new(limits.login_failures_per_account),
             login_failures_per_address: KeyedLimiter::new(limits.login_failures_per_address),
             registration_per_address: KeyedLimiter::new(limits.registration_per_address),
+            registration_token_validity_per_address: KeyedLimiter::new(
+                limits.registration_token_validity_per_address,
+            ),
             appservice_device_creation: KeyedLimiter::new(limits.appservice_device_creation),
         };
         let services = Arc::new_cyclic(|me| Self {
@@ -73,6 +78,7 @@ impl Services {
             notifier: sync::Notifier::default(),
             last_seen: devices::LastSeenTracker::default(),
             tokens: auth::TokenCache::new(!store.is_shared()),
+            uia_sessions: uia::SessionTracker::default(),
         });
         // Changes made by other processes on a shared database wake this one's syncs.
         if let Some(mut wakeups) = services.store.take_wakeups() {

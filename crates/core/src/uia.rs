@@ -6,14 +6,24 @@
 //! proves the identity of the account it names; it is refused with 403 when that account is
 //! not the requester's (UIA-06), and never passes for an account without a password (UIA-12).
 //! Every challenge carries `flows`, `params` (always an object) and `session` (UIA-01).
+//!
+//! What a session costs is bounded: the fingerprint is stored as its SHA-256, whatever the
+//! arguments (a `/delete_devices` list can be a megabyte), and one user may have at most
+//! [`MAX_SESSIONS_PER_USER`] sessions in progress; starting another drops the oldest.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Mutex, PoisonError},
+};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::{
     Services,
-    error::{Error, Result, forbidden},
+    error::{Error, Result, field_too_long, forbidden},
     ids,
 };
 use myelin_store::UiaSession;
@@ -21,6 +31,60 @@ use myelin_store::UiaSession;
 pub const PASSWORD: &str = "m.login.password";
 pub const DUMMY: &str = "m.login.dummy";
 pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
+
+/// UIA sessions one user may have in progress at once.
+pub const MAX_SESSIONS_PER_USER: usize = 16;
+
+/// The sessions this process started for each user, oldest first, to enforce
+/// [`MAX_SESSIONS_PER_USER`].
+///
+/// Counted in memory rather than in the store: taking a slot under one lock is atomic where
+/// count-then-insert in the database is not, and the store needs no new query. The price is
+/// that the cap holds per process: after a restart, or with several instances on one
+/// database, a user can have up to the cap per process, each session still expiring after
+/// `uia.session_ttl_secs`.
+#[derive(Default)]
+pub struct SessionTracker {
+    state: Mutex<TrackerState>,
+}
+
+#[derive(Default)]
+struct TrackerState {
+    /// `(session_id, expires_ms)` per user, in the order the sessions were started.
+    users: HashMap<String, VecDeque<(String, i64)>>,
+    /// Users with no live session are forgotten when the map reaches this size.
+    sweep_at: usize,
+}
+
+impl SessionTracker {
+    /// Records a new session of `user_id` and returns the sessions it pushes over the cap,
+    /// oldest first.
+    fn start(&self, user_id: &str, session_id: &str, expires_ms: i64, now_ms: i64) -> Vec<String> {
+        // Only bookkeeping lives behind this lock; after a panic elsewhere it is still sound.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.users.len() >= state.sweep_at.max(1024) {
+            state.users.retain(|_, live| {
+                live.retain(|(_, expires)| *expires >= now_ms);
+                !live.is_empty()
+            });
+            state.sweep_at = state.users.len() * 2;
+        }
+        let live = state.users.entry(user_id.to_owned()).or_default();
+        live.retain(|(_, expires)| *expires >= now_ms);
+        live.push_back((session_id.to_owned(), expires_ms));
+        let excess = live.len().saturating_sub(MAX_SESSIONS_PER_USER);
+        live.drain(..excess).map(|(id, _)| id).collect()
+    }
+}
+
+/// What a session stores of its operation: the SHA-256 of the fingerprint, in hex, so its size
+/// does not grow with the request's arguments.
+fn operation_digest(fingerprint: &str) -> String {
+    Sha256::digest(fingerprint.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Flow {
@@ -81,32 +145,21 @@ pub async fn authenticate(
     let auth = auth.and_then(Value::as_object);
     let session_id = auth.and_then(|a| a.get("session")).and_then(Value::as_str);
     let stage = auth.and_then(|a| a.get("type")).and_then(Value::as_str);
+    let operation = operation_digest(&op.fingerprint);
 
     let mut session = match session_id {
         Some(id) => {
             let Some(found) = services.store.get_uia_session(id, now).await? else {
                 return Err(Error::InvalidParam("Unknown or expired UIA session".into()));
             };
-            if found.user_id.as_deref() != op.user_id || found.operation != op.fingerprint {
+            if found.user_id.as_deref() != op.user_id || found.operation != operation {
                 return Err(forbidden(
                     "This session was started for a different operation or user",
                 ));
             }
             found
         }
-        None => {
-            let session = UiaSession {
-                session_id: ids::new_session_id(),
-                user_id: op.user_id.map(str::to_owned),
-                operation: op.fingerprint.clone(),
-                request: op.remember.as_ref().map(Value::to_string),
-                completed: Vec::new(),
-                result: None,
-                expires_ms: now + services.config.uia.session_ttl_secs as i64 * 1000,
-            };
-            services.store.put_uia_session(session.clone()).await?;
-            session
-        }
+        None => start_session(services, op.user_id, operation, op.remember.as_ref(), now).await?,
     };
 
     let challenge = |session: &UiaSession, error: Option<(&'static str, String)>| {
@@ -156,6 +209,51 @@ pub async fn authenticate(
     }
 }
 
+/// Stores a new session; for a user, drops the sessions it pushes over the per-user cap.
+async fn start_session(
+    services: &Services,
+    user_id: Option<&str>,
+    operation: String,
+    remember: Option<&Value>,
+    now: i64,
+) -> Result<UiaSession> {
+    let session = UiaSession {
+        session_id: ids::new_session_id(),
+        user_id: user_id.map(str::to_owned),
+        operation,
+        request: remember.map(Value::to_string),
+        completed: Vec::new(),
+        result: None,
+        expires_ms: now + services.config.uia.session_ttl_secs as i64 * 1000,
+    };
+    services.store.put_uia_session(session.clone()).await?;
+    // Registration sessions belong to nobody; registration is rate-limited per address.
+    let Some(user_id) = user_id else {
+        return Ok(session);
+    };
+    let dropped =
+        services
+            .uia_sessions
+            .start(user_id, &session.session_id, session.expires_ms, now);
+    for session_id in dropped {
+        // Dropping is writing the session back already expired: `get_uia_session` no longer
+        // finds it and the next write sweeps it, so the store needs no delete method.
+        services
+            .store
+            .put_uia_session(UiaSession {
+                session_id,
+                user_id: Some(user_id.to_owned()),
+                operation: String::new(),
+                request: None,
+                completed: Vec::new(),
+                result: None,
+                expires_ms: 0,
+            })
+            .await?;
+    }
+    Ok(session)
+}
+
 enum StageResult {
     Passed,
     Failed(&'static str, String),
@@ -182,7 +280,7 @@ async fn check_stage(
             })
         }
         PASSWORD => {
-            let named = login_identifier(auth)
+            let named = login_identifier(auth)?
                 .and_then(|u| ids::login_user_id(u, &services.config.server_name));
             let password = auth.get("password").and_then(Value::as_str);
             let (Some(named), Some(password)) = (named, password) else {
@@ -213,16 +311,26 @@ async fn check_stage(
 }
 
 /// The user named by an `m.id.user` identifier, or by the legacy top-level `user` field.
-pub fn login_identifier(body: &Map<String, Value>) -> Option<&str> {
-    match body.get("identifier").and_then(Value::as_object) {
+///
+/// One longer than any user ID may be (255 bytes) is refused here, before it can reach the
+/// database or become a rate-limiter key: every failed login leaves its key in memory.
+pub fn login_identifier(body: &Map<String, Value>) -> Result<Option<&str>> {
+    let named = match body.get("identifier").and_then(Value::as_object) {
         Some(identifier) => {
             if identifier.get("type").and_then(Value::as_str) != Some("m.id.user") {
-                return None;
+                return Ok(None);
             }
             identifier.get("user").and_then(Value::as_str)
         }
         None => body.get("user").and_then(Value::as_str),
+    };
+    if named.is_some_and(|n| n.len() > ids::MAX_USER_ID_LEN) {
+        return Err(field_too_long(format!(
+            "The user identifier is longer than {} bytes",
+            ids::MAX_USER_ID_LEN
+        )));
     }
+    Ok(named)
 }
 
 #[cfg(test)]
@@ -262,10 +370,55 @@ mod tests {
     fn identifiers_accept_m_id_user_and_legacy_user() {
         let body = |v: Value| v.as_object().cloned().unwrap_or_default();
         let id = body(serde_json::json!({"identifier": {"type": "m.id.user", "user": "alice"}}));
-        assert_eq!(login_identifier(&id), Some("alice"));
+        assert_eq!(login_identifier(&id).ok(), Some(Some("alice")));
         let legacy = body(serde_json::json!({"user": "@alice:localhost"}));
-        assert_eq!(login_identifier(&legacy), Some("@alice:localhost"));
+        assert_eq!(
+            login_identifier(&legacy).ok(),
+            Some(Some("@alice:localhost"))
+        );
         let phone = body(serde_json::json!({"identifier": {"type": "m.id.phone", "number": "1"}}));
-        assert_eq!(login_identifier(&phone), None);
+        assert_eq!(login_identifier(&phone).ok(), Some(None));
+    }
+
+    #[test]
+    fn the_oldest_live_sessions_are_dropped_beyond_the_cap() {
+        let tracker = SessionTracker::default();
+        for i in 0..MAX_SESSIONS_PER_USER {
+            assert!(tracker.start("@a:x", &format!("s{i}"), 1000, 0).is_empty());
+        }
+        assert_eq!(tracker.start("@a:x", "new", 1000, 0), vec!["s0".to_owned()]);
+        assert!(
+            tracker.start("@b:x", "b0", 1000, 0).is_empty(),
+            "users are counted apart"
+        );
+        // Once they have expired, sessions no longer count.
+        assert!(tracker.start("@a:x", "later", 3000, 2000).is_empty());
+    }
+
+    #[test]
+    fn operation_digests_have_a_fixed_size_and_tell_operations_apart() {
+        let small = operation_digest("DELETE /devices/A");
+        let large = operation_digest(&"x".repeat(1 << 20));
+        assert_eq!((small.len(), large.len()), (64, 64));
+        assert_ne!(small, operation_digest("DELETE /devices/B"));
+    }
+
+    #[test]
+    fn identifiers_longer_than_a_user_id_may_be_are_refused() {
+        let body = |user: String| {
+            serde_json::json!({"identifier": {"type": "m.id.user", "user": user}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+        };
+        let longest = format!("@{}:localhost", "a".repeat(255 - 11));
+        assert_eq!(
+            login_identifier(&body(longest.clone())).ok(),
+            Some(Some(&*longest))
+        );
+        assert!(matches!(
+            login_identifier(&body(format!("{longest}x"))),
+            Err(Error::FieldTooLong(_))
+        ));
     }
 }

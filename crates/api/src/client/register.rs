@@ -43,13 +43,17 @@ pub async fn get_username_available(
 }
 
 /// # `GET /_matrix/client/v1/register/m.login.registration_token/validity`
+///
+/// Whether a registration token would be accepted.
+/// - Rate-limited per client address (`rate_limits.registration_token_validity_per_address`).
 pub async fn get_registration_token_validity(
     State(state): State<AppState>,
     QueryParams(query): QueryParams,
+    ClientIp(ip): ClientIp,
 ) -> ApiResult<Json<Value>> {
     let token = query
         .get("token")
         .ok_or_else(|| invalid_param("token is required"))?;
-    let valid = accounts::registration_token_valid(&state.0, token);
+    let valid = accounts::registration_token_valid(&state.0, token, ip.as_deref())?;
     Ok(Json(json!({ "valid": valid })))
 }
