@@ -127,7 +127,7 @@ pub async fn delete(
     authorise_deletion(
         services,
         requester,
-        format!("DELETE /devices/{}", device_id.escape_debug()),
+        format!("DELETE /devices/{device_id}"),
         body,
         client_ip,
     )
