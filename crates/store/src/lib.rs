@@ -189,10 +189,29 @@ pub struct Dump {
     pub positions: StreamPositions,
 }
 
+/// The whole storage port: every area's use cases, the units of work, and moving a
+/// deployment. `core` holds an `Arc<dyn Store>`; the area traits split the methods the way
+/// the backends split their files.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- accounts and sessions ---------------------------------------------------------
+pub trait Store: AccountStore + DeviceStore + AccountDataStore + SyncStore + 'static {
+    /// Opens a transaction on one user's data (see [`Txn`]). Units of work on the same user
+    /// run one after another; the backend locks the user first, so two of them can never
+    /// deadlock on that user's rows.
+    async fn begin(&self, user_id: &str) -> StoreResult<Box<dyn Txn>>;
 
+    /// Reads everything (one consistent snapshot).
+    async fn export(&self) -> StoreResult<Dump>;
+
+    /// Writes a dump into this store, which must hold no users; one transaction.
+    async fn import(&self, dump: Dump) -> StoreResult<()>;
+
+    /// Finishes queued writes and closes the database.
+    async fn close(&self);
+}
+
+/// Accounts, access tokens and UIA sessions.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
     /// Creates the account and, unless `login` is `None`, its first device and token, in one
     /// transaction. `Conflict` if the user ID is taken.
     async fn create_user(
@@ -204,15 +223,20 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>>;
 
-    /// Opens a transaction on one user's data (see [`Txn`]). Units of work on the same user
-    /// run one after another; the backend locks the user first, so two of them can never
-    /// deadlock on that user's rows.
-    async fn begin(&self, user_id: &str) -> StoreResult<Box<dyn Txn>>;
-
     async fn token_owner(&self, token_hash: [u8; 32]) -> StoreResult<Option<TokenOwner>>;
 
-    // --- devices ---------------------------------------------------------------------
+    async fn put_uia_session(&self, session: UiaSession) -> StoreResult<()>;
 
+    async fn get_uia_session(
+        &self,
+        session_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<UiaSession>>;
+}
+
+/// Devices and their `last_seen`.
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
     async fn list_devices(&self, user_id: &str) -> StoreResult<Vec<Device>>;
 
     async fn get_device(&self, user_id: &str, device_id: &str) -> StoreResult<Option<Device>>;
@@ -233,19 +257,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes a batch of observations; an older observation never overwrites a newer one.
     async fn record_last_seen(&self, batch: Vec<LastSeen>) -> StoreResult<()>;
+}
 
-    // --- user-interactive authentication ------------------------------------------------
-
-    async fn put_uia_session(&self, session: UiaSession) -> StoreResult<()>;
-
-    async fn get_uia_session(
-        &self,
-        session_id: &str,
-        now_ms: i64,
-    ) -> StoreResult<Option<UiaSession>>;
-
-    // --- account data ----------------------------------------------------------------
-
+/// Account data, global and per room.
+#[async_trait]
+pub trait AccountDataStore: Send + Sync {
     /// Stores the latest content of one type and returns its new stream position, in the
     /// cheapest transaction the backend has (the common write; rules that must read first,
     /// such as a quota, use a [`Txn`]).
@@ -272,14 +288,14 @@ pub trait Store: Send + Sync + 'static {
         after: Option<u64>,
         upto: u64,
     ) -> StoreResult<Vec<AccountDataChange>>;
+}
 
-    // --- filters ---------------------------------------------------------------------
-
+/// What `/sync` reads besides the areas' data: filters, stream watermarks and wake-ups.
+#[async_trait]
+pub trait SyncStore: Send + Sync {
     async fn create_filter(&self, user_id: &str, filter: &str) -> StoreResult<u64>;
 
     async fn get_filter(&self, user_id: &str, filter_id: u64) -> StoreResult<Option<String>>;
-
-    // --- streams ---------------------------------------------------------------------
 
     /// The committed watermark of every stream: every change at or below it is visible to
     /// readers, and none above it has been acknowledged.
@@ -297,17 +313,6 @@ pub trait Store: Send + Sync + 'static {
     fn is_shared(&self) -> bool {
         false
     }
-
-    // --- moving deployments ------------------------------------------------------------
-
-    /// Reads everything (one consistent snapshot).
-    async fn export(&self) -> StoreResult<Dump>;
-
-    /// Writes a dump into this store, which must hold no users; one transaction.
-    async fn import(&self, dump: Dump) -> StoreResult<()>;
-
-    /// Finishes queued writes and closes the database.
-    async fn close(&self);
 }
 
 /// A transaction on one user's data, for use cases whose rules live in `core`. Nothing is

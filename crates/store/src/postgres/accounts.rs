@@ -1,0 +1,128 @@
+//! Accounts, access tokens and UIA sessions on PostgreSQL.
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::AccountStore;
+
+#[async_trait]
+impl AccountStore for PostgresStore {
+    async fn create_user(
+        &self,
+        user: User,
+        login: Option<NewLogin>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (user_id, password_hash, appservice_id, created_ts)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&user.user_id)
+        .bind(&user.password_hash)
+        .bind(&user.appservice_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict("user already exists"));
+        }
+        if let Some(login) = login {
+            insert_device(&mut tx, &user.user_id, &login).await?;
+            insert_token(&mut tx, &user.user_id, &login).await?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>> {
+        let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT user_id, password_hash, appservice_id FROM users WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(row.map(|(user_id, password_hash, appservice_id)| User {
+            user_id,
+            password_hash,
+            appservice_id,
+        }))
+    }
+
+    async fn token_owner(&self, token_hash: [u8; 32]) -> StoreResult<Option<TokenOwner>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT user_id, device_id FROM access_tokens WHERE token_hash = $1")
+                .bind(&token_hash[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify)?;
+        Ok(row.map(|(user_id, device_id)| TokenOwner { user_id, device_id }))
+    }
+
+    async fn put_uia_session(&self, session: UiaSession) -> StoreResult<()> {
+        let completed = serde_json::to_string(&session.completed).map_err(backend)?;
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("DELETE FROM uia_sessions WHERE expires_ts < $1")
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        sqlx::query(
+            "INSERT INTO uia_sessions (session_id, user_id, operation, request, completed, result, expires_ts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (session_id) DO UPDATE SET
+               request = excluded.request, completed = excluded.completed,
+               result = excluded.result, expires_ts = excluded.expires_ts",
+        )
+        .bind(&session.session_id)
+        .bind(&session.user_id)
+        .bind(&session.operation)
+        .bind(&session.request)
+        .bind(&completed)
+        .bind(&session.result)
+        .bind(session.expires_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn get_uia_session(
+        &self,
+        session_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<UiaSession>> {
+        type Row = (
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+            i64,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT session_id, user_id, operation, request, completed, result, expires_ts
+             FROM uia_sessions WHERE session_id = $1 AND expires_ts >= $2",
+        )
+        .bind(session_id)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        let Some((session_id, user_id, operation, request, completed, result, expires_ms)) = row
+        else {
+            return Ok(None);
+        };
+        Ok(Some(UiaSession {
+            session_id,
+            user_id,
+            operation,
+            request,
+            completed: serde_json::from_str(&completed).map_err(backend)?,
+            result,
+            expires_ms,
+        }))
+    }
+}

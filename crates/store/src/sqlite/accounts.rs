@@ -1,0 +1,164 @@
+//! Accounts, access tokens and UIA sessions on SQLite.
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::AccountStore;
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn create_user(
+        &self,
+        user: User,
+        login: Option<NewLogin>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        self.pool
+            .write(move |conn| {
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT INTO users (user_id, password_hash, appservice_id, created_ts)
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            user.user_id,
+                            user.password_hash,
+                            user.appservice_id,
+                            now_ms
+                        ])
+                    })
+                    .map_err(classify)?;
+                if inserted == 0 {
+                    return Err(StoreError::Conflict("user already exists"));
+                }
+                if let Some(login) = login {
+                    insert_device(conn, &user.user_id, &login).map_err(classify)?;
+                    insert_token(conn, &user.user_id, &login).map_err(classify)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>> {
+        let user_id = user_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT user_id, password_hash, appservice_id FROM users WHERE user_id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row([user_id], |r| {
+                        Ok(User {
+                            user_id: r.get(0)?,
+                            password_hash: r.get(1)?,
+                            appservice_id: r.get(2)?,
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn token_owner(&self, token_hash: [u8; 32]) -> StoreResult<Option<TokenOwner>> {
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row([&token_hash[..]], |r| {
+                        Ok(TokenOwner {
+                            user_id: r.get(0)?,
+                            device_id: r.get(1)?,
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn put_uia_session(&self, session: UiaSession) -> StoreResult<()> {
+        self.pool
+            .write(move |conn| {
+                let completed = serde_json::to_string(&session.completed).map_err(backend)?;
+                let now = now_ms();
+                let run = || -> rusqlite::Result<()> {
+                    // Expired sessions are swept whenever a session is written.
+                    conn.prepare_cached("DELETE FROM uia_sessions WHERE expires_ts < ?1")?
+                        .execute([now])?;
+                    conn.prepare_cached(
+                        "INSERT INTO uia_sessions (session_id, user_id, operation, request, completed, result, expires_ts)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT (session_id) DO UPDATE SET
+                           request = excluded.request, completed = excluded.completed,
+                           result = excluded.result, expires_ts = excluded.expires_ts",
+                    )?
+                    .execute(params![
+                        session.session_id,
+                        session.user_id,
+                        session.operation,
+                        session.request,
+                        completed,
+                        session.result,
+                        session.expires_ms
+                    ])?;
+                    Ok(())
+                };
+                run().map_err(classify)
+            })
+            .await
+    }
+
+    async fn get_uia_session(
+        &self,
+        session_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<UiaSession>> {
+        let session_id = session_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                let row = conn
+                    .prepare_cached(
+                        "SELECT session_id, user_id, operation, request, completed, result, expires_ts
+                         FROM uia_sessions WHERE session_id = ?1 AND expires_ts >= ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![session_id, now_ms], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, Option<String>>(1)?,
+                                r.get::<_, String>(2)?,
+                                r.get::<_, Option<String>>(3)?,
+                                r.get::<_, String>(4)?,
+                                r.get::<_, Option<String>>(5)?,
+                                r.get::<_, i64>(6)?,
+                            ))
+                        })
+                        .optional()
+                    })
+                    .map_err(classify)?;
+                let Some((session_id, user_id, operation, request, completed, result, expires_ms)) =
+                    row
+                else {
+                    return Ok(None);
+                };
+                let completed = serde_json::from_str(&completed).map_err(backend)?;
+                Ok(Some(UiaSession {
+                    session_id,
+                    user_id,
+                    operation,
+                    request,
+                    completed,
+                    result,
+                    expires_ms,
+                }))
+            })
+            .await
+    }
+}
