@@ -186,14 +186,28 @@ async fn create_user(
 }
 
 async fn copy_database(from: String, to: String) -> anyhow::Result<()> {
-    let open = |url: String| async move {
+    let database = |url: String| {
         let mut config = myelin_core::config::Config::default();
         config.database.url = url;
-        config.validate()?;
-        myelin::open_store(&config).await
+        config.validate().map(|()| config)
     };
-    let source = open(from).await.context("opening the source")?;
-    let target = open(to).await.context("opening the target")?;
+    let from = database(from).context("the source")?;
+    let to = database(to).context("the target")?;
+    // Opening a SQLite path creates it: a mistyped source would otherwise be copied as an
+    // empty deployment and reported as a success.
+    if let myelin_core::config::Backend::Sqlite(path) = from.database_backend()? {
+        anyhow::ensure!(
+            path.exists(),
+            "the source database {} does not exist",
+            path.display()
+        );
+    }
+    let source = myelin::open_store(&from)
+        .await
+        .context("opening the source")?;
+    let target = myelin::open_store(&to)
+        .await
+        .context("opening the target")?;
     let dump = source.export().await.context("reading the source")?;
     let summary = format!(
         "{} users, {} devices, {} access tokens, {} account-data entries, {} filters",

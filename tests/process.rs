@@ -313,6 +313,30 @@ fn exit_within(child: &mut Child, limit: Duration, what: &[&str]) -> std::proces
 }
 
 #[test]
+fn db_copy_from_a_missing_source_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) = run_in(
+        dir.path(),
+        &[],
+        &[
+            "db",
+            "copy",
+            "--from",
+            "sqlite://nonexistent/x.db",
+            "--to",
+            "sqlite://target/y.db",
+        ],
+    );
+    assert!(!status.success(), "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: the source database nonexistent/x.db does not exist\n"
+    );
+    assert!(!dir.path().join("nonexistent").exists(), "source created");
+    assert!(!dir.path().join("target").exists(), "target created");
+}
+
+#[test]
 fn unknown_config_keys_are_named_with_the_keys_expected() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("myelin.toml");
