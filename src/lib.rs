@@ -117,6 +117,7 @@ pub async fn start(
     shutdown_signal: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
     let listen = config.listen_addr()?;
+    let public_base_url = config.public_base_url()?;
     let store = open_store(&config).await?;
     let services = Services::start(config, store)
         .await
@@ -125,11 +126,7 @@ pub async fn start(
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
-    let base_url = services
-        .config
-        .public_baseurl
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let base_url = public_base_url.unwrap_or_else(|| format!("http://{addr}"));
     let app = myelin_api::router(services.clone(), &base_url);
 
     let (tx, rx) = oneshot::channel::<()>();

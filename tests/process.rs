@@ -365,3 +365,36 @@ fn unknown_config_keys_are_named_with_the_keys_expected() {
         assert_eq!(stderr, message);
     }
 }
+
+#[test]
+fn public_baseurl_must_be_an_absolute_http_url() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        "not a url",
+        "/_matrix",
+        "matrix.example.org",
+        "ftp://matrix.example.org",
+        "https://",
+        "https://user:secret@matrix.example.org",
+        "https://matrix.example.org/?x=1",
+        "https://matrix.example.org/#top",
+    ] {
+        let (status, stderr) = run_in(
+            dir.path(),
+            &[
+                ("MYELIN_PUBLIC_BASEURL", bad),
+                ("MYELIN_LISTEN", "127.0.0.1:0"),
+            ],
+            &["serve"],
+        );
+        assert!(!status.success(), "{bad} was accepted");
+        assert!(
+            stderr.starts_with(
+                "error: invalid configuration key `public_baseurl`: expected an absolute \
+                 http(s) URL such as https://matrix.example.org"
+            ),
+            "{bad}: {stderr}"
+        );
+        assert!(!stderr.contains("secret"), "{stderr}");
+    }
+}
