@@ -398,3 +398,25 @@ fn public_baseurl_must_be_an_absolute_http_url() {
         assert!(!stderr.contains("secret"), "{stderr}");
     }
 }
+
+#[test]
+fn unreachable_postgres_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (status, stderr) = run_in(
+        dir.path(),
+        &[
+            (
+                "MYELIN_DATABASE__URL",
+                "postgres://postgres:s3cret@127.0.0.1:1/x",
+            ),
+            ("MYELIN_LISTEN", "127.0.0.1:0"),
+        ],
+        &["serve"],
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{stderr}");
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("connection refused"), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
