@@ -44,22 +44,33 @@ pub fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
     }
     figment = figment.merge(Env::prefixed("MYELIN_").split("__"));
     let config: Config = figment.extract().map_err(|e| {
-        let mut message = String::new();
-        for err in e {
-            let key = err.path.join(".");
-            if !message.is_empty() {
-                message.push('\n');
-            }
-            if key.is_empty() {
-                message.push_str(&err.to_string());
-            } else {
-                message.push_str(&format!("invalid configuration key `{key}`: {}", err.kind));
-            }
-        }
-        anyhow::anyhow!(message)
+        let lines: Vec<String> = e.into_iter().map(|err| describe(&err)).collect();
+        anyhow::anyhow!(lines.join("\n"))
     })?;
     config.validate()?;
     Ok(config)
+}
+
+/// One configuration error as an operator should read it, naming the key. figment's own text
+/// for unknown keys and values wraps its backticked list of names in more backticks, which
+/// garbles it.
+fn describe(err: &figment::Error) -> String {
+    use figment::error::Kind;
+    let key = err.path.join(".");
+    match &err.kind {
+        Kind::UnknownField(_, expected) => {
+            format!(
+                "unknown key `{key}`; expected one of: {}",
+                expected.join(", ")
+            )
+        }
+        Kind::UnknownVariant(value, expected) => format!(
+            "invalid configuration key `{key}`: unknown value `{value}`; expected one of: {}",
+            expected.join(", ")
+        ),
+        _ if key.is_empty() => err.to_string(),
+        kind => format!("invalid configuration key `{key}`: {kind}"),
+    }
 }
 
 /// Opens the configured database, applying pending migrations.
@@ -116,6 +127,7 @@ pub async fn start(
     shutdown_signal: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
     let listen = config.listen_addr()?;
+    let public_base_url = config.public_base_url()?;
     let store = open_store(&config).await?;
     let services = Services::start(config, store)
         .await
@@ -124,11 +136,7 @@ pub async fn start(
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
-    let base_url = services
-        .config
-        .public_baseurl
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let base_url = public_base_url.unwrap_or_else(|| format!("http://{addr}"));
     let app = myelin_api::router(services.clone(), &base_url);
 
     let (tx, rx) = oneshot::channel::<()>();

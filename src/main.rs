@@ -186,14 +186,28 @@ async fn create_user(
 }
 
 async fn copy_database(from: String, to: String) -> anyhow::Result<()> {
-    let open = |url: String| async move {
+    let database = |url: String| {
         let mut config = myelin_core::config::Config::default();
         config.database.url = url;
-        config.validate()?;
-        myelin::open_store(&config).await
+        config.validate().map(|()| config)
     };
-    let source = open(from).await.context("opening the source")?;
-    let target = open(to).await.context("opening the target")?;
+    let from = database(from).context("the source")?;
+    let to = database(to).context("the target")?;
+    // Opening a SQLite path creates it: a mistyped source would otherwise be copied as an
+    // empty deployment and reported as a success.
+    if let myelin_core::config::Backend::Sqlite(path) = from.database_backend()? {
+        anyhow::ensure!(
+            path.exists(),
+            "the source database {} does not exist",
+            path.display()
+        );
+    }
+    let source = myelin::open_store(&from)
+        .await
+        .context("opening the source")?;
+    let target = myelin::open_store(&to)
+        .await
+        .context("opening the target")?;
     let dump = source.export().await.context("reading the source")?;
     let summary = format!(
         "{} users, {} devices, {} access tokens, {} account-data entries, {} filters",
@@ -211,19 +225,39 @@ async fn copy_database(from: String, to: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The database URL as it may appear in a log: `postgres://user:secret@host/db` loses its
-/// password.
+/// The database URL as it may appear in a log: without the password, whether in the user
+/// information (`postgres://user:secret@host/db`) or in libpq's `?password=` parameter. The URL
+/// is parsed rather than split, since a password may itself hold `@`, `:` or `/`.
 fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    // A SQLite URL is a path: it holds no credentials, and is shown exactly as configured.
+    if url.starts_with("sqlite://") {
         return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((credentials, host)) => {
-            let user = credentials.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}@{host}")
-        }
-        None => url.to_owned(),
     }
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        // Where a password would end in an unparsable URL cannot be known: show none of it.
+        let scheme = url.split(':').next().unwrap_or("");
+        return format!("{scheme}://(not shown: not a valid URL)");
+    };
+    let in_query = parsed.query_pairs().any(|(key, _)| key == "password");
+    if parsed.password().is_none() && !in_query {
+        return url.to_owned();
+    }
+    if parsed.set_password(None).is_err() {
+        return format!("{}://(not shown)", parsed.scheme());
+    }
+    if in_query {
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(key, _)| key != "password")
+            .map(|(key, value)| (key.into_owned(), value.into_owned()))
+            .collect();
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+    }
+    parsed.into()
 }
 
 #[cfg(test)]
@@ -243,6 +277,33 @@ mod tests {
         assert_eq!(
             without_password("sqlite://myelin-data/myelin.db"),
             "sqlite://myelin-data/myelin.db"
+        );
+    }
+
+    #[test]
+    fn passwords_with_url_delimiters_stay_out_of_the_start_up_line() {
+        // As written in a configuration file, unescaped: the authority ends at the last `@`.
+        assert_eq!(
+            without_password("postgres://me:p@ss@db/myelin"),
+            "postgres://me@db/myelin"
+        );
+        // Escaped, as libpq and sqlx expect.
+        assert_eq!(
+            without_password("postgres://me:p%40ss%2Fw%3Ard@db:5432/myelin"),
+            "postgres://me@db:5432/myelin"
+        );
+        // An unescaped `/` ends the authority early: the URL does not parse, so none of it
+        // after the scheme is shown.
+        let shown = without_password("postgres://me:pa/ss@db/myelin");
+        assert!(!shown.contains("pa") && !shown.contains("ss"), "{shown}");
+        // libpq's `?password=` query parameter.
+        assert_eq!(
+            without_password("postgres://me@db/myelin?sslmode=require&password=s3cret"),
+            "postgres://me@db/myelin?sslmode=require"
+        );
+        assert_eq!(
+            without_password("postgresql://me@db/myelin?application_name=x"),
+            "postgresql://me@db/myelin?application_name=x"
         );
     }
 }

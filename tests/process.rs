@@ -271,3 +271,152 @@ fn bad_config_is_refused_naming_the_key() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("serve") && help.contains("user"), "{help}");
 }
+
+/// Runs `myelin` in `dir` with `args` and no `MYELIN_*` environment beyond `env`; returns the
+/// exit status and standard error. A command that should fail at start but keeps running
+/// fails the test after 10 s instead of hanging it.
+fn run_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MYELIN_") {
+            cmd.env_remove(key);
+        }
+    }
+    let mut child = cmd
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exit_within(&mut child, Duration::from_secs(10), args);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+/// Waits for `child` to exit; kills it and fails the test after `limit`.
+fn exit_within(child: &mut Child, limit: Duration, what: &[&str]) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("myelin {what:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn db_copy_from_a_missing_source_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) = run_in(
+        dir.path(),
+        &[],
+        &[
+            "db",
+            "copy",
+            "--from",
+            "sqlite://nonexistent/x.db",
+            "--to",
+            "sqlite://target/y.db",
+        ],
+    );
+    assert!(!status.success(), "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: the source database nonexistent/x.db does not exist\n"
+    );
+    assert!(!dir.path().join("nonexistent").exists(), "source created");
+    assert!(!dir.path().join("target").exists(), "target created");
+}
+
+#[test]
+fn unknown_config_keys_are_named_with_the_keys_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("myelin.toml");
+    let cases = [
+        (
+            "foo = 1\n",
+            "error: unknown key `foo`; expected one of: server_name, listen, public_baseurl, \
+             database, registration, password, limits, rate_limits, devices, uia, sync, \
+             appservices, trusted_proxies, workers\n",
+        ),
+        (
+            "[database]\nfoo = 1\n",
+            "error: unknown key `database.foo`; expected one of: url, readers, pool_size, \
+             statement_timeout_ms, tls, synchronous\n",
+        ),
+        (
+            "[devices]\non_limit = \"never\"\n",
+            "error: invalid configuration key `devices.on_limit`: unknown value `never`; \
+             expected one of: refuse, evict_oldest\n",
+        ),
+    ];
+    for (toml, message) in cases {
+        std::fs::write(&file, toml).unwrap();
+        let (status, stderr) = run_in(dir.path(), &[], &["serve", "--config", "myelin.toml"]);
+        assert!(!status.success(), "{toml} was accepted");
+        assert_eq!(stderr, message);
+    }
+}
+
+#[test]
+fn public_baseurl_must_be_an_absolute_http_url() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        "not a url",
+        "/_matrix",
+        "matrix.example.org",
+        "ftp://matrix.example.org",
+        "https://",
+        "https://user:secret@matrix.example.org",
+        "https://matrix.example.org/?x=1",
+        "https://matrix.example.org/#top",
+    ] {
+        let (status, stderr) = run_in(
+            dir.path(),
+            &[
+                ("MYELIN_PUBLIC_BASEURL", bad),
+                ("MYELIN_LISTEN", "127.0.0.1:0"),
+            ],
+            &["serve"],
+        );
+        assert!(!status.success(), "{bad} was accepted");
+        assert!(
+            stderr.starts_with(
+                "error: invalid configuration key `public_baseurl`: expected an absolute \
+                 http(s) URL such as https://matrix.example.org"
+            ),
+            "{bad}: {stderr}"
+        );
+        assert!(!stderr.contains("secret"), "{stderr}");
+    }
+}
+
+#[test]
+fn unreachable_postgres_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (status, stderr) = run_in(
+        dir.path(),
+        &[
+            (
+                "MYELIN_DATABASE__URL",
+                "postgres://postgres:s3cret@127.0.0.1:1/x",
+            ),
+            ("MYELIN_LISTEN", "127.0.0.1:0"),
+        ],
+        &["serve"],
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{stderr}");
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("connection refused"), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}

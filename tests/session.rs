@@ -35,6 +35,34 @@ async fn versions_and_well_known() {
 }
 
 #[tokio::test]
+async fn public_baseurl_is_advertised_without_a_trailing_slash() {
+    let server = TestServer::with(|config, _| {
+        config.public_baseurl = Some("https://matrix.example.org/".into());
+    })
+    .await;
+    let well_known = server
+        .call(Method::GET, "/.well-known/matrix/client", None, None)
+        .await;
+    assert_eq!(
+        well_known.assert_ok()["m.homeserver"]["base_url"],
+        "https://matrix.example.org"
+    );
+    let user = server.register("alice").await;
+    let login = server
+        .call(
+            Method::POST,
+            "/login",
+            None,
+            Some(json!({"type": "m.login.password", "user": user.localpart, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(
+        login.assert_ok()["well_known"]["m.homeserver"]["base_url"],
+        "https://matrix.example.org"
+    );
+}
+
+#[tokio::test]
 async fn new_user_registers_logs_in_twice_and_logs_out() {
     let server = TestServer::start().await;
     let first = server.register("alice").await;

@@ -289,6 +289,7 @@ impl Config {
             return Err(invalid("server_name", "not a valid Matrix server name"));
         }
         self.listen_addr()?;
+        self.public_base_url()?;
         self.database_backend()?;
         if !["disable", "prefer", "require", "verify-ca", "verify-full"]
             .contains(&self.database.tls.as_str())
@@ -394,6 +395,35 @@ impl Config {
             .map_err(|_| invalid("listen", "expected host:port, e.g. 127.0.0.1:8008"))
     }
 
+    /// The base URL to advertise, or `None` to advertise `http://{listen}`. Trailing slashes
+    /// are dropped, as the default has none: clients append `/_matrix/...` to it.
+    pub fn public_base_url(&self) -> Result<Option<String>, ConfigError> {
+        let Some(value) = &self.public_baseurl else {
+            return Ok(None);
+        };
+        // Clients take this for the server's address, so anything they cannot use as one is
+        // refused here rather than advertised. The value is not echoed: it may hold credentials.
+        let bad = |why: &str| {
+            invalid(
+                "public_baseurl",
+                format!(
+                    "expected an absolute http(s) URL such as https://matrix.example.org ({why})"
+                ),
+            )
+        };
+        let url = url::Url::parse(value).map_err(|err| bad(&err.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad("the scheme must be http or https"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("it must not contain a user name or password"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("it must not have a query or fragment"));
+        }
+        Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
+    }
+
     pub fn database_backend(&self) -> Result<Backend, ConfigError> {
         let url = &self.database.url;
         if let Some(path) = url.strip_prefix("sqlite://") {
@@ -417,4 +447,61 @@ impl Config {
 pub enum Backend {
     Sqlite(PathBuf),
     Postgres(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    fn base_url(value: &str) -> Result<Option<String>, String> {
+        let config = Config {
+            public_baseurl: Some(value.into()),
+            ..Config::default()
+        };
+        config.public_base_url().map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn public_baseurl_is_normalised_without_a_trailing_slash() {
+        for (value, advertised) in [
+            ("https://matrix.example.org", "https://matrix.example.org"),
+            ("https://matrix.example.org/", "https://matrix.example.org"),
+            (
+                "HTTPS://Matrix.Example.org:443/",
+                "https://matrix.example.org",
+            ),
+            ("http://127.0.0.1:8008", "http://127.0.0.1:8008"),
+            ("https://example.org/matrix/", "https://example.org/matrix"),
+        ] {
+            assert_eq!(base_url(value), Ok(Some(advertised.into())), "{value}");
+        }
+        assert_eq!(Config::default().public_base_url().ok(), Some(None));
+    }
+
+    #[test]
+    fn public_baseurl_that_clients_cannot_use_is_refused() {
+        for (value, why) in [
+            ("not a url", "relative URL without a base"),
+            (
+                "ftp://matrix.example.org",
+                "the scheme must be http or https",
+            ),
+            ("https://", "empty host"),
+            (
+                "https://me:pw@matrix.example.org",
+                "must not contain a user name or password",
+            ),
+            (
+                "https://matrix.example.org?a=b",
+                "must not have a query or fragment",
+            ),
+        ] {
+            let err = base_url(value).unwrap_err();
+            assert!(
+                err.starts_with("invalid configuration key `public_baseurl`: expected an absolute"),
+                "{value}: {err}"
+            );
+            assert!(err.contains(why), "{value}: {err}");
+        }
+    }
 }

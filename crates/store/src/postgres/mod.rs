@@ -94,6 +94,28 @@ fn connect_options(options: &PgOptions) -> StoreResult<PgConnectOptions> {
 impl PostgresStore {
     pub async fn connect(options: &PgOptions) -> StoreResult<Self> {
         let connect = connect_options(options)?;
+        // The pool retries a failed connection until its acquire timeout, then reports only
+        // "pool timed out": 30 s of silence for a wrong host or port. One direct connection
+        // first reports the real cause at once. Host and port only: the URL may hold a password.
+        let host = connect.get_host();
+        let at = if host.contains(':') && !host.starts_with('/') {
+            format!("[{host}]:{}", connect.get_port())
+        } else {
+            format!("{host}:{}", connect.get_port())
+        };
+        let first = <sqlx::PgConnection as sqlx::Connection>::connect_with(&connect);
+        match tokio::time::timeout(Duration::from_secs(10), first).await {
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Ok(Err(sqlx::Error::Io(err)))
+                if err.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                return Err(backend(format!("cannot reach {at}: connection refused")));
+            }
+            Ok(Err(err)) => return Err(backend(format!("cannot connect to {at}: {err}"))),
+            Err(_) => return Err(backend(format!("cannot reach {at}: no answer within 10 s"))),
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size)
             .acquire_timeout(Duration::from_secs(30))
