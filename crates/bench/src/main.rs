@@ -73,10 +73,13 @@ struct Args {
 
 const PASSWORD: &str = "bench-password-0123456789";
 
-/// One HTTP/1.1 keep-alive connection.
+/// One HTTP/1.1 keep-alive connection. A server may close it while it sits idle (Myelin
+/// closes connections that send no request within `limits.header_read_timeout_ms`); like a
+/// real client, the next request then opens a new one.
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
     host: String,
+    addr: String,
 }
 
 /// The server instances under test; new connections go to each in turn.
@@ -122,23 +125,28 @@ impl Target {
     /// A connection to instance `i` (modulo the number of instances).
     async fn connect_to(&self, i: usize) -> anyhow::Result<Conn> {
         let (addr, host) = &self.endpoints[i % self.endpoints.len()];
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
         Ok(Conn {
-            sender,
+            sender: handshake(addr).await?,
             host: host.clone(),
+            addr: addr.clone(),
         })
     }
 
     fn last(&self) -> usize {
         self.endpoints.len() - 1
     }
+}
+
+async fn handshake(addr: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 impl Conn {
@@ -160,7 +168,10 @@ impl Conn {
             request = request.header("content-type", "application/json");
         }
         let request = request.body(Full::new(body.unwrap_or_default()))?;
-        self.sender.ready().await?;
+        if self.sender.ready().await.is_err() {
+            self.sender = handshake(&self.addr).await?;
+            self.sender.ready().await?;
+        }
         let response = self.sender.send_request(request).await?;
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await?.to_bytes();

@@ -343,15 +343,18 @@ pub trait Txn: Send {
 
     async fn add_token(&mut self, login: &NewLogin) -> StoreResult<()>;
 
-    /// Deletes the device row and its tokens. Data a device owns elsewhere (account data,
+    /// Deletes these devices' rows and tokens. Data a device owns elsewhere (account data,
     /// and later keys and to-device messages) is removed by `core` through the other methods.
-    async fn delete_device(&mut self, device_id: &str) -> StoreResult<()>;
+    /// Methods take many items at once so that a large deletion is a few steps, not a few per
+    /// device.
+    async fn delete_devices(&mut self, device_ids: &[String]) -> StoreResult<()>;
 
-    async fn account_data(
+    /// The current content of those of these types that are stored, as `(type, content)`.
+    async fn account_data_among(
         &mut self,
         room_id: Option<&str>,
-        data_type: &str,
-    ) -> StoreResult<Option<String>>;
+        data_types: &[String],
+    ) -> StoreResult<Vec<(String, String)>>;
 
     /// Bytes of the user's account data (type names plus content), leaving out one entry.
     async fn account_data_bytes_except(

@@ -32,20 +32,19 @@ fn settings_type(device_id: &str) -> String {
 }
 
 /// Deletes, inside `tx`, each of these devices that exists, with everything it owns; returns
-/// those it deleted.
+/// those it deleted. A few steps for any number of devices, not a few per device.
 async fn purge(tx: &mut dyn Txn, device_ids: &[String]) -> Result<Vec<String>> {
     let existing = tx.existing_devices(device_ids).await?;
-    for device_id in &existing {
-        tx.delete_device(device_id).await?;
-        // A tombstone rather than a plain delete tells the user's other devices through
-        // /sync. UIA sessions stay until they expire: one completed for deleting this device
-        // must still be recognised, so presenting it for another operation is refused (403).
-        let data_type = settings_type(device_id);
-        if tx
-            .account_data(None, &data_type)
-            .await?
-            .is_some_and(|c| c != TOMBSTONE)
-        {
+    if existing.is_empty() {
+        return Ok(existing);
+    }
+    tx.delete_devices(&existing).await?;
+    // A tombstone rather than a plain delete tells the user's other devices through /sync.
+    // UIA sessions stay until they expire: one completed for deleting a device must still be
+    // recognised, so presenting it for another operation is refused (403).
+    let settings: Vec<String> = existing.iter().map(|d| settings_type(d)).collect();
+    for (data_type, content) in tx.account_data_among(None, &settings).await? {
+        if content != TOMBSTONE {
             tx.put_account_data(None, &data_type, TOMBSTONE).await?;
         }
     }

@@ -120,11 +120,11 @@ impl Txn for PgTxn {
         insert_token(&mut self.tx, &self.user_id, login).await
     }
 
-    async fn delete_device(&mut self, device_id: &str) -> StoreResult<()> {
-        // The device's tokens go with it (ON DELETE CASCADE).
-        sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = $2")
+    async fn delete_devices(&mut self, device_ids: &[String]) -> StoreResult<()> {
+        // The devices' tokens go with them (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)")
             .bind(&self.user_id)
-            .bind(device_id)
+            .bind(device_ids)
             .execute(&mut *self.tx)
             .await
             .map_err(classify)?;
@@ -132,18 +132,19 @@ impl Txn for PgTxn {
         Ok(())
     }
 
-    async fn account_data(
+    async fn account_data_among(
         &mut self,
         room_id: Option<&str>,
-        data_type: &str,
-    ) -> StoreResult<Option<String>> {
-        sqlx::query_scalar(
-            "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3",
+        data_types: &[String],
+    ) -> StoreResult<Vec<(String, String)>> {
+        sqlx::query_as(
+            "SELECT data_type, content FROM account_data
+             WHERE user_id = $1 AND room_id = $2 AND data_type = ANY($3)",
         )
         .bind(&self.user_id)
         .bind(room_id.unwrap_or(""))
-        .bind(data_type)
-        .fetch_optional(&mut *self.tx)
+        .bind(data_types)
+        .fetch_all(&mut *self.tx)
         .await
         .map_err(classify)
     }

@@ -150,31 +150,44 @@ impl Txn for SqliteTxn {
             .await
     }
 
-    async fn delete_device(&mut self, device_id: &str) -> StoreResult<()> {
-        let device_id = device_id.to_owned();
+    async fn delete_devices(&mut self, device_ids: &[String]) -> StoreResult<()> {
+        let device_ids = device_ids.to_vec();
         self.run(move |conn, user_id| {
-            conn.prepare_cached("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2")?
-                .execute(params![user_id, device_id])?;
-            conn.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2")?
-                .execute(params![user_id, device_id])?;
+            let mut tokens = conn.prepare_cached(
+                "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
+            )?;
+            let mut devices =
+                conn.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2")?;
+            for device_id in device_ids {
+                tokens.execute(params![user_id, device_id])?;
+                devices.execute(params![user_id, device_id])?;
+            }
             Ok(())
         })
         .await
     }
 
-    async fn account_data(
+    async fn account_data_among(
         &mut self,
         room_id: Option<&str>,
-        data_type: &str,
-    ) -> StoreResult<Option<String>> {
-        let (room, data_type) = (room_key(room_id).to_owned(), data_type.to_owned());
+        data_types: &[String],
+    ) -> StoreResult<Vec<(String, String)>> {
+        let (room, data_types) = (room_key(room_id).to_owned(), data_types.to_vec());
         self.run(move |conn, user_id| {
-            conn.prepare_cached(
+            let mut stmt = conn.prepare_cached(
                 "SELECT content FROM account_data
                  WHERE user_id = ?1 AND room_id = ?2 AND data_type = ?3",
-            )?
-            .query_row(params![user_id, room, data_type], |r| r.get(0))
-            .optional()
+            )?;
+            let mut found = Vec::new();
+            for data_type in data_types {
+                let content: Option<String> = stmt
+                    .query_row(params![user_id, room, data_type], |r| r.get(0))
+                    .optional()?;
+                if let Some(content) = content {
+                    found.push((data_type, content));
+                }
+            }
+            Ok(found)
         })
         .await
     }
