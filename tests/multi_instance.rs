@@ -588,3 +588,45 @@ async fn eviction_and_deletion_of_one_users_devices_do_not_deadlock() {
         }
     }
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and pass --include-ignored"]
+async fn a_lost_notification_connection_wakes_every_waiting_sync() {
+    // Notifications sent while the listening connection is down are lost, so after it comes
+    // back every waiting sync must look again: the store reports `Wakeup::All`.
+    use myelin_store::{
+        SyncStore, Wakeup,
+        postgres::{PgOptions, PostgresStore},
+    };
+    let admin = admin_url().unwrap();
+    let url = fresh_postgres_database(&admin).await;
+    let store = PostgresStore::connect(&PgOptions {
+        url: url.clone(),
+        pool_size: 4,
+        statement_timeout_ms: 10_000,
+        tls: "disable".into(),
+    })
+    .await
+    .unwrap();
+    let mut wakeups = store.take_wakeups().unwrap();
+    let mut control = sqlx::PgConnection::connect(&url).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut control)
+    .await
+    .unwrap();
+    assert_eq!(killed, vec![true], "one listening connection");
+    let woken = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match wakeups.recv().await {
+                Some(Wakeup::All) => return true,
+                Some(Wakeup::User(_)) => continue,
+                None => return false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(woken, Ok(true), "no wake-up after the listener reconnected");
+}
