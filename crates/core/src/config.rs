@@ -302,8 +302,9 @@ impl Config {
         if self.workers == Some(0) {
             return Err(invalid("workers", "must be at least 1"));
         }
-        if self.database.pool_size == 0 {
-            return Err(invalid("database.pool_size", "must be at least 1"));
+        // One connection listens for other instances' changes for good; requests need another.
+        if self.database.pool_size < 2 {
+            return Err(invalid("database.pool_size", "must be at least 2"));
         }
         if !myelin_store::sqlite::SYNCHRONOUS_LEVELS.contains(&self.database.synchronous.as_str()) {
             return Err(invalid(

@@ -68,8 +68,10 @@ pub(crate) async fn sign_in(services: &Services, user_id: &str, login: NewLogin)
         .detached(move |services| async move {
             let device_id = login.device_id.clone();
             let outcome = sign_in_tx(&services, &user_id, &login).await;
-            // Drop cached tokens of every device this may have touched, whatever the outcome:
-            // forgetting is always safe, and storage may have committed before a failure.
+            // Drop the cached tokens of the device this login names even if it failed:
+            // forgetting is always safe, and storage may have committed before reporting a
+            // failure. Evicted devices are only known on success; SQLite reports a failure
+            // only when nothing committed, and PostgreSQL deployments cache no tokens.
             let (reused, evicted) = match &outcome {
                 Ok(done) => done.clone(),
                 Err(_) => (true, Vec::new()),

@@ -1,5 +1,6 @@
 //! Account data on PostgreSQL. A write takes its position through [`Held`] (see
-//! [`super::positions`]) and ends its flight right after the commit.
+//! [`super::positions`]), writes on the same session, and ends the position's flight right
+//! after the commit.
 
 use async_trait::async_trait;
 
@@ -15,15 +16,15 @@ impl AccountDataStore for PostgresStore {
         data_type: &str,
         content: &str,
     ) -> StoreResult<u64> {
-        // Three round trips: the position (and its lock), the write in a transaction of one
-        // statement, then the end of the position's flight together with the notification.
-        let mut held = Held::default();
-        let positions = held.allocate(&self.fast, Stream::AccountData, 1).await?;
+        // Three round trips on one connection: the position (and its lock), the write in a
+        // transaction of one statement, then the end of the position's flight together with
+        // the notification.
+        let (mut held, positions) = Held::allocate(&self.pool, Stream::AccountData, 1).await?;
         let Some(&pos) = positions.first() else {
             return Err(backend("no position allocated"));
         };
         let written = upsert_account_data(
-            &self.pool,
+            held.conn()?,
             user_id,
             room_id.unwrap_or(""),
             data_type,
@@ -33,12 +34,11 @@ impl AccountDataStore for PostgresStore {
         .await;
         match written {
             Ok(()) => {
-                held.release(&self.fast, &[account_data_note(pos, user_id)])
-                    .await;
+                held.release(&[account_data_note(pos, user_id)], true).await;
                 Ok(pos as u64)
             }
             Err(err) => {
-                held.release(&self.fast, &[]).await;
+                held.release(&[], false).await;
                 Err(err)
             }
         }

@@ -116,7 +116,7 @@ impl DeviceStore for PostgresStore {
             "SELECT 1 FROM devices d
              JOIN UNNEST($1::TEXT[], $2::TEXT[]) AS v(user_id, device_id)
                ON d.user_id = v.user_id AND d.device_id = v.device_id
-             ORDER BY d.user_id, d.device_id FOR UPDATE OF d",
+             ORDER BY d.user_id, d.device_id FOR NO KEY UPDATE OF d",
         )
         .bind(&users)
         .bind(&devices)

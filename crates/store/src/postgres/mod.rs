@@ -53,11 +53,10 @@ pub struct PgOptions {
 
 pub struct PostgresStore {
     pool: PgPool,
-    /// Connections with `synchronous_commit = off`, for work whose durability comes from a
-    /// later synchronous commit (position allocation) or that needs none (notifications).
-    /// Keeping them off the writing transactions matters: a transaction that sends `NOTIFY`
-    /// holds a database-wide lock through its commit, disk flush included, which serialised
-    /// every write. A writer holds one of these for as long as its positions are in flight.
+    /// Connections with `synchronous_commit = off`, for notifications after a unit of work
+    /// has committed. Keeping them off the writing transactions matters: a transaction that
+    /// sends `NOTIFY` holds a database-wide lock through its commit, disk flush included,
+    /// which serialised every write.
     fast: PgPool,
     wakeups: Mutex<Option<mpsc::UnboundedReceiver<Wakeup>>>,
     listener: JoinHandle<()>,
@@ -67,13 +66,14 @@ fn backend(err: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(err.to_string())
 }
 
-/// Tells input PostgreSQL refuses from a failing database: data exceptions (SQLSTATE class
-/// 22: NUL in text, invalid encoding, a value out of range) and program limits (54000: a key
-/// too large for its index) are the request's fault.
+/// Tells input PostgreSQL refuses from a failing database: text it cannot store (22021 NUL
+/// or invalid encoding, 22P05 untranslatable, 22001 too long) and program limits (54000: a
+/// key too large for its index) are the request's fault. Other data exceptions would be
+/// Myelin's own (a bad cast) and stay server errors.
 fn classify(err: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &err
         && let Some(code) = db.code()
-        && (code.starts_with("22") || code == "54000")
+        && matches!(&*code, "22021" | "22P05" | "22001" | "54000")
     {
         return StoreError::Invalid(db.message().to_owned());
     }
@@ -85,10 +85,21 @@ fn connect_options(options: &PgOptions) -> StoreResult<PgConnectOptions> {
     Ok(PgConnectOptions::from_str(&options.url)
         .map_err(backend)?
         .ssl_mode(ssl_mode)
-        .options([(
-            "statement_timeout",
-            format!("{}ms", options.statement_timeout_ms),
-        )]))
+        .options([
+            (
+                "statement_timeout",
+                format!("{}ms", options.statement_timeout_ms),
+            ),
+            // A host that vanishes without closing its connections (a crash, a partition)
+            // would keep its sessions, and the in-flight positions they hold, for the
+            // kernel's default two hours: the server drops it within about half a minute.
+            ("tcp_keepalives_idle", "10".to_owned()),
+            ("tcp_keepalives_interval", "5".to_owned()),
+            ("tcp_keepalives_count", "3".to_owned()),
+            ("tcp_user_timeout", "30000".to_owned()),
+            // A unit of work is a few statements in a row; one left open holds user rows.
+            ("idle_in_transaction_session_timeout", "60000".to_owned()),
+        ]))
 }
 
 impl PostgresStore {
@@ -124,7 +135,7 @@ impl PostgresStore {
             .map_err(backend)?;
         migrate(&pool).await?;
         let fast = PgPoolOptions::new()
-            .max_connections(options.pool_size.max(2))
+            .max_connections((options.pool_size / 4).max(2))
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(connect_options(options)?.options([("synchronous_commit", "off")]))
             .await

@@ -1,27 +1,35 @@
 //! Stream positions with writers on several processes (SY-09), and the wake-ups between them.
 //!
-//! A position is taken in a short transaction of its own (it must be visible to readers as
-//! *in flight* before the write that uses it commits), on a connection the writer keeps until
-//! its writing transaction has ended. That short transaction also takes a session-level
-//! advisory lock keyed by the position: the lock is the in-flight marker. A stream's
-//! watermark is the lowest position whose lock is held, minus one, or its counter when none
-//! is; a write with a lower position that commits late therefore holds the watermark back
-//! until it is visible, and a sync never jumps past a change it has not seen.
+//! A write that stands alone (the common account-data PUT) takes its position in a short
+//! transaction of its own, because the position must be visible to readers as *in flight*
+//! before the write commits; that short transaction also takes a session-level advisory lock
+//! keyed by the position, **on the connection that then performs the write**. The lock is the
+//! in-flight marker: a stream's watermark is the lowest position whose lock is held, minus
+//! one, or its counter when none is. A write with a lower position that commits late holds
+//! the watermark back until it is visible, so a sync never jumps past a change it has not
+//! seen. Because marker and write share one session, the marker cannot vanish while the write
+//! may still commit: if the session dies, the write dies with it.
 //!
-//! A lock lives exactly as long as its owner wants it *and* is alive: the writer releases it
-//! right after its commit (or rollback), and when a process dies or a connection is dropped,
-//! PostgreSQL ends the session and releases its locks at once. The first design kept
-//! in-flight rows in a table, and a killed instance's rows held every other instance's syncs
-//! until a reaper removed them ten minutes later.
+//! The lock lives as long as its owner wants it *and* is alive: the writer releases it right
+//! after its commit, and a process that dies takes its sessions, and their locks, with it
+//! (server-side TCP keepalives bound how long a silent host can hold one). The first design
+//! kept in-flight rows in a table, and a killed instance's rows held every other instance's
+//! syncs until a reaper removed them ten minutes later. Session locks rule out a pooler in
+//! transaction mode (PgBouncer `pool_mode = transaction`) between Myelin and PostgreSQL.
 //!
-//! Wake-ups: after a commit, the writer sends `NOTIFY myelin` from the same connection.
-//! Every process listens; an account-data notification whose position is still above the
-//! watermark is held until the watermark reaches it, re-checked on every notification and
-//! twice a second, so the woken sync finds the change.
+//! A unit of work ([`super::txn`]) instead takes its positions inside its own transaction:
+//! the counter's new value is invisible until that commit, which therefore needs no marker, at
+//! the price of making other writers of the stream wait for it (deletions and quota'd writes
+//! only).
+//!
+//! Wake-ups: after a commit, the writer sends `NOTIFY myelin`. Every process listens; an
+//! account-data notification whose position is still above the watermark is held until the
+//! watermark reaches it, re-checked on every notification and twice a second, so the woken
+//! sync finds the change.
 
 use std::{collections::BTreeMap, time::Duration};
 
-use sqlx::{PgPool, Postgres, pool::PoolConnection, postgres::PgListener};
+use sqlx::{PgConnection, PgPool, Postgres, pool::PoolConnection, postgres::PgListener};
 use tokio::sync::mpsc;
 
 use super::backend;
@@ -38,61 +46,81 @@ fn tag(stream: Stream) -> i64 {
     stream.index() as i64 + 1
 }
 
-/// Positions this writer holds in flight. Release them with [`Held::release`] once the
-/// writing transaction has ended; dropping a `Held` instead closes its connection, which
-/// releases the locks just the same (a panicking or cancelled writer can never leave one).
-#[derive(Default)]
+/// A connection whose session holds positions in flight. Write through [`Held::conn`], then
+/// [`Held::release`]; dropping a `Held` instead closes its connection, which releases the
+/// locks just the same (a panicking or cancelled writer can never leave one behind).
 pub(super) struct Held {
     conn: Option<PoolConnection<Postgres>>,
 }
 
 impl Held {
-    /// Takes `n` consecutive positions of `stream`. `fast` connections do not wait for the
-    /// disk: the writing transaction's commit comes later in the WAL and makes this one
-    /// durable too, and an allocation lost in a crash was never used.
+    /// Takes `n` consecutive positions of `stream` on a connection of `pool`. The allocation
+    /// commits without waiting for the disk: the write's own commit comes later in the WAL and
+    /// makes it durable too (and [`Held::release`] flushes it when the write failed).
     pub(super) async fn allocate(
-        &mut self,
-        fast: &PgPool,
+        pool: &PgPool,
         stream: Stream,
         n: i64,
-    ) -> StoreResult<Vec<i64>> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            none => none.insert(fast.acquire().await.map_err(backend)?),
-        };
-        sqlx::query_scalar(
+    ) -> StoreResult<(Held, Vec<i64>)> {
+        let mut conn = pool.acquire().await.map_err(backend)?;
+        let allocated = sqlx::query_scalar(
             "WITH p AS (UPDATE stream_positions SET pos = pos + $2 WHERE stream = $1 RETURNING pos)
              SELECT g FROM p, generate_series(p.pos - $2 + 1, p.pos) AS g,
-                  LATERAL (SELECT pg_advisory_lock(($3::BIGINT << 48) | g)) AS l
+                  LATERAL (SELECT pg_advisory_lock(($3::BIGINT << 48) | g),
+                                  set_config('synchronous_commit', 'off', true)) AS l
              ORDER BY g",
         )
         .bind(stream.name())
         .bind(n)
         .bind(tag(stream))
-        .fetch_all(&mut **conn)
-        .await
-        .map_err(backend)
+        .fetch_all(&mut *conn)
+        .await;
+        // Session locks survive a rollback, so a failed allocation may still hold some: the
+        // connection must not go back to the pool.
+        let held = Held { conn: Some(conn) };
+        match allocated {
+            Ok(positions) => Ok((held, positions)),
+            Err(err) => Err(backend(err)),
+        }
     }
 
-    /// Ends the flight of every held position and sends `notes`, in one round trip. Called
-    /// after the writing transaction committed or rolled back.
-    pub(super) async fn release(mut self, fast: &PgPool, notes: &[String]) {
-        let Some(mut conn) = self.conn.take() else {
-            notify(fast, notes).await;
+    /// The session that holds the positions, for the write that uses them.
+    pub(super) fn conn(&mut self) -> StoreResult<&mut PgConnection> {
+        self.conn
+            .as_deref_mut()
+            .ok_or_else(|| backend("positions already released"))
+    }
+
+    /// Ends the flight of every held position and sends `notes`, in one round trip, once the
+    /// write has committed (`committed`) or failed. After a failure the allocation is first
+    /// made durable: otherwise a crash could hand the same position out again after syncs had
+    /// already passed it.
+    pub(super) async fn release(mut self, notes: &[String], committed: bool) {
+        let Some(conn) = self.conn.as_deref_mut() else {
             return;
         };
+        if !committed
+            && let Err(err) = sqlx::query("SELECT txid_current()")
+                .execute(&mut *conn)
+                .await
+        {
+            tracing::error!(error = %err, "flushing a failed write's allocation failed");
+            return;
+        }
         let released = sqlx::query(
-            "SELECT pg_advisory_unlock_all(),
+            "SELECT pg_advisory_unlock_all(), set_config('synchronous_commit', 'off', true),
                     (SELECT COUNT(pg_notify($1, n)) FROM UNNEST($2::TEXT[]) AS n)",
         )
         .bind(CHANNEL)
         .bind(notes)
         .execute(&mut *conn)
         .await;
-        if let Err(err) = released {
-            tracing::error!(error = %err, "releasing stream positions failed; closing the connection");
-            // Closing the session releases its locks.
-            drop(conn.detach());
+        match released {
+            // Back to the pool, holding nothing.
+            Ok(_) => drop(self.conn.take()),
+            Err(err) => {
+                tracing::error!(error = %err, "releasing stream positions failed; closing the connection");
+            }
         }
     }
 }
@@ -100,7 +128,8 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            // Not released: the session must not go back to the pool with its locks.
+            // Not released: the session must not go back to the pool with its locks, and
+            // closing it releases them.
             drop(conn.detach());
         }
     }

@@ -2,15 +2,17 @@
 //!
 //! Lock order, the same for every unit of work, so two of them never deadlock: the user's
 //! row first (`FOR NO KEY UPDATE`, which still lets other writers insert rows that reference
-//! the user), then devices in device-ID order ([`Txn::existing_devices`]). Positions are taken
-//! through a [`Held`] on a connection of their own and released after the commit.
+//! the user), then devices in device-ID order ([`Txn::existing_devices`]), and the stream's
+//! counter last. Positions are taken inside the transaction (see [`super::positions`]): the
+//! new counter is invisible until the commit, so no in-flight marker is needed, and other
+//! writers of the stream wait for this commit.
 
 use async_trait::async_trait;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::{
     classify, insert_device, insert_token,
-    positions::{Held, account_data_note, devices_note},
+    positions::{account_data_note, devices_note, notify},
     upsert_account_data,
 };
 use crate::{NewLogin, StoreResult, Stream, Txn};
@@ -19,7 +21,6 @@ pub(super) struct PgTxn {
     user_id: String,
     tx: Transaction<'static, Postgres>,
     fast: PgPool,
-    held: Held,
     notes: Vec<String>,
 }
 
@@ -35,7 +36,6 @@ impl PgTxn {
             user_id: user_id.to_owned(),
             tx,
             fast: fast.clone(),
-            held: Held::default(),
             notes: Vec::new(),
         })
     }
@@ -174,13 +174,13 @@ impl Txn for PgTxn {
         data_type: &str,
         content: &str,
     ) -> StoreResult<u64> {
-        let positions = self
-            .held
-            .allocate(&self.fast, Stream::AccountData, 1)
-            .await?;
-        let Some(&pos) = positions.first() else {
-            return Err(super::backend("no position allocated"));
-        };
+        let pos: i64 = sqlx::query_scalar(
+            "UPDATE stream_positions SET pos = pos + 1 WHERE stream = $1 RETURNING pos",
+        )
+        .bind(Stream::AccountData.name())
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(classify)?;
         upsert_account_data(
             &mut *self.tx,
             &self.user_id,
@@ -196,21 +196,10 @@ impl Txn for PgTxn {
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         let Self {
-            tx,
-            fast,
-            held,
-            notes,
-            ..
+            tx, fast, notes, ..
         } = *self;
-        match tx.commit().await.map_err(classify) {
-            Ok(()) => {
-                held.release(&fast, &notes).await;
-                Ok(())
-            }
-            Err(err) => {
-                held.release(&fast, &[]).await;
-                Err(err)
-            }
-        }
+        tx.commit().await.map_err(classify)?;
+        notify(&fast, &notes).await;
+        Ok(())
     }
 }

@@ -21,7 +21,8 @@ use super::{
 };
 use crate::{NewLogin, StoreError, StoreResult, Stream, Txn};
 
-type Step = Box<dyn FnOnce(&Connection) + Send>;
+/// A step runs on the writer's connection and tells whether it succeeded.
+type Step = Box<dyn FnOnce(&Connection) -> bool + Send>;
 
 enum Msg {
     Step(Step),
@@ -40,7 +41,15 @@ impl SqliteTxn {
         let done = pool.submit(move |conn| {
             loop {
                 match inbox.recv() {
-                    Ok(Msg::Step(step)) => step(conn),
+                    // After a failed step nothing more runs: SQLite may have rolled back the
+                    // whole batch, and later steps would then commit on their own.
+                    Ok(Msg::Step(step)) => {
+                        if !step(conn) {
+                            return Err(StoreError::Backend(
+                                "a step of the unit of work failed".into(),
+                            ));
+                        }
+                    }
                     Ok(Msg::Commit) => return Ok(()),
                     Err(_) => return Err(StoreError::Backend("unit of work abandoned".into())),
                 }
@@ -61,7 +70,10 @@ impl SqliteTxn {
         let (tx, rx) = oneshot::channel();
         let user_id = self.user_id.clone();
         let step: Step = Box::new(move |conn| {
-            let _ = tx.send(f(conn, &user_id));
+            let outcome = f(conn, &user_id);
+            let ok = outcome.is_ok();
+            let _ = tx.send(outcome);
+            ok
         });
         self.steps
             .send(Msg::Step(step))
