@@ -33,6 +33,9 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             get(account_data::get_room_account_data).put(account_data::put_room_account_data),
         ),
         ("/sync", get(sync::sync_events)),
+        // The trailing slashes are part of the spec's paths (PR-01, PR-03).
+        ("/pushrules/", get(push_rules::get_push_rules)),
+        ("/pushrules/global/", get(push_rules::get_global_push_rules)),
         ("/user/{user_id}/filter", post(sync::create_filter)),
         ("/user/{user_id}/filter/{filter_id}", get(sync::get_filter)),
     ]

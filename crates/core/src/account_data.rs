@@ -152,6 +152,12 @@ pub async fn get(
 ) -> Result<String> {
     check_owner(requester, user_id, "get")?;
     check_room_and_type(room_id, data_type)?;
+    if room_id.is_none() && data_type == crate::push::PUSH_RULES {
+        // Owned by the push-rules API; the defaults until the user changes a rule.
+        return Ok(crate::push::account_data_content(services, user_id)
+            .await?
+            .to_string());
+    }
     match services
         .store
         .get_account_data(user_id, room_id, data_type)

@@ -17,6 +17,7 @@ pub mod devices;
 pub mod error;
 pub mod ids;
 pub mod password;
+pub mod push;
 pub mod ratelimit;
 pub mod sync;
 pub mod uia;

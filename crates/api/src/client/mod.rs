@@ -3,6 +3,7 @@
 
 pub mod account_data;
 pub mod devices;
+pub mod push_rules;
 pub mod register;
 pub mod session;
 pub mod sync;

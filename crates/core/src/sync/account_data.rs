@@ -13,7 +13,7 @@ use super::{
     filter::Filter,
     response::{Event, SyncResponse},
 };
-use crate::{Services, error::Error, error::Result};
+use crate::{Services, error::Error, error::Result, push::PUSH_RULES};
 use myelin_store::{AccountDataChange, Stream};
 
 use super::token::SyncToken;
@@ -79,6 +79,23 @@ pub(super) async fn fill(
                 }
             }
         }
+    }
+    // SC-07 / PR-29: every initial sync carries the user's push rules, defaults included.
+    if from.is_none()
+        && global_filter.allows_type(PUSH_RULES)
+        && !response
+            .account_data
+            .events
+            .iter()
+            .any(|e| e.event_type == PUSH_RULES)
+    {
+        let content = crate::push::account_data_content(services, user_id).await?;
+        let content = RawValue::from_string(content.to_string())
+            .map_err(|e| Error::Internal(format!("push rules are not JSON: {e}").into()))?;
+        response.account_data.events.push(Event {
+            event_type: PUSH_RULES.to_owned(),
+            content,
+        });
     }
     Ok(())
 }
