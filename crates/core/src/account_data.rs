@@ -87,24 +87,43 @@ pub async fn put(
         )));
     }
     let quota = services.config.limits.account_data_quota_bytes;
+    if write(services, user_id, room_id, data_type, text, quota).await? {
+        Ok(())
+    } else {
+        Err(too_large(
+            "Storing this would exceed your account data quota",
+        ))
+    }
+}
+
+/// Stores `content` (a tombstone too) and wakes the user's syncs, to the end even if the
+/// client hangs up; `Ok(false)` when `quota` refused it and nothing was written.
+async fn write(
+    services: &Services,
+    user_id: &str,
+    room_id: Option<&str>,
+    data_type: &str,
+    content: String,
+    quota: Option<u64>,
+) -> Result<bool> {
     let (user, room, kind) = (
         user_id.to_owned(),
         room_id.map(str::to_owned),
         data_type.to_owned(),
     );
-    let written = services
+    services
         .detached(move |services| async move {
             let room = room.as_deref();
             let written = match quota {
                 None => {
                     services
                         .store
-                        .put_account_data(&user, room, &kind, &text)
+                        .put_account_data(&user, room, &kind, &content)
                         .await?;
                     true
                 }
                 Some(quota) => {
-                    write_within_quota(&services, &user, room, &kind, &text, quota).await?
+                    write_within_quota(&services, &user, room, &kind, &content, quota).await?
                 }
             };
             if written {
@@ -112,14 +131,7 @@ pub async fn put(
             }
             Ok(written)
         })
-        .await?;
-    if written {
-        Ok(())
-    } else {
-        Err(too_large(
-            "Storing this would exceed your account data quota",
-        ))
-    }
+        .await
 }
 
 /// Writes unless the user's account data (type names plus content) would then exceed
@@ -197,19 +209,15 @@ async fn remove(
     if current.as_deref().is_none_or(|c| c == TOMBSTONE) {
         return Ok(());
     }
-    let (user, room, kind) = (
-        user_id.to_owned(),
-        room_id.map(str::to_owned),
-        data_type.to_owned(),
-    );
-    services
-        .detached(move |services| async move {
-            services
-                .store
-                .put_account_data(&user, room.as_deref(), &kind, TOMBSTONE)
-                .await?;
-            services.notifier.wake(&user);
-            Ok(())
-        })
-        .await
+    // A deletion frees space: the quota never refuses it.
+    write(
+        services,
+        user_id,
+        room_id,
+        data_type,
+        TOMBSTONE.to_owned(),
+        None,
+    )
+    .await
+    .map(drop)
 }

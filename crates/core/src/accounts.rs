@@ -12,7 +12,7 @@ use crate::{
     Services,
     appservice::Appservice,
     auth::Requester,
-    error::{Error, Result, bad_json, field_too_long, forbidden, missing_param},
+    error::{Error, Result, bad_json, forbidden, missing_param},
     ids, ratelimit, uia,
 };
 use myelin_store::{NewLogin, StoreError, User};
@@ -54,19 +54,6 @@ struct RegisterBody {
 fn parse<T: for<'de> Deserialize<'de>>(body: &Map<String, Value>) -> Result<T> {
     serde_json::from_value(Value::Object(body.clone()))
         .map_err(|e| bad_json(format!("Invalid request body: {e}")))
-}
-
-fn check_display_name(services: &Services, name: Option<&str>) -> Result<()> {
-    let max = services.config.limits.device_display_name_max_chars;
-    match name {
-        Some(name) if name.chars().count() > max => Err(field_too_long(format!(
-            "Device display name is too long (max {max})"
-        ))),
-        Some(name) if ids::has_nul(name) => Err(crate::error::invalid_param(
-            "initial_device_display_name must not contain NUL characters",
-        )),
-        _ => Ok(()),
-    }
 }
 
 fn retry_after(wait: Duration) -> Error {
@@ -147,7 +134,11 @@ pub async fn register(
     if let Some(device_id) = &request.device_id {
         ids::check_device_id(device_id)?;
     }
-    check_display_name(services, request.initial_device_display_name.as_deref())?;
+    crate::devices::check_display_name(
+        services,
+        request.initial_device_display_name.as_deref(),
+        "initial_device_display_name",
+    )?;
 
     let flows = match services.config.registration.token {
         Some(_) => vec![vec![uia::REGISTRATION_TOKEN]],
@@ -312,7 +303,11 @@ async fn register_appservice_user(
     if let Some(device_id) = &request.device_id {
         ids::check_device_id(device_id)?;
     }
-    check_display_name(services, request.initial_device_display_name.as_deref())?;
+    crate::devices::check_display_name(
+        services,
+        request.initial_device_display_name.as_deref(),
+        "initial_device_display_name",
+    )?;
     let (login, token) = new_login(request, None);
     let login = (!inhibit_login).then_some(login);
     let device_id = login.as_ref().map(|l| l.device_id.clone());
@@ -432,7 +427,11 @@ pub async fn login(
     if let Some(device_id) = &request.device_id {
         ids::check_device_id(device_id)?;
     }
-    check_display_name(services, request.initial_device_display_name.as_deref())?;
+    crate::devices::check_display_name(
+        services,
+        request.initial_device_display_name.as_deref(),
+        "initial_device_display_name",
+    )?;
     let token = ids::new_access_token();
     let device_id = request.device_id.unwrap_or_else(ids::new_device_id);
     let new = NewLogin {

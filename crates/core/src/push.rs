@@ -56,6 +56,11 @@ pub async fn account_data_content(services: &Services, user_id: &str) -> Result<
     Ok(json!({ "global": ruleset(services, user_id).await? }))
 }
 
+/// That content for a user who never changed a rule.
+pub fn default_account_data_content(user_id: &str) -> Value {
+    json!({ "global": server_default(user_id) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

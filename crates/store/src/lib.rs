@@ -37,6 +37,15 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Milliseconds since the Unix epoch, for the backends' own bookkeeping (migration records,
+/// the sweep of expired UIA sessions).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 /// A stored user account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

@@ -43,6 +43,26 @@ pub async fn get(services: &Services, requester: &Requester, device_id: &str) ->
     Ok(device)
 }
 
+/// A device display name a client sent in `field` (a rename or a login's
+/// `initial_device_display_name`): at most `limits.device_display_name_max_chars`
+/// characters, and no NUL.
+pub(crate) fn check_display_name(
+    services: &Services,
+    name: Option<&str>,
+    field: &str,
+) -> Result<()> {
+    let max = services.config.limits.device_display_name_max_chars;
+    match name {
+        Some(name) if name.chars().count() > max => Err(field_too_long(format!(
+            "Device display name is too long (max {max})"
+        ))),
+        Some(name) if ids::has_nul(name) => Err(invalid_param(format!(
+            "{field} must not contain NUL characters"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct UpdateBody {
     #[serde(default)]
@@ -58,21 +78,7 @@ pub async fn update(
 ) -> Result<bool> {
     let body: UpdateBody = serde_json::from_value(Value::Object(body))
         .map_err(|e| bad_json(format!("Invalid request body: {e}")))?;
-    let max = services.config.limits.device_display_name_max_chars;
-    if body
-        .display_name
-        .as_deref()
-        .is_some_and(|n| n.chars().count() > max)
-    {
-        return Err(field_too_long(format!(
-            "Device display name is too long (max {max})"
-        )));
-    }
-    if body.display_name.as_deref().is_some_and(ids::has_nul) {
-        return Err(invalid_param(
-            "display_name must not contain NUL characters",
-        ));
-    }
+    check_display_name(services, body.display_name.as_deref(), "display_name")?;
     let Some(service) = &requester.appservice else {
         if !ids::could_be_device_id(device_id) {
             return Err(not_found("Device not found"));

@@ -80,7 +80,8 @@ pub(super) async fn fill(
             }
         }
     }
-    // SC-07 / PR-29: every initial sync carries the user's push rules, defaults included.
+    // SC-07 / PR-29: every initial sync carries the user's push rules. Stored ones came with
+    // the changes above; a user without them has the defaults.
     if from.is_none()
         && global_filter.allows_type(PUSH_RULES)
         && !response
@@ -89,7 +90,7 @@ pub(super) async fn fill(
             .iter()
             .any(|e| e.event_type == PUSH_RULES)
     {
-        let content = crate::push::account_data_content(services, user_id).await?;
+        let content = crate::push::default_account_data_content(user_id);
         let content = RawValue::from_string(content.to_string())
             .map_err(|e| Error::Internal(format!("push rules are not JSON: {e}").into()))?;
         response.account_data.events.push(Event {

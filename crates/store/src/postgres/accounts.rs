@@ -64,7 +64,7 @@ impl AccountStore for PostgresStore {
         let completed = serde_json::to_string(&session.completed).map_err(backend)?;
         let mut tx = self.pool.begin().await.map_err(classify)?;
         sqlx::query("DELETE FROM uia_sessions WHERE expires_ts < $1")
-            .bind(now_ms())
+            .bind(crate::now_ms())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;

@@ -14,7 +14,7 @@ use std::{str::FromStr, sync::Mutex, time::Duration};
 
 use async_trait::async_trait;
 use sqlx::{
-    Executor, PgPool, Postgres, Row, Transaction,
+    Executor, PgConnection, PgPool, Postgres, Row, Transaction,
     postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgSslMode},
 };
 use tokio::{sync::mpsc, task::JoinHandle};
@@ -114,7 +114,7 @@ impl PostgresStore {
         } else {
             format!("{host}:{}", connect.get_port())
         };
-        let first = <sqlx::PgConnection as sqlx::Connection>::connect_with(&connect);
+        let first = <PgConnection as sqlx::Connection>::connect_with(&connect);
         match tokio::time::timeout(Duration::from_secs(10), first).await {
             Ok(Ok(conn)) => {
                 let _ = sqlx::Connection::close(conn).await;
@@ -218,7 +218,7 @@ async fn migrate(pool: &PgPool) -> StoreResult<()> {
             )
             .bind(version)
             .bind(name)
-            .bind(now_ms())
+            .bind(crate::now_ms())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -235,11 +235,16 @@ async fn migrate(pool: &PgPool) -> StoreResult<()> {
     result
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+/// Takes the user's row lock for the rest of `tx`: every multi-statement write on one user's
+/// data starts here, so such writes run one after another and lock rows in one order (see
+/// [`txn`]). `FOR NO KEY UPDATE` still lets other writers insert rows that reference the user.
+async fn lock_user(tx: &mut PgConnection, user_id: &str) -> StoreResult<()> {
+    sqlx::query("SELECT 1 FROM users WHERE user_id = $1 FOR NO KEY UPDATE")
+        .bind(user_id)
+        .execute(tx)
+        .await
+        .map_err(classify)?;
+    Ok(())
 }
 
 fn device_from_row(r: &sqlx::postgres::PgRow) -> Result<Device, sqlx::Error> {
@@ -255,8 +260,8 @@ async fn insert_device(
     tx: &mut Transaction<'static, Postgres>,
     user_id: &str,
     login: &NewLogin,
-) -> StoreResult<bool> {
-    let inserted = sqlx::query(
+) -> StoreResult<()> {
+    sqlx::query(
         "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts)
          VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING",
     )
@@ -268,7 +273,7 @@ async fn insert_device(
     .execute(&mut **tx)
     .await
     .map_err(classify)?;
-    Ok(inserted.rows_affected() > 0)
+    Ok(())
 }
 
 async fn upsert_account_data<'e>(

@@ -11,11 +11,7 @@ impl SyncStore for PostgresStore {
         // The user's row lock orders concurrent uploads (from any process), so each takes
         // the next free ID; racing for it and retrying gave up under load with a 500.
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        sqlx::query("SELECT 1 FROM users WHERE user_id = $1 FOR NO KEY UPDATE")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        lock_user(&mut tx, user_id).await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO filters (user_id, filter_id, filter)
              SELECT $1, COALESCE(MAX(filter_id) + 1, 0), $2 FROM filters WHERE user_id = $1

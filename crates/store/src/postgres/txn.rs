@@ -1,8 +1,7 @@
 //! A unit of work on PostgreSQL: one transaction on one user's data, driven by `core`.
 //!
 //! Lock order, the same for every unit of work, so two of them never deadlock: the user's
-//! row first (`FOR NO KEY UPDATE`, which still lets other writers insert rows that reference
-//! the user), then devices in device-ID order ([`Txn::existing_devices`]), and the stream's
+//! row first ([`super::lock_user`]), then devices in device-ID order ([`Txn::existing_devices`]), and the stream's
 //! counter last. Positions are taken inside the transaction (see [`super::positions`]): the
 //! new counter is invisible until the commit, so no in-flight marker is needed, and other
 //! writers of the stream wait for this commit.
@@ -11,7 +10,7 @@ use async_trait::async_trait;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::{
-    classify, insert_device, insert_token,
+    classify, insert_device, insert_token, lock_user,
     positions::{account_data_note, devices_note, notify},
     upsert_account_data,
 };
@@ -27,11 +26,7 @@ pub(super) struct PgTxn {
 impl PgTxn {
     pub(super) async fn begin(pool: &PgPool, fast: &PgPool, user_id: &str) -> StoreResult<Self> {
         let mut tx = pool.begin().await.map_err(classify)?;
-        sqlx::query("SELECT 1 FROM users WHERE user_id = $1 FOR NO KEY UPDATE")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        lock_user(&mut tx, user_id).await?;
         Ok(Self {
             user_id: user_id.to_owned(),
             tx,

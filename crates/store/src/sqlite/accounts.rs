@@ -87,7 +87,7 @@ impl AccountStore for SqliteStore {
         self.pool
             .write(move |conn| {
                 let completed = serde_json::to_string(&session.completed).map_err(backend)?;
-                let now = now_ms();
+                let now = crate::now_ms();
                 let run = || -> rusqlite::Result<()> {
                     // Expired sessions are swept whenever a session is written.
                     conn.prepare_cached("DELETE FROM uia_sessions WHERE expires_ts < ?1")?

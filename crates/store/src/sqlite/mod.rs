@@ -70,20 +70,13 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         tx.execute_batch(sql).map_err(classify)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_ts) VALUES (?1, ?2, ?3)",
-            params![version, name, now_ms()],
+            params![version, name, crate::now_ms()],
         )
         .map_err(classify)?;
         tx.commit().map_err(classify)?;
         tracing::info!(version, name, "applied migration");
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 fn room_key(room_id: Option<&str>) -> &str {
