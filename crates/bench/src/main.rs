@@ -6,8 +6,10 @@
 //! worker (as wrk does). Traffic goes only to `--url`. With `--pid`, it samples the server's
 //! resident memory throughout.
 
+mod client;
+mod compare;
+
 use std::{
-    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -17,16 +19,11 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper::{
-    Method, Request,
-    body::Bytes,
-    client::conn::http1::{self, SendRequest},
-};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, body::Bytes};
 use serde::Serialize;
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use serde_json::json;
+
+use client::{API, PASSWORD, Target, User, login_token, register};
 
 #[derive(Parser)]
 #[command(
@@ -69,183 +66,6 @@ struct Args {
     /// Instead of running: print a side-by-side Markdown table of two JSON result files.
     #[arg(long, num_args = 2, value_names = ["A.json", "B.json"])]
     compare: Option<Vec<std::path::PathBuf>>,
-}
-
-const PASSWORD: &str = "bench-password-0123456789";
-
-/// One HTTP/1.1 keep-alive connection. A server may close it while it sits idle (Myelin
-/// closes connections that send no request within `limits.header_read_timeout_ms`); like a
-/// real client, the next request then opens a new one.
-struct Conn {
-    sender: SendRequest<Full<Bytes>>,
-    host: String,
-    addr: String,
-}
-
-/// The server instances under test; new connections go to each in turn.
-#[derive(Clone)]
-struct Target {
-    /// (address, host header) per instance.
-    endpoints: Arc<Vec<(String, String)>>,
-    next: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Target {
-    fn parse(urls: &[String]) -> anyhow::Result<Self> {
-        let mut endpoints = Vec::new();
-        for url in urls {
-            let rest = url
-                .strip_prefix("http://")
-                .context("--url must start with http://")?;
-            let host = rest.trim_end_matches('/').to_owned();
-            if host.contains('/') {
-                bail!("--url must be a base URL without a path");
-            }
-            let addr = if host.contains(':') {
-                host.clone()
-            } else {
-                format!("{host}:80")
-            };
-            endpoints.push((addr, host));
-        }
-        if endpoints.is_empty() {
-            bail!("--url is required");
-        }
-        Ok(Self {
-            endpoints: Arc::new(endpoints),
-            next: Arc::default(),
-        })
-    }
-
-    async fn connect(&self) -> anyhow::Result<Conn> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.connect_to(i).await
-    }
-
-    /// A connection to instance `i` (modulo the number of instances).
-    async fn connect_to(&self, i: usize) -> anyhow::Result<Conn> {
-        let (addr, host) = &self.endpoints[i % self.endpoints.len()];
-        Ok(Conn {
-            sender: handshake(addr).await?,
-            host: host.clone(),
-            addr: addr.clone(),
-        })
-    }
-
-    fn last(&self) -> usize {
-        self.endpoints.len() - 1
-    }
-}
-
-async fn handshake(addr: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
-}
-
-impl Conn {
-    async fn call(
-        &mut self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Bytes>,
-    ) -> anyhow::Result<(u16, Bytes)> {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.host);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
-        }
-        let request = request.body(Full::new(body.unwrap_or_default()))?;
-        if self.sender.ready().await.is_err() {
-            self.sender = handshake(&self.addr).await?;
-            self.sender.ready().await?;
-        }
-        let response = self.sender.send_request(request).await?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
-    }
-
-    async fn json(
-        &mut self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let body = body.map(|b| Bytes::from(b.to_string()));
-        let (status, bytes) = self.call(method, path, token, body).await?;
-        Ok((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
-    }
-}
-
-#[derive(Clone)]
-struct User {
-    user_id: String,
-    localpart: String,
-    token: String,
-}
-
-const API: &str = "/_matrix/client/v3";
-
-async fn register(conn: &mut Conn, localpart: &str) -> anyhow::Result<User> {
-    let mut body = json!({"username": localpart, "password": PASSWORD,
-                          "initial_device_display_name": "bench"});
-    let (status, first) = conn
-        .json(Method::POST, &format!("{API}/register"), None, Some(&body))
-        .await?;
-    if status != 401 {
-        bail!("register {localpart}: expected 401, got {status} {first}");
-    }
-    body["auth"] = json!({"type": "m.login.dummy", "session": first["session"]});
-    let (status, done) = conn
-        .json(Method::POST, &format!("{API}/register"), None, Some(&body))
-        .await?;
-    if status != 200 {
-        bail!("register {localpart}: {status} {done}");
-    }
-    Ok(User {
-        user_id: done["user_id"].as_str().context("user_id")?.to_owned(),
-        localpart: localpart.to_owned(),
-        token: done["access_token"]
-            .as_str()
-            .context("access_token")?
-            .to_owned(),
-    })
-}
-
-async fn login(conn: &mut Conn, user: &User) -> anyhow::Result<(u16, Value)> {
-    let body = json!({"type": "m.login.password",
-                      "identifier": {"type": "m.id.user", "user": user.localpart},
-                      "password": PASSWORD, "initial_device_display_name": "bench"});
-    conn.json(Method::POST, &format!("{API}/login"), None, Some(&body))
-        .await
-}
-
-async fn login_token(conn: &mut Conn, user: &User) -> anyhow::Result<String> {
-    let (status, body) = login(conn, user).await?;
-    if status != 200 {
-        bail!("login {}: {status} {body}", user.localpart);
-    }
-    Ok(body["access_token"]
-        .as_str()
-        .context("access_token")?
-        .to_owned())
 }
 
 /// Latency samples (µs) and outcome counts of one scenario.
@@ -438,7 +258,7 @@ struct Report {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(files) = &args.compare {
-        return compare(&files[0], &files[1]);
+        return compare::compare(&files[0], &files[1]);
     }
     let target = Target::parse(&args.url)?;
     let _ = ONLY.set(args.only.clone());
@@ -845,97 +665,4 @@ async fn bulk_delete(target: &Target, user: &User) -> anyhow::Result<BulkDelete>
         beyond_password_ms: (total_ms - password_check_ms).max(0.0),
         devices_left: after["devices"].as_array().map_or(0, Vec::len),
     })
-}
-
-/// Prints two result files side by side as a Markdown table.
-fn compare(a: &std::path::Path, b: &std::path::Path) -> anyhow::Result<()> {
-    let load = |p: &std::path::Path| -> anyhow::Result<Value> {
-        Ok(serde_json::from_str(&std::fs::read_to_string(p)?)?)
-    };
-    let (a, b) = (load(a)?, load(b)?);
-    let (la, lb) = (
-        a["label"].as_str().unwrap_or("A"),
-        b["label"].as_str().unwrap_or("B"),
-    );
-    println!(
-        "| scenario | c | {la} req/s | {lb} req/s | ratio | {la} p50 / p99 ms | {lb} p50 / p99 ms |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    let index = |v: &Value| -> BTreeMap<(String, u64), Value> {
-        v["throughput"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|t| {
-                (
-                    (
-                        t["name"].as_str().unwrap_or("").to_owned(),
-                        t["concurrency"].as_u64().unwrap_or(0),
-                    ),
-                    t.clone(),
-                )
-            })
-            .collect()
-    };
-    let bi = index(&b);
-    for t in a["throughput"].as_array().into_iter().flatten() {
-        let key = (
-            t["name"].as_str().unwrap_or("").to_owned(),
-            t["concurrency"].as_u64().unwrap_or(0),
-        );
-        let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
-        let other = bi.get(&key).cloned().unwrap_or(Value::Null);
-        let ratio = if f(&other, "rps") > 0.0 {
-            format!("{:.1}×", f(t, "rps") / f(&other, "rps"))
-        } else {
-            "–".to_owned()
-        };
-        println!(
-            "| {} | {} | {:.0} | {:.0} | {} | {:.2} / {:.2} | {:.2} / {:.2} |",
-            key.0,
-            key.1,
-            f(t, "rps"),
-            f(&other, "rps"),
-            ratio,
-            f(t, "p50_ms"),
-            f(t, "p99_ms"),
-            f(&other, "p50_ms"),
-            f(&other, "p99_ms")
-        );
-    }
-    let g = |v: &Value, a: &str, b: &str| v[a][b].as_f64().unwrap_or(0.0);
-    println!();
-    println!("| measure | {la} | {lb} |");
-    println!("|---|---|---|");
-    println!(
-        "| wake-up PUT → waiting /sync, median / p90 (ms) | {:.2} / {:.2} | {:.2} / {:.2} |",
-        g(&a, "wake_up", "median_ms"),
-        g(&a, "wake_up", "p90_ms"),
-        g(&b, "wake_up", "median_ms"),
-        g(&b, "wake_up", "p90_ms")
-    );
-    println!(
-        "| /delete_devices of {} devices, beyond the password check (ms) | {:.1} | {:.1} |",
-        a["delete_devices"]["devices"],
-        g(&a, "delete_devices", "beyond_password_ms"),
-        g(&b, "delete_devices", "beyond_password_ms")
-    );
-    println!(
-        "| memory idle before / after (MiB) | {:.1} / {:.1} | {:.1} / {:.1} |",
-        g(&a, "memory", "idle_before_mib"),
-        g(&a, "memory", "idle_after_mib"),
-        g(&b, "memory", "idle_before_mib"),
-        g(&b, "memory", "idle_after_mib")
-    );
-    println!(
-        "| memory peak (MiB) | {:.1} | {:.1} |",
-        g(&a, "memory", "peak_mib"),
-        g(&b, "memory", "peak_mib")
-    );
-    println!(
-        "| setup (registration, devices) (s) | {:.1} | {:.1} |",
-        a["setup_seconds"].as_f64().unwrap_or(0.0),
-        b["setup_seconds"].as_f64().unwrap_or(0.0)
-    );
-    Ok(())
 }
