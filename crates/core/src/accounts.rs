@@ -3,7 +3,7 @@
 //! A device and its first token are created in one transaction (AU-21), so a login that fails
 //! half-way can never leave a device without a token behind.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -12,7 +12,7 @@ use crate::{
     Services,
     appservice::Appservice,
     auth::Requester,
-    error::{Error, Result, bad_json, forbidden, missing_param},
+    error::{Error, Result, bad_json, forbidden, limit_exceeded, missing_param},
     ids, ratelimit, uia,
 };
 use myelin_store::{NewLogin, StoreError, User};
@@ -56,12 +56,6 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &Map<String, Value>) -> Result<T> {
         .map_err(|e| bad_json(format!("Invalid request body: {e}")))
 }
 
-fn retry_after(wait: Duration) -> Error {
-    Error::LimitExceeded {
-        retry_after_ms: wait.as_millis().max(1) as u64,
-    }
-}
-
 /// `POST /register`.
 pub async fn register(
     services: &Services,
@@ -97,7 +91,7 @@ pub async fn register(
             .limiters
             .registration_per_address
             .check(&ratelimit::address_key(ip))
-            .map_err(retry_after)?;
+            .map_err(limit_exceeded)?;
     }
 
     // UIA-14: parameters of the first request are remembered; a later round may send only
@@ -354,7 +348,7 @@ pub fn registration_token_valid(
             .limiters
             .registration_token_validity_per_address
             .check(&ratelimit::address_key(ip))
-            .map_err(retry_after)?;
+            .map_err(limit_exceeded)?;
     }
     Ok(match &services.config.registration.token {
         Some(expected) if services.config.registration.enabled => {
@@ -467,12 +461,12 @@ pub async fn check_password(
     limiters
         .login_failures_per_account
         .check(user_id)
-        .map_err(retry_after)?;
+        .map_err(limit_exceeded)?;
     if let Some(address) = &address
         && let Err(wait) = limiters.login_failures_per_address.check(address)
     {
         limiters.login_failures_per_account.refund(user_id);
-        return Err(retry_after(wait));
+        return Err(limit_exceeded(wait));
     }
     let checked = verify_password(services, user_id, password).await;
     // Only a wrong password keeps what it spent; a server error is not the client's guess.

@@ -88,6 +88,14 @@ pub fn too_large(msg: impl Into<Msg>) -> Error {
     Error::TooLarge(msg.into())
 }
 
+/// A rate limiter refused: try again after `wait` (at least a millisecond, so clients never
+/// see `retry_after_ms: 0`).
+pub fn limit_exceeded(wait: std::time::Duration) -> Error {
+    Error::LimitExceeded {
+        retry_after_ms: wait.as_millis().max(1) as u64,
+    }
+}
+
 pub fn field_too_long(msg: impl Into<Msg>) -> Error {
     Error::FieldTooLong(msg.into())
 }

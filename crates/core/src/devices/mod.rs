@@ -17,7 +17,9 @@ use serde_json::{Map, Value};
 use crate::{
     Services,
     auth::Requester,
-    error::{Error, Result, bad_json, field_too_long, invalid_param, missing_param, not_found},
+    error::{
+        Result, bad_json, field_too_long, invalid_param, limit_exceeded, missing_param, not_found,
+    },
     ids, uia,
 };
 use myelin_store::{Device, DeviceUpsert};
@@ -105,9 +107,7 @@ pub async fn update(
             .limiters
             .appservice_device_creation
             .check(&service.id)
-            .map_err(|wait| Error::LimitExceeded {
-                retry_after_ms: wait.as_millis().max(1) as u64,
-            })?;
+            .map_err(limit_exceeded)?;
     }
     let outcome = services
         .store
