@@ -622,7 +622,7 @@ async fn a_lost_notification_connection_wakes_every_waiting_sync() {
         loop {
             match wakeups.recv().await {
                 Some(Wakeup::All) => return true,
-                Some(Wakeup::User(_)) => continue,
+                Some(Wakeup::User(_) | Wakeup::Room(_)) => continue,
                 None => return false,
             }
         }

@@ -300,3 +300,116 @@ impl TestServer {
         })
     }
 }
+
+/// A fresh transaction ID for a test request.
+pub fn txn() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("t{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Rooms: the requests most tests make along the way.
+impl TestServer {
+    /// `POST /createRoom`, asserting success; the room ID.
+    pub async fn create_room(&self, user: &User, body: Value) -> String {
+        let resp = self.post("/createRoom", &user.token, body).await;
+        resp.assert_ok()["room_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends an `m.room.message`; the event ID.
+    pub async fn send_text(&self, user: &User, room_id: &str, text: &str) -> String {
+        let resp = self
+            .send_event(
+                user,
+                room_id,
+                "m.room.message",
+                json!({ "msgtype": "m.text", "body": text }),
+            )
+            .await;
+        resp.assert_ok()["event_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn send_event(&self, user: &User, room_id: &str, kind: &str, content: Value) -> Resp {
+        let path = format!("/rooms/{}/send/{}/{}", enc(room_id), enc(kind), txn());
+        self.put(&path, &user.token, content).await
+    }
+
+    pub async fn put_state(
+        &self,
+        user: &User,
+        room_id: &str,
+        kind: &str,
+        state_key: &str,
+        content: Value,
+    ) -> Resp {
+        let path = format!(
+            "/rooms/{}/state/{}/{}",
+            enc(room_id),
+            enc(kind),
+            enc(state_key)
+        );
+        self.put(&path, &user.token, content).await
+    }
+
+    pub async fn room_post(&self, user: &User, room_id: &str, action: &str, body: Value) -> Resp {
+        self.post(
+            &format!("/rooms/{}/{action}", enc(room_id)),
+            &user.token,
+            body,
+        )
+        .await
+    }
+
+    pub async fn join(&self, user: &User, room_id: &str) {
+        self.room_post(user, room_id, "join", json!({}))
+            .await
+            .assert_ok();
+    }
+
+    pub async fn invite(&self, user: &User, room_id: &str, invitee: &User) {
+        self.room_post(
+            user,
+            room_id,
+            "invite",
+            json!({ "user_id": invitee.user_id }),
+        )
+        .await
+        .assert_ok();
+    }
+
+    /// `GET /sync` with query pairs (values encoded here), asserting success.
+    pub async fn sync(&self, user: &User, query: &[(&str, &str)]) -> Value {
+        let query: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", enc(v)))
+            .collect();
+        self.get(&format!("/sync?{}", query.join("&")), &user.token)
+            .await
+            .assert_ok()
+            .clone()
+    }
+}
+
+/// The event types of a list of events.
+pub fn types_of(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The event IDs of a list of events.
+pub fn ids_of(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -137,6 +137,16 @@ impl From<Error> for ApiError {
                 "M_UNKNOWN_DEVICE",
                 "The user has no device with this ID",
             ),
+            Error::UnsupportedRoomVersion(m) => {
+                matrix(S::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION", m)
+            }
+            Error::RoomInUse => matrix(
+                S::BAD_REQUEST,
+                "M_ROOM_IN_USE",
+                "The room alias is already taken",
+            ),
+            Error::InvalidRoomState(m) => matrix(S::BAD_REQUEST, "M_INVALID_ROOM_STATE", m),
+            Error::BadAlias(m) => matrix(S::BAD_REQUEST, "M_BAD_ALIAS", m),
             Error::LimitExceeded { retry_after_ms } => ApiError::Matrix(MatrixError {
                 status: S::TOO_MANY_REQUESTS,
                 errcode: "M_LIMIT_EXCEEDED",

@@ -11,6 +11,7 @@ pub mod extract;
 mod middleware;
 mod path;
 mod router;
+mod server_keys;
 
 /// Shared state: the services, and the base URL clients should use (for `.well-known` and
 /// the login response).

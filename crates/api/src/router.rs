@@ -2,7 +2,7 @@
 
 use axum::{
     Router,
-    routing::{MethodRouter, delete, get, post},
+    routing::{MethodRouter, delete, get, post, put},
 };
 
 use crate::{AppState, client::*, error, middleware};
@@ -32,7 +32,52 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/user/{user_id}/rooms/{room_id}/account_data/{type}",
             get(account_data::get_room_account_data).put(account_data::put_room_account_data),
         ),
+        ("/capabilities", get(capabilities::get_capabilities)),
         ("/sync", get(sync::sync_events)),
+        // Rooms: creation, membership, sending, reading.
+        ("/createRoom", post(rooms::create_room)),
+        ("/joined_rooms", get(membership::joined_rooms)),
+        ("/join/{room}", post(membership::join_by_id_or_alias)),
+        ("/knock/{room}", post(membership::knock)),
+        ("/rooms/{room_id}/join", post(membership::join)),
+        ("/rooms/{room_id}/invite", post(membership::invite)),
+        ("/rooms/{room_id}/leave", post(membership::leave)),
+        ("/rooms/{room_id}/forget", post(membership::forget)),
+        ("/rooms/{room_id}/kick", post(membership::kick)),
+        ("/rooms/{room_id}/ban", post(membership::ban)),
+        ("/rooms/{room_id}/unban", post(membership::unban)),
+        (
+            "/rooms/{room_id}/send/{event_type}/{txn_id}",
+            put(rooms::send_message),
+        ),
+        (
+            "/rooms/{room_id}/redact/{event_id}/{txn_id}",
+            put(rooms::redact),
+        ),
+        ("/rooms/{room_id}/state", get(rooms::get_state)),
+        (
+            "/rooms/{room_id}/state/{event_type}",
+            get(rooms::get_state_event_empty_key).put(rooms::put_state_empty_key),
+        ),
+        (
+            "/rooms/{room_id}/state/{event_type}/",
+            get(rooms::get_state_event_empty_key).put(rooms::put_state_empty_key),
+        ),
+        (
+            "/rooms/{room_id}/state/{event_type}/{state_key}",
+            get(rooms::get_state_event).put(rooms::put_state),
+        ),
+        ("/rooms/{room_id}/event/{event_id}", get(rooms::get_event)),
+        ("/rooms/{room_id}/members", get(rooms::get_members)),
+        (
+            "/rooms/{room_id}/joined_members",
+            get(rooms::get_joined_members),
+        ),
+        ("/rooms/{room_id}/messages", get(rooms::get_messages)),
+        (
+            "/rooms/{room_id}/context/{event_id}",
+            get(rooms::get_context),
+        ),
         // The trailing slashes are part of the spec's paths (PR-01, PR-03).
         ("/pushrules/", get(push_rules::get_push_rules)),
         ("/pushrules/global/", get(push_rules::get_global_push_rules)),
@@ -45,6 +90,10 @@ pub fn routes(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/_matrix/client/versions", get(versions::get_versions))
         .route("/.well-known/matrix/client", get(versions::get_well_known))
+        .route(
+            "/_matrix/key/v2/server",
+            get(crate::server_keys::get_server_keys),
+        )
         .route(
             "/_matrix/client/v1/register/m.login.registration_token/validity",
             get(register::get_registration_token_validity),

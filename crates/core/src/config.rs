@@ -24,6 +24,7 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub uia: UiaConfig,
     pub sync: SyncConfig,
+    pub rooms: RoomsConfig,
     /// Paths to application-service registration files (YAML).
     pub appservices: Vec<PathBuf>,
     /// Addresses of reverse proxies whose `X-Forwarded-For` header is believed.
@@ -47,9 +48,26 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             uia: UiaConfig::default(),
             sync: SyncConfig::default(),
+            rooms: RoomsConfig::default(),
             appservices: Vec::new(),
             trusted_proxies: Vec::new(),
             workers: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    /// The room version of new rooms when the client names none: 12, as the spec says. The
+    /// reference server still uses 11; an operator whose clients are old may too.
+    pub default_version: String,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            default_version: "12".into(),
         }
     }
 }
@@ -301,6 +319,12 @@ impl Config {
         }
         if self.workers == Some(0) {
             return Err(invalid("workers", "must be at least 1"));
+        }
+        if !crate::events::SUPPORTED_VERSIONS.contains(&self.rooms.default_version.as_str()) {
+            return Err(invalid(
+                "rooms.default_version",
+                "must be one of 10, 11, 12",
+            ));
         }
         // One connection listens for other instances' changes for good; requests need another.
         if self.database.pool_size < 2 {

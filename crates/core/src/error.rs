@@ -45,6 +45,17 @@ pub enum Error {
     AppserviceLoginUnsupported,
     #[error("unknown device")]
     UnknownDevice,
+    #[error("unsupported room version: {0}")]
+    UnsupportedRoomVersion(Msg),
+    /// `createRoom`'s alias is taken.
+    #[error("room alias in use")]
+    RoomInUse,
+    /// `createRoom`'s parameters imply a state the room's rules refuse: 400.
+    #[error("invalid room state: {0}")]
+    InvalidRoomState(Msg),
+    /// A canonical alias that does not point to the room (ST-08).
+    #[error("bad alias: {0}")]
+    BadAlias(Msg),
     #[error("rate limited for {retry_after_ms} ms")]
     LimitExceeded { retry_after_ms: u64 },
     /// A server-controlled account-data type (`m.fully_read`, `m.push_rules`): 405.

@@ -108,6 +108,61 @@ pub fn check_event_type(event_type: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a state key: any string (ST-19), at most 255 bytes (EV-10), without NUL (which one
+/// backend cannot store, so neither does).
+pub fn check_state_key(state_key: &str) -> Result<()> {
+    if state_key.len() > MAX_EVENT_TYPE_LEN {
+        return Err(invalid_param(format!(
+            "The state key must be at most {MAX_EVENT_TYPE_LEN} bytes long"
+        )));
+    }
+    if has_nul(state_key) {
+        return Err(invalid_param(
+            "The state key must not contain NUL characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a client's transaction ID.
+pub fn check_txn_id(txn_id: &str) -> Result<()> {
+    if txn_id.is_empty() || txn_id.len() > MAX_EVENT_TYPE_LEN {
+        return Err(invalid_param(format!(
+            "The transaction ID must be between 1 and {MAX_EVENT_TYPE_LEN} bytes long"
+        )));
+    }
+    if has_nul(txn_id) {
+        return Err(invalid_param(
+            "The transaction ID must not contain NUL characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an event ID from a path or body: its syntax is the room version's business, but
+/// no event ID holds control characters (ruma accepts NUL, one backend cannot store it).
+pub fn check_event_id(event_id: &str) -> Result<()> {
+    if event_id.is_empty()
+        || event_id.len() > MAX_EVENT_TYPE_LEN
+        || event_id.chars().any(char::is_control)
+    {
+        return Err(invalid_param(format!(
+            "{} is not a valid event ID",
+            event_id.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// Random letters and digits, for opaque identifiers (room IDs before v12).
+pub fn random_alnum(n: usize) -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}
+
 /// Whether a device could exist with this ID: every stored device passed
 /// [`check_device_id`] or was generated. Lookups of IDs that cannot exist are answered
 /// without asking storage.

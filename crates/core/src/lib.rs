@@ -15,10 +15,13 @@ pub mod auth;
 pub mod config;
 pub mod devices;
 pub mod error;
+pub mod events;
 pub mod ids;
+pub mod keys;
 pub mod password;
 pub mod push;
 pub mod ratelimit;
+pub mod rooms;
 pub mod sync;
 pub mod uia;
 
@@ -51,6 +54,9 @@ pub struct Services {
     pub last_seen: devices::LastSeenTracker,
     pub tokens: auth::TokenCache,
     pub uia_sessions: uia::SessionTracker,
+    /// The key every event this server builds is signed with.
+    pub key: keys::SigningKey,
+    pub rooms: rooms::Rooms,
 }
 
 impl Services {
@@ -59,6 +65,9 @@ impl Services {
         config.validate().map_err(|e| e.to_string())?;
         let appservices = Appservices::load(&config.appservices, &config.server_name)?;
         let passwords = Passwords::new(&config.password).map_err(|e| e.to_string())?;
+        let key = keys::SigningKey::load(store.as_ref())
+            .await
+            .map_err(|e| format!("loading the signing key: {e}"))?;
         let limits = &config.rate_limits;
         let limiters = Limiters {
             login_failures_per_account: KeyedLimiter::new(limits.login_failures_per_account),
@@ -80,6 +89,8 @@ impl Services {
             last_seen: devices::LastSeenTracker::default(),
             tokens: auth::TokenCache::new(!store.is_shared()),
             uia_sessions: uia::SessionTracker::default(),
+            key,
+            rooms: rooms::Rooms::default(),
         });
         // Changes made by other processes on a shared database wake this one's syncs.
         if let Some(mut wakeups) = services.store.take_wakeups() {
@@ -91,6 +102,7 @@ impl Services {
                     };
                     match wakeup {
                         Wakeup::User(user_id) => services.notifier.wake(&user_id),
+                        Wakeup::Room(room_id) => rooms::wake_members(&services, &room_id).await,
                         Wakeup::All => services.notifier.wake_all(),
                     }
                 }

@@ -14,7 +14,10 @@
 use async_trait::async_trait;
 
 pub mod postgres;
+mod rooms;
 pub mod sqlite;
+
+pub use rooms::*;
 
 /// Errors every backend maps its own failures into.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,12 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+/// A stream position as a query parameter: positions are below 2^63, and a caller's "no
+/// bound" (`u64::MAX`) must not wrap to -1.
+fn pos_param(pos: u64) -> i64 {
+    pos.min(i64::MAX as u64) as i64
 }
 
 /// A stored user account.
@@ -130,21 +139,25 @@ pub struct AccountDataChange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
     AccountData,
+    /// Every room event, membership changes included (see [`RoomStore`]).
+    RoomEvents,
 }
 
 impl Stream {
-    pub const ALL: [Stream; 1] = [Stream::AccountData];
+    pub const ALL: [Stream; 2] = [Stream::AccountData, Stream::RoomEvents];
 
     /// The stream's row in `stream_positions`.
     pub const fn name(self) -> &'static str {
         match self {
             Stream::AccountData => "account_data",
+            Stream::RoomEvents => "room_events",
         }
     }
 
     pub const fn index(self) -> usize {
         match self {
             Stream::AccountData => 0,
+            Stream::RoomEvents => 1,
         }
     }
 
@@ -157,6 +170,8 @@ impl Stream {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wakeup {
     User(String),
+    /// Something happened in this room: its members look.
+    Room(String),
     /// Changes may have been missed (the notification connection was lost): everyone looks.
     All,
 }
@@ -196,13 +211,41 @@ pub struct Dump {
     /// (user_id, filter_id, filter)
     pub filters: Vec<(String, i64, String)>,
     pub positions: StreamPositions,
+    pub rooms: RoomsDump,
+}
+
+/// The rooms part of a [`Dump`], table by table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomsDump {
+    /// (key_id, secret, created_ts)
+    pub server_keys: Vec<(String, Vec<u8>, i64)>,
+    /// (room, created_ts)
+    pub rooms: Vec<(RoomInfo, i64)>,
+    /// (event, depth)
+    pub events: Vec<(StoredEvent, i64)>,
+    /// (event_id, prev_event_id)
+    pub edges: Vec<(String, String)>,
+    /// (room_id, event_id, depth)
+    pub extremities: Vec<(String, String, i64)>,
+    /// (room_id, row)
+    pub state: Vec<(String, StateRow)>,
+    /// (user_id, change): the membership log; current memberships follow from it.
+    pub memberships: Vec<(String, MembershipChange)>,
+    /// (user_id, room_id, pos)
+    pub forgets: Vec<(String, String, u64)>,
+    /// (user_id, device_id, scope, event_id, created_ts)
+    pub txn_ids: Vec<(String, String, String, String, i64)>,
+    /// (alias, room_id, creator, created_ts)
+    pub aliases: Vec<(String, String, String, i64)>,
 }
 
 /// The whole storage port: every area's use cases, the units of work, and moving a
 /// deployment. `core` holds an `Arc<dyn Store>`; the area traits split the methods the way
 /// the backends split their files.
 #[async_trait]
-pub trait Store: AccountStore + DeviceStore + AccountDataStore + SyncStore + 'static {
+pub trait Store:
+    AccountStore + DeviceStore + AccountDataStore + SyncStore + RoomStore + 'static
+{
     /// Opens a transaction on one user's data (see [`Txn`]). Units of work on the same user
     /// run one after another; the backend locks the user first, so two of them can never
     /// deadlock on that user's rows.

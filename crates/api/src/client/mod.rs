@@ -2,9 +2,12 @@
 //! the result.
 
 pub mod account_data;
+pub mod capabilities;
 pub mod devices;
+pub mod membership;
 pub mod push_rules;
 pub mod register;
+pub mod rooms;
 pub mod session;
 pub mod sync;
 pub mod versions;

@@ -5,13 +5,12 @@
 //! would send a `next_batch` past changes that were never delivered, and the client would
 //! never see them.
 
-use std::collections::HashSet;
-
 use serde_json::value::RawValue;
 
 use super::{
     filter::Filter,
     response::{Event, SyncResponse},
+    rooms::RoomSets,
 };
 use crate::{Services, error::Error, error::Result, push::PUSH_RULES};
 use myelin_store::{AccountDataChange, Stream};
@@ -24,10 +23,10 @@ pub(super) async fn fill(
     from: Option<SyncToken>,
     upto: SyncToken,
     filter: &Filter,
-    joined: &HashSet<String>,
+    rooms: &RoomSets,
     response: &mut SyncResponse,
 ) -> Result<()> {
-    let changes = services
+    let mut changes = services
         .store
         .account_data_changes(
             user_id,
@@ -35,6 +34,24 @@ pub(super) async fn fill(
             upto.get(Stream::AccountData),
         )
         .await?;
+    // RS-34: a room joined in the window gets all its account data, not only the changes.
+    if from.is_some() && !rooms.newly_joined.is_empty() {
+        changes.retain(|c| {
+            c.room_id
+                .as_ref()
+                .is_none_or(|r| !rooms.newly_joined.contains(r))
+        });
+        let all = services
+            .store
+            .account_data_changes(user_id, None, upto.get(Stream::AccountData))
+            .await?;
+        changes.extend(all.into_iter().filter(|c| {
+            c.content != crate::account_data::TOMBSTONE
+                && c.room_id
+                    .as_ref()
+                    .is_some_and(|r| rooms.newly_joined.contains(r))
+        }));
+    }
     let global_filter = filter.account_data.clone().unwrap_or_default();
     let room_filter = filter.room.clone().unwrap_or_default();
     let room_data_filter = room_filter.account_data.clone().unwrap_or_default();
@@ -63,19 +80,22 @@ pub(super) async fn fill(
                 }
             }
             Some(room_id) => {
-                if joined.contains(&room_id)
-                    && room_filter.allows_room(&room_id)
+                if !(room_filter.allows_room(&room_id)
                     && room_data_filter.allows_room(&room_id)
-                    && room_data_filter.allows_type(&event.event_type)
+                    && room_data_filter.allows_type(&event.event_type))
                 {
-                    response
-                        .rooms
-                        .join
-                        .entry(room_id)
-                        .or_default()
-                        .account_data
-                        .events
-                        .push(event);
+                    continue;
+                }
+                if rooms.joined.contains(&room_id) {
+                    let room = response.rooms.join.entry(room_id).or_default();
+                    if room.timeline.prev_batch.is_empty() {
+                        room.timeline.prev_batch = super::room_token_at(&upto);
+                    }
+                    room.account_data.events.push(event);
+                } else if rooms.left.contains(&room_id)
+                    && let Some(room) = response.rooms.leave.get_mut(&room_id)
+                {
+                    room.account_data.events.push(event);
                 }
             }
         }

@@ -48,6 +48,15 @@ pub struct EventFilter {
     pub rooms: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_rooms: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains_url: Option<bool>,
+    /// Strictly boolean (RS-28): `"true"` is a 400.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lazy_load_members: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_redundant_members: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread_thread_notifications: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -124,7 +133,45 @@ fn glob_match(pattern: &str, value: &str) -> bool {
 }
 
 impl EventFilter {
-    pub(super) fn allows_type(&self, event_type: &str) -> bool {
+    /// Parses a `RoomEventFilter` given as a query parameter (`/messages`, `/context`).
+    pub fn parse_room_event_filter(json: &str) -> Result<Self> {
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|_| Error::NotJson("Filter is not JSON".into()))?;
+        if !value.is_object() {
+            return Err(bad_json("Filter must be a JSON object"));
+        }
+        serde_json::from_value(value).map_err(|e| bad_json(format!("Invalid filter: {e}")))
+    }
+
+    pub(crate) fn allows_sender(&self, sender: &str) -> bool {
+        !self.not_senders.iter().flatten().any(|s| s == sender)
+            && self
+                .senders
+                .as_ref()
+                .is_none_or(|senders| senders.iter().any(|s| s == sender))
+    }
+
+    /// Type, sender and `contains_url` together, for timeline events.
+    pub(crate) fn allows_event(&self, event: &myelin_store::StoredEvent) -> bool {
+        if !self.allows_type(&event.event_type) || !self.allows_sender(&event.sender) {
+            return false;
+        }
+        match self.contains_url {
+            None => true,
+            Some(wanted) => {
+                let has_url = serde_json::from_str::<serde_json::Value>(&event.json)
+                    .ok()
+                    .is_some_and(|v| v["content"]["url"].is_string());
+                has_url == wanted
+            }
+        }
+    }
+
+    pub(crate) fn lazy_members(&self) -> bool {
+        self.lazy_load_members == Some(true)
+    }
+
+    pub(crate) fn allows_type(&self, event_type: &str) -> bool {
         if self
             .not_types
             .iter()
@@ -138,13 +185,13 @@ impl EventFilter {
             .is_none_or(|types| types.iter().any(|p| glob_match(p, event_type)))
     }
 
-    pub(super) fn allows_room(&self, room_id: &str) -> bool {
+    pub(crate) fn allows_room(&self, room_id: &str) -> bool {
         room_allowed(self.rooms.as_deref(), self.not_rooms.as_deref(), room_id)
     }
 }
 
 impl RoomFilter {
-    pub(super) fn allows_room(&self, room_id: &str) -> bool {
+    pub(crate) fn allows_room(&self, room_id: &str) -> bool {
         room_allowed(self.rooms.as_deref(), self.not_rooms.as_deref(), room_id)
     }
 }

@@ -15,12 +15,15 @@
 //!   so a device deleted while its sync waits is refused at once.
 //!
 //! Layout: [`token`] (the versioned token), [`notifier`] (wake-ups), [`filter`], [`response`],
-//! and one module per section ([`account_data`]); the waiting logic stays here, in one place.
+//! and one module per section ([`account_data`], [`rooms`] with each room's content in
+//! [`room`]); the waiting logic stays here, in one place.
 
 mod account_data;
 mod filter;
 mod notifier;
 mod response;
+mod room;
+mod rooms;
 mod token;
 
 use std::time::Duration;
@@ -28,6 +31,11 @@ use std::time::Duration;
 pub use filter::{EventFilter, EventFormat, Filter, RoomFilter, create_filter, get_filter};
 pub use notifier::Notifier;
 pub use response::{Event, Events, JoinedRoom, Rooms, SyncResponse};
+
+/// A joined room whose section holds only account data still needs a `prev_batch`.
+fn room_token_at(upto: &SyncToken) -> String {
+    crate::rooms::read::room_token(upto.get(myelin_store::Stream::RoomEvents))
+}
 pub use token::SyncToken;
 
 use crate::{
@@ -45,12 +53,6 @@ pub struct SyncParams {
     pub filter: Option<String>,
     pub full_state: bool,
     pub set_presence: Option<String>,
-}
-
-/// The rooms the user has joined. Rooms do not exist yet in Myelin, so this is empty; the
-/// rooms feature fills it, and per-room account data then reaches `rooms.join` unchanged.
-fn joined_rooms(_services: &Services, _user_id: &str) -> std::collections::HashSet<String> {
-    std::collections::HashSet::new()
 }
 
 pub async fn sync(
@@ -78,7 +80,9 @@ pub async fn sync(
             .min(services.config.sync.max_timeout_ms),
     );
     let deadline = tokio::time::Instant::now() + timeout;
-    let from = if params.full_state { None } else { since };
+    // `full_state` sends every room whole but still answers from `since` for what is not
+    // state (RS-10), and returns at once.
+    let from = since;
 
     // Subscribe before reading the watermark (see the module docs).
     let mut wakeups = services.notifier.subscribe(&requester.user_id);
@@ -86,13 +90,13 @@ pub async fn sync(
     let result = async {
         loop {
             let upto = SyncToken::from_positions(services.store.positions().await?);
-            let nothing_new = from.is_some_and(|f| !upto.is_ahead_of(&f));
+            let nothing_new = !params.full_state && from.is_some_and(|f| !upto.is_ahead_of(&f));
             let response = if nothing_new {
                 SyncResponse::empty(upto.to_string())
             } else {
-                build(services, &requester.user_id, from, upto, &filter).await?
+                build(services, requester, since, upto, &filter, params.full_state).await?
             };
-            if from.is_none() || !response.is_empty() || *closing.borrow() {
+            if from.is_none() || params.full_state || !response.is_empty() || *closing.borrow() {
                 return Ok(response);
             }
             let woken = tokio::select! {
@@ -114,24 +118,35 @@ pub async fn sync(
 }
 
 /// Fills every section from the changes in `(from, upto]`. Each section sends *all* of its
-/// stream's changes in that range (see [`account_data`]), so `next_batch = upto` never passes
-/// a change that was not sent.
+/// stream's changes in that range (see [`account_data`], [`rooms`]), so `next_batch = upto`
+/// never passes a change that was not sent.
 async fn build(
     services: &Services,
-    user_id: &str,
+    requester: &Requester,
     from: Option<SyncToken>,
     upto: SyncToken,
     filter: &Filter,
+    full_state: bool,
 ) -> Result<SyncResponse> {
-    let joined = joined_rooms(services, user_id);
     let mut response = SyncResponse::empty(upto.to_string());
-    account_data::fill(
+    let rooms = rooms::fill(
         services,
-        user_id,
+        requester,
         from,
         upto,
         filter,
-        &joined,
+        full_state,
+        &mut response,
+    )
+    .await?;
+    // A full-state sync carries all account data, as an initial one does.
+    account_data::fill(
+        services,
+        &requester.user_id,
+        from.filter(|_| !full_state),
+        upto,
+        filter,
+        &rooms,
         &mut response,
     )
     .await?;

@@ -68,6 +68,20 @@ impl Notifier {
         }
     }
 
+    /// Wakes each of these users' waiters, taking the map's lock once.
+    pub fn wake_many(&self, user_ids: &[String]) {
+        let Ok(users) = self.users.lock() else {
+            return;
+        };
+        for user_id in user_ids {
+            if let Some(sender) = users.get(user_id)
+                && sender.receiver_count() > 0
+            {
+                sender.send_modify(|v| *v = v.wrapping_add(1));
+            }
+        }
+    }
+
     pub(super) fn release(&self, user_id: &str) {
         if let Ok(mut users) = self.users.lock()
             && users.get(user_id).is_some_and(|s| s.receiver_count() == 0)

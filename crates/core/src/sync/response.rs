@@ -1,10 +1,13 @@
-//! The `/sync` response body. Each section a stream fills is a field here; sections with
-//! nothing to say are left out, as the reference server does.
+//! The `/sync` response body. Top-level sections with nothing to say are left out, as the
+//! reference server does; inside a room every key the test suites assert is present, even
+//! `limited: false` and an empty `state` (RS-01), which ruma's own types would drop.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
+
+use crate::events::client::{ClientEvent, StrippedEvent};
 
 #[derive(Debug, Serialize)]
 pub struct Event {
@@ -24,21 +27,101 @@ impl Events {
     }
 }
 
+/// A room event in a sync response: client format, or the PDU when the filter asks for
+/// `event_format: federation`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum SyncEvent {
+    Client(Box<ClientEvent>),
+    Federation(Box<RawValue>),
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RoomEvents {
+    pub events: Vec<SyncEvent>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Timeline {
+    pub events: Vec<SyncEvent>,
+    pub limited: bool,
+    pub prev_batch: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    #[serde(rename = "m.heroes", skip_serializing_if = "Option::is_none")]
+    pub heroes: Option<Vec<String>>,
+    #[serde(
+        rename = "m.joined_member_count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub joined_member_count: Option<u64>,
+    #[serde(
+        rename = "m.invited_member_count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub invited_member_count: Option<u64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct UnreadNotifications {
+    pub highlight_count: u64,
+    pub notification_count: u64,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct JoinedRoom {
-    #[serde(skip_serializing_if = "Events::is_empty")]
     pub account_data: Events,
+    pub ephemeral: Events,
+    pub state: RoomEvents,
+    pub summary: Summary,
+    pub timeline: Timeline,
+    pub unread_notifications: UnreadNotifications,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread_thread_notifications: Option<BTreeMap<String, UnreadNotifications>>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct LeftRoom {
+    pub account_data: Events,
+    pub state: RoomEvents,
+    pub timeline: Timeline,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct StrippedState {
+    pub events: Vec<StrippedEvent>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct InvitedRoom {
+    pub invite_state: StrippedState,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct KnockedRoom {
+    pub knock_state: StrippedState,
 }
 
 #[derive(Debug, Default, Serialize)]
 pub struct Rooms {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub join: BTreeMap<String, JoinedRoom>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub invite: BTreeMap<String, InvitedRoom>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub leave: BTreeMap<String, LeftRoom>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub knock: BTreeMap<String, KnockedRoom>,
 }
 
 impl Rooms {
     pub(super) fn is_empty(&self) -> bool {
         self.join.is_empty()
+            && self.invite.is_empty()
+            && self.leave.is_empty()
+            && self.knock.is_empty()
     }
 }
 

@@ -1,5 +1,5 @@
 //! The opaque `since`/`next_batch` token: `m1.` followed by one position per stream, in the
-//! order of [`Stream::ALL`], separated by dots (`m1.42` today).
+//! order of [`Stream::ALL`], separated by dots (`m1.42.7`: account data, room events).
 //!
 //! Why a stream missing from a token may start at 0: a token lists only the streams that
 //! existed when it was issued. A stream added later (device lists, to-device messages, room
@@ -83,16 +83,19 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_reject_garbage() {
         let t = token(42);
-        assert_eq!(t.to_string(), "m1.42");
+        assert_eq!(t.to_string(), "m1.42.0");
         assert_eq!(SyncToken::parse(&t.to_string()).ok(), Some(t));
         assert_eq!(SyncToken::parse("m1.").ok(), None);
+        // A token from before the room stream existed still parses (RS-41).
         assert_eq!(SyncToken::parse("m1.7").ok(), Some(token(7)));
+        let both = SyncToken::parse("m1.7.9").ok();
+        assert_eq!(both.map(|t| t.get(Stream::RoomEvents)), Some(9));
         for bad in [
             "",
             "7",
             "m1.x",
             "m1.-1",
-            "m1.1.2",
+            "m1.1.2.3",
             "m1.99999999999999999999999",
             "s72_0",
         ] {

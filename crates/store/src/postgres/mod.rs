@@ -6,7 +6,9 @@
 mod account_data;
 mod accounts;
 mod devices;
+mod dump;
 mod positions;
+mod rooms;
 mod sync;
 mod txn;
 
@@ -35,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "in_flight_as_locks",
         include_str!("../../migrations/postgres/0002_in_flight_as_locks.sql"),
+    ),
+    (
+        3,
+        "rooms",
+        include_str!("../../migrations/postgres/0003_rooms.sql"),
     ),
 ];
 
@@ -328,190 +335,11 @@ impl Store for PostgresStore {
     }
 
     async fn export(&self) -> StoreResult<Dump> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await
-            .map_err(classify)?;
-        let users: Vec<(String, Option<String>, Option<String>, i64)> =
-            sqlx::query_as("SELECT user_id, password_hash, appservice_id, created_ts FROM users")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(classify)?;
-        type DeviceRow = (
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-            i64,
-        );
-        let devices: Vec<DeviceRow> = sqlx::query_as(
-            "SELECT user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts FROM devices",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let access_tokens: Vec<(Vec<u8>, String, String, i64)> =
-            sqlx::query_as("SELECT token_hash, user_id, device_id, created_ts FROM access_tokens")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(classify)?;
-        let account_data: Vec<(String, String, String, String, i64)> = sqlx::query_as(
-            "SELECT user_id, room_id, data_type, content, stream_pos FROM account_data",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let filters: Vec<(String, i64, String)> =
-            sqlx::query_as("SELECT user_id, filter_id, filter FROM filters")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(classify)?;
-        let counters: Vec<(String, i64)> =
-            sqlx::query_as("SELECT stream, pos FROM stream_positions")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(classify)?;
-        let mut positions = StreamPositions::default();
-        for (name, pos) in counters {
-            if let Some(stream) = Stream::from_name(&name) {
-                positions.set(stream, pos as u64);
-            }
-        }
-        tx.commit().await.map_err(classify)?;
-        Ok(Dump {
-            users: users
-                .into_iter()
-                .map(|(user_id, password_hash, appservice_id, created)| {
-                    (
-                        User {
-                            user_id,
-                            password_hash,
-                            appservice_id,
-                        },
-                        created,
-                    )
-                })
-                .collect(),
-            devices: devices
-                .into_iter()
-                .map(
-                    |(user_id, device_id, display_name, last_seen_ip, last_seen_ts, created)| {
-                        (
-                            user_id,
-                            Device {
-                                device_id,
-                                display_name,
-                                last_seen_ip,
-                                last_seen_ts,
-                            },
-                            created,
-                        )
-                    },
-                )
-                .collect(),
-            access_tokens,
-            account_data: account_data
-                .into_iter()
-                .map(|(user_id, room, data_type, content, pos)| {
-                    (
-                        user_id,
-                        AccountDataChange {
-                            room_id: (!room.is_empty()).then_some(room),
-                            data_type,
-                            content,
-                            pos: pos as u64,
-                        },
-                    )
-                })
-                .collect(),
-            filters,
-            positions,
-        })
+        dump::export(&self.pool).await
     }
 
     async fn import(&self, dump: Dump) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
-        if users > 0 {
-            return Err(StoreError::Conflict(
-                "the target database already has users",
-            ));
-        }
-        for (user, created) in &dump.users {
-            sqlx::query(
-                "INSERT INTO users (user_id, password_hash, appservice_id, created_ts) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&user.user_id)
-            .bind(&user.password_hash)
-            .bind(&user.appservice_id)
-            .bind(created)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        }
-        for (user_id, d, created) in &dump.devices {
-            sqlx::query(
-                "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(user_id)
-            .bind(&d.device_id)
-            .bind(&d.display_name)
-            .bind(&d.last_seen_ip)
-            .bind(d.last_seen_ts)
-            .bind(created)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        }
-        for (hash, user_id, device_id, created) in &dump.access_tokens {
-            sqlx::query(
-                "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(hash)
-            .bind(user_id)
-            .bind(device_id)
-            .bind(created)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        }
-        for (user_id, c) in &dump.account_data {
-            sqlx::query(
-                "INSERT INTO account_data (user_id, room_id, data_type, content, stream_pos)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(user_id)
-            .bind(c.room_id.as_deref().unwrap_or(""))
-            .bind(&c.data_type)
-            .bind(&c.content)
-            .bind(c.pos as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        }
-        for (user_id, id, filter) in &dump.filters {
-            sqlx::query("INSERT INTO filters (user_id, filter_id, filter) VALUES ($1, $2, $3)")
-                .bind(user_id)
-                .bind(id)
-                .bind(filter)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-        }
-        for stream in Stream::ALL {
-            sqlx::query("UPDATE stream_positions SET pos = GREATEST(pos, $2) WHERE stream = $1")
-                .bind(stream.name())
-                .bind(dump.positions.get(stream) as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-        }
-        tx.commit().await.map_err(classify)
+        dump::import(&self.pool, dump).await
     }
 
     async fn close(&self) {

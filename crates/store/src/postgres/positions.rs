@@ -159,6 +159,31 @@ pub(super) fn devices_note(user_id: &str) -> String {
     format!("dev:{user_id}")
 }
 
+/// Something was appended to a room, the last event at `pos`: its members look.
+pub(super) fn room_note(pos: i64, room_id: &str) -> String {
+    format!("rm:{pos}:{room_id}")
+}
+
+/// A user's membership changed at `pos`, in a room they may no longer be a member of.
+pub(super) fn room_user_note(pos: i64, user_id: &str) -> String {
+    format!("ru:{pos}:{user_id}")
+}
+
+/// A notification's stream, position and wake-up, for those held until the watermark
+/// reaches their position.
+fn parse_held(payload: &str) -> Option<(Stream, i64, Wakeup)> {
+    let (kind, rest) = payload.split_once(':')?;
+    let (pos, id) = rest.split_once(':')?;
+    let pos = pos.parse::<i64>().ok()?;
+    let (stream, wakeup) = match kind {
+        "ad" => (Stream::AccountData, Wakeup::User(id.to_owned())),
+        "rm" => (Stream::RoomEvents, Wakeup::Room(id.to_owned())),
+        "ru" => (Stream::RoomEvents, Wakeup::User(id.to_owned())),
+        _ => return None,
+    };
+    Some((stream, pos, wakeup))
+}
+
 /// The watermark of every stream, in one statement.
 pub(super) async fn watermarks(pool: &PgPool) -> StoreResult<StreamPositions> {
     let names: Vec<&str> = Stream::ALL.iter().map(|s| s.name()).collect();
@@ -188,26 +213,22 @@ pub(super) async fn watermarks(pool: &PgPool) -> StoreResult<StreamPositions> {
     Ok(positions)
 }
 
-/// Receives notifications from every process and turns them into wake-ups, holding
-/// account-data wake-ups until the watermark covers their position.
+/// Receives notifications from every process and turns them into wake-ups, holding those of
+/// a stream (account data, room events) until the stream's watermark covers their position.
 pub(super) async fn listen(
     mut listener: PgListener,
     pool: PgPool,
     wake: mpsc::UnboundedSender<Wakeup>,
 ) {
-    let mut held: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let mut held: BTreeMap<(usize, i64), Vec<Wakeup>> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             received = listener.try_recv() => match received {
                 Ok(Some(note)) => {
                     let payload = note.payload();
-                    if let Some(rest) = payload.strip_prefix("ad:") {
-                        if let Some((pos, user)) = rest.split_once(':')
-                            && let Ok(pos) = pos.parse::<i64>()
-                        {
-                            held.entry(pos).or_default().push(user.to_owned());
-                        }
+                    if let Some((stream, pos, wakeup)) = parse_held(payload) {
+                        held.entry((stream.index(), pos)).or_default().push(wakeup);
                     } else if let Some(user) = payload.strip_prefix("dev:") {
                         let _ = wake.send(Wakeup::User(user.to_owned()));
                     }
@@ -236,11 +257,18 @@ pub(super) async fn listen(
         }
         match watermarks(&pool).await {
             Ok(marks) => {
-                let mark = marks.get(Stream::AccountData) as i64;
-                let due: Vec<i64> = held.range(..=mark).map(|(pos, _)| *pos).collect();
-                for pos in due {
-                    for user in held.remove(&pos).unwrap_or_default() {
-                        let _ = wake.send(Wakeup::User(user));
+                let due: Vec<(usize, i64)> = held
+                    .keys()
+                    .filter(|(stream, pos)| {
+                        Stream::ALL
+                            .get(*stream)
+                            .is_some_and(|s| marks.get(*s) as i64 >= *pos)
+                    })
+                    .copied()
+                    .collect();
+                for key in due {
+                    for wakeup in held.remove(&key).unwrap_or_default() {
+                        let _ = wake.send(wakeup);
                     }
                 }
             }

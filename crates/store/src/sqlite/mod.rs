@@ -8,7 +8,9 @@
 mod account_data;
 mod accounts;
 mod devices;
+mod dump;
 mod pool;
+mod rooms;
 mod sync;
 mod txn;
 
@@ -24,11 +26,18 @@ use crate::{
 use pool::{Pool, backend, classify};
 
 /// Migrations in order; each is applied once and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "rooms",
+        include_str!("../../migrations/sqlite/0002_rooms.sql"),
+    ),
+];
 
 /// `synchronous` levels accepted in the configuration.
 pub const SYNCHRONOUS_LEVELS: &[&str] = &["full", "normal", "extra"];
@@ -148,139 +157,6 @@ fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
     })
 }
 
-fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
-    let users = conn
-        .prepare("SELECT user_id, password_hash, appservice_id, created_ts FROM users")?
-        .query_map([], |r| {
-            Ok((
-                User {
-                    user_id: r.get(0)?,
-                    password_hash: r.get(1)?,
-                    appservice_id: r.get(2)?,
-                },
-                r.get(3)?,
-            ))
-        })?
-        .collect::<Result<_, _>>()?;
-    let devices = conn
-        .prepare(
-            "SELECT user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts FROM devices",
-        )?
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                Device {
-                    device_id: r.get(1)?,
-                    display_name: r.get(2)?,
-                    last_seen_ip: r.get(3)?,
-                    last_seen_ts: r.get(4)?,
-                },
-                r.get(5)?,
-            ))
-        })?
-        .collect::<Result<_, _>>()?;
-    let access_tokens = conn
-        .prepare("SELECT token_hash, user_id, device_id, created_ts FROM access_tokens")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<Result<_, _>>()?;
-    let account_data = conn
-        .prepare("SELECT user_id, room_id, data_type, content, stream_pos FROM account_data")?
-        .query_map([], |r| {
-            let room: String = r.get(1)?;
-            Ok((
-                r.get(0)?,
-                AccountDataChange {
-                    room_id: (!room.is_empty()).then_some(room),
-                    data_type: r.get(2)?,
-                    content: r.get(3)?,
-                    pos: r.get::<_, i64>(4)? as u64,
-                },
-            ))
-        })?
-        .collect::<Result<_, _>>()?;
-    let filters = conn
-        .prepare("SELECT user_id, filter_id, filter FROM filters")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut positions = StreamPositions::default();
-    let rows: Vec<(String, i64)> = conn
-        .prepare("SELECT stream, pos FROM stream_positions")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (name, pos) in rows {
-        if let Some(stream) = Stream::from_name(&name) {
-            positions.set(stream, pos as u64);
-        }
-    }
-    Ok(Dump {
-        users,
-        devices,
-        access_tokens,
-        account_data,
-        filters,
-        positions,
-    })
-}
-
-fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
-    let users: i64 = conn
-        .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
-        .map_err(classify)?;
-    if users > 0 {
-        return Err(StoreError::Conflict(
-            "the target database already has users",
-        ));
-    }
-    let run = || -> rusqlite::Result<()> {
-        for (user, created) in &dump.users {
-            conn.execute(
-                "INSERT INTO users (user_id, password_hash, appservice_id, created_ts) VALUES (?1, ?2, ?3, ?4)",
-                params![user.user_id, user.password_hash, user.appservice_id, created],
-            )?;
-        }
-        for (user_id, d, created) in &dump.devices {
-            conn.execute(
-                "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![user_id, d.device_id, d.display_name, d.last_seen_ip, d.last_seen_ts, created],
-            )?;
-        }
-        for (hash, user_id, device_id, created) in &dump.access_tokens {
-            conn.execute(
-                "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES (?1, ?2, ?3, ?4)",
-                params![hash, user_id, device_id, created],
-            )?;
-        }
-        for (user_id, c) in &dump.account_data {
-            conn.execute(
-                "INSERT INTO account_data (user_id, room_id, data_type, content, stream_pos)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    user_id,
-                    room_key(c.room_id.as_deref()),
-                    c.data_type,
-                    c.content,
-                    c.pos as i64
-                ],
-            )?;
-        }
-        for (user_id, id, filter) in &dump.filters {
-            conn.execute(
-                "INSERT INTO filters (user_id, filter_id, filter) VALUES (?1, ?2, ?3)",
-                params![user_id, id, filter],
-            )?;
-        }
-        for stream in Stream::ALL {
-            conn.execute(
-                "UPDATE stream_positions SET pos = MAX(pos, ?2) WHERE stream = ?1",
-                params![stream.name(), dump.positions.get(stream) as i64],
-            )?;
-        }
-        Ok(())
-    };
-    run().map_err(classify)
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn begin(&self, user_id: &str) -> StoreResult<Box<dyn Txn>> {
@@ -290,12 +166,14 @@ impl Store for SqliteStore {
     async fn export(&self) -> StoreResult<Dump> {
         // The writer connection sees a consistent snapshot inside one transaction.
         self.pool
-            .write(|conn| export_tx(conn).map_err(classify))
+            .write(|conn| dump::export_tx(conn).map_err(classify))
             .await
     }
 
     async fn import(&self, dump: Dump) -> StoreResult<()> {
-        self.pool.write(move |conn| import_tx(conn, dump)).await
+        self.pool
+            .write(move |conn| dump::import_tx(conn, dump))
+            .await
     }
 
     async fn close(&self) {

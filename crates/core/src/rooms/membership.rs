@@ -1,0 +1,383 @@
+//! Membership (`joining.yaml`, `leaving.yaml`, `inviting.yaml`, `kicking.yaml`,
+//! `banning.yaml`, `knocking.yaml`, `list_joined_rooms.yaml`). Each endpoint is a member event
+//! through the one writer path; the room version's rules decide who may do what, and the
+//! checks here only add what the rules allow but the API refuses (MB-08, MB-12, MB-14).
+
+use std::collections::{BTreeMap, HashSet};
+
+use ruma_common::{OwnedRoomId, OwnedUserId, RoomId};
+use ruma_state_res::events::RoomPowerLevelsIntField;
+use serde_json::{Map, Value, json};
+
+use super::{Head, Planned, append, create::check_local_invitee, parse_room_id, resolve_room};
+use crate::{
+    Services,
+    auth::Requester,
+    error::{Error, Result, bad_json, forbidden, invalid_param, not_found},
+    events::Draft,
+};
+
+fn user(user_id: &str) -> Result<OwnedUserId> {
+    OwnedUserId::try_from(user_id)
+        .map_err(|_| invalid_param(format!("{} is not a valid user ID", user_id.escape_debug())))
+}
+
+/// A body that may be empty (`{}` or nothing at all).
+fn optional_object(body: &[u8]) -> Result<Map<String, Value>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(bad_json("Body must be a JSON object")),
+        Err(_) => Err(Error::NotJson("Body is not JSON".into())),
+    }
+}
+
+fn reason(body: &Map<String, Value>) -> Result<Option<String>> {
+    match body.get("reason") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(r)) => Ok(Some(r.clone())),
+        Some(_) => Err(bad_json("reason must be a string")),
+    }
+}
+
+fn target(body: &Map<String, Value>) -> Result<OwnedUserId> {
+    match body.get("user_id") {
+        Some(Value::String(u)) => user(u),
+        Some(_) => Err(bad_json("user_id must be a string")),
+        None => Err(crate::error::missing_param("Missing user_id")),
+    }
+}
+
+fn member(sender: &OwnedUserId, target: &str, content: Map<String, Value>) -> Result<Draft> {
+    Draft::new(
+        "m.room.member",
+        Some(target),
+        sender,
+        Value::Object(content),
+    )
+}
+
+fn content(membership: &str, reason: Option<String>) -> Map<String, Value> {
+    let mut content = Map::new();
+    content.insert("membership".into(), json!(membership));
+    if let Some(reason) = reason {
+        content.insert("reason".into(), json!(reason));
+    }
+    content
+}
+
+fn current_event(head: &Head, user_id: &str) -> Option<ruma_common::OwnedEventId> {
+    head.member_event(user_id).map(|e| e.event_id.clone())
+}
+
+/// `POST /rooms/{roomId}/join` and `POST /join/{roomIdOrAlias}`: the joined room's ID.
+pub async fn join(
+    services: &Services,
+    requester: &Requester,
+    id_or_alias: &str,
+    body: &[u8],
+) -> Result<String> {
+    let body = optional_object(body)?;
+    let room_id = resolve_room(services, id_or_alias).await?;
+    let sender = user(&requester.user_id)?;
+    // MB-02: the body's keys go into the member event; the server sets the membership.
+    let mut wanted = body.clone();
+    wanted.remove("third_party_signed");
+    reason(&body)?;
+    wanted.insert("membership".into(), json!("join"));
+    let joined_elsewhere = joined_rooms_set(services, &requester.user_id).await?;
+    append(services, &room_id, None, move |head| {
+        let current = head.membership(sender.as_str());
+        if current == Some("ban") {
+            return Err(forbidden("You are banned from this room"));
+        }
+        if current == Some("join")
+            && let Some(existing) = head.member_event(sender.as_str())
+            && serde_json::from_str::<Value>(existing.content.get()).ok()
+                == Some(Value::Object(wanted.clone()))
+        {
+            return Ok(Planned::Exists(existing.event_id.clone()));
+        }
+        let mut content = wanted.clone();
+        if !matches!(current, Some("invite" | "join"))
+            && let Some(via) = restricted_authoriser(head, &sender, &joined_elsewhere)
+        {
+            content.insert("join_authorised_via_users_server".into(), json!(via));
+        }
+        Ok(Planned::Draft(member(&sender, sender.as_str(), content)?))
+    })
+    .await?;
+    Ok(room_id.to_string())
+}
+
+/// For a restricted room (MB-22): a member who may invite, to authorise a join by someone
+/// in one of the allowed rooms; `None` if the room is not restricted or the user qualifies
+/// through none of them (the rules then refuse the join).
+fn restricted_authoriser(
+    head: &Head,
+    joiner: &OwnedUserId,
+    joined_elsewhere: &HashSet<String>,
+) -> Option<String> {
+    if !matches!(head.join_rule().as_str(), "restricted" | "knock_restricted")
+        || !head.rules.authorization.restricted_join_rule
+    {
+        return None;
+    }
+    let rules = head.get("m.room.join_rules", "")?.content_value();
+    let allowed = rules.get("allow")?.as_array()?.iter().any(|rule| {
+        rule.get("type").and_then(Value::as_str) == Some("m.room_membership")
+            && rule
+                .get("room_id")
+                .and_then(Value::as_str)
+                .is_some_and(|r| joined_elsewhere.contains(r))
+    });
+    if !allowed {
+        return None;
+    }
+    let invite = head.level(RoomPowerLevelsIntField::Invite);
+    let mut candidates: Vec<&str> = head
+        .joined_members()
+        .filter(|m| *m != joiner.as_str())
+        .collect();
+    candidates.sort();
+    candidates.into_iter().find_map(|m| {
+        let id = OwnedUserId::try_from(m).ok()?;
+        (head.power(&id) >= invite).then(|| m.to_owned())
+    })
+}
+
+/// `POST /rooms/{roomId}/invite`.
+pub async fn invite(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    body: &[u8],
+) -> Result<()> {
+    let room_id = parse_room_id(room_id)?;
+    let body = optional_object(body)?;
+    let invitee = target(&body)?;
+    let reason = reason(&body)?;
+    let sender = user(&requester.user_id)?;
+    if invitee == sender {
+        return Err(forbidden("You cannot invite yourself"));
+    }
+    check_local_invitee(services, &invitee).await?;
+    append(services, &room_id, None, move |head| {
+        match head.membership(invitee.as_str()) {
+            Some("join") => return Err(forbidden("The user is already in the room")),
+            Some("ban") => return Err(forbidden("The user is banned from the room")),
+            // MB-08: inviting someone already invited succeeds.
+            Some("invite") => {
+                if let Some(existing) = current_event(head, invitee.as_str()) {
+                    return Ok(Planned::Exists(existing));
+                }
+            }
+            _ => {}
+        }
+        Ok(Planned::Draft(member(
+            &sender,
+            invitee.as_str(),
+            content("invite", reason.clone()),
+        )?))
+    })
+    .await?;
+    Ok(())
+}
+
+/// `POST /rooms/{roomId}/leave`: leaving, rejecting an invite, or withdrawing a knock.
+pub async fn leave(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    body: &[u8],
+) -> Result<()> {
+    let room_id = parse_room_id(room_id)?;
+    let body = optional_object(body)?;
+    let reason = reason(&body)?;
+    let sender = user(&requester.user_id)?;
+    append(services, &room_id, None, move |head| {
+        if head.membership(sender.as_str()).is_none() {
+            return Err(forbidden("You are not in this room"));
+        }
+        Ok(Planned::Draft(member(
+            &sender,
+            sender.as_str(),
+            content("leave", reason.clone()),
+        )?))
+    })
+    .await?;
+    Ok(())
+}
+
+/// `POST /rooms/{roomId}/kick`: the target leaves, by the sender's hand (MB-12).
+pub async fn kick(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    body: &[u8],
+) -> Result<()> {
+    let room_id = parse_room_id(room_id)?;
+    let body = optional_object(body)?;
+    let target = target(&body)?;
+    let reason = reason(&body)?;
+    let sender = user(&requester.user_id)?;
+    append(services, &room_id, None, move |head| {
+        if head.membership(sender.as_str()) != Some("join") {
+            return Err(forbidden("You are not in this room"));
+        }
+        if !matches!(
+            head.membership(target.as_str()),
+            Some("join" | "invite" | "knock")
+        ) {
+            return Err(forbidden("The user is not in the room"));
+        }
+        Ok(Planned::Draft(member(
+            &sender,
+            target.as_str(),
+            content("leave", reason.clone()),
+        )?))
+    })
+    .await?;
+    Ok(())
+}
+
+/// `POST /rooms/{roomId}/ban` (MB-13): works on users who were never in the room.
+pub async fn ban(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    body: &[u8],
+) -> Result<()> {
+    let room_id = parse_room_id(room_id)?;
+    let body = optional_object(body)?;
+    let target = target(&body)?;
+    let reason = reason(&body)?;
+    let sender = user(&requester.user_id)?;
+    append(services, &room_id, None, move |head| {
+        if head.membership(sender.as_str()) != Some("join") {
+            return Err(forbidden("You are not in this room"));
+        }
+        Ok(Planned::Draft(member(
+            &sender,
+            target.as_str(),
+            content("ban", reason.clone()),
+        )?))
+    })
+    .await?;
+    Ok(())
+}
+
+/// `POST /rooms/{roomId}/unban` (MB-14): only a banned user can be unbanned.
+pub async fn unban(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    body: &[u8],
+) -> Result<()> {
+    let room_id = parse_room_id(room_id)?;
+    let body = optional_object(body)?;
+    let target = target(&body)?;
+    let reason = reason(&body)?;
+    let sender = user(&requester.user_id)?;
+    append(services, &room_id, None, move |head| {
+        if head.membership(target.as_str()) != Some("ban") {
+            return Err(forbidden("The user is not banned"));
+        }
+        Ok(Planned::Draft(member(
+            &sender,
+            target.as_str(),
+            content("leave", reason.clone()),
+        )?))
+    })
+    .await?;
+    Ok(())
+}
+
+/// `POST /knock/{roomIdOrAlias}` (MB-20): the room's ID.
+pub async fn knock(
+    services: &Services,
+    requester: &Requester,
+    id_or_alias: &str,
+    body: &[u8],
+) -> Result<String> {
+    let body = optional_object(body)?;
+    let reason = reason(&body)?;
+    let room_id = resolve_room(services, id_or_alias).await?;
+    let sender = user(&requester.user_id)?;
+    append(services, &room_id, None, move |head| {
+        match head.membership(sender.as_str()) {
+            Some("join") => return Err(forbidden("You are already in the room")),
+            Some("invite") => return Err(forbidden("You are already invited to the room")),
+            Some("ban") => return Err(forbidden("You are banned from this room")),
+            Some("knock") => {
+                if let Some(existing) = current_event(head, sender.as_str()) {
+                    return Ok(Planned::Exists(existing));
+                }
+            }
+            _ => {}
+        }
+        Ok(Planned::Draft(member(
+            &sender,
+            sender.as_str(),
+            content("knock", reason.clone()),
+        )?))
+    })
+    .await?;
+    Ok(room_id.to_string())
+}
+
+/// The user's latest membership in each room they ever had one in.
+pub async fn current_memberships(
+    services: &Services,
+    user_id: &str,
+) -> Result<BTreeMap<String, (u64, String)>> {
+    let log = services.store.memberships(user_id, u64::MAX).await?;
+    let mut latest = BTreeMap::new();
+    for change in log {
+        latest.insert(change.room_id, (change.pos, change.membership));
+    }
+    Ok(latest)
+}
+
+async fn joined_rooms_set(services: &Services, user_id: &str) -> Result<HashSet<String>> {
+    Ok(current_memberships(services, user_id)
+        .await?
+        .into_iter()
+        .filter(|(_, (_, m))| m == "join")
+        .map(|(room, _)| room)
+        .collect())
+}
+
+/// `GET /joined_rooms` (MB-27): joined rooms only.
+pub async fn joined_rooms(services: &Services, requester: &Requester) -> Result<Vec<String>> {
+    Ok(joined_rooms_set(services, &requester.user_id)
+        .await?
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect())
+}
+
+/// `POST /rooms/{roomId}/forget` (MB-16): not while joined, invited or knocking.
+pub async fn forget(services: &Services, requester: &Requester, room_id: &str) -> Result<()> {
+    let room_id: OwnedRoomId = parse_room_id(room_id)?;
+    let room: &RoomId = &room_id;
+    if services.store.room(room.as_str()).await?.is_none() {
+        return Err(not_found("Unknown room"));
+    }
+    let current = current_memberships(services, &requester.user_id).await?;
+    if let Some((_, membership)) = current.get(room.as_str())
+        && matches!(membership.as_str(), "join" | "invite" | "knock")
+    {
+        return Err(Error::Unknown(
+            "You must leave the room before forgetting it".into(),
+        ));
+    }
+    services
+        .store
+        .forget_room(&requester.user_id, room.as_str())
+        .await?;
+    Ok(())
+}

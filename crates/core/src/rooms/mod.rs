@@ -1,0 +1,305 @@
+//! Rooms on one server: creating them, membership, sending events and state, and reading them
+//! back under history visibility.
+//!
+//! **One writer path.** Every event a room gets, whoever asked for it, goes through
+//! [`append`]: under the room's lock, build on the room's [`Head`], authorise with the room
+//! version's rules, submit the append, advance the head. The store refuses an append whose
+//! head moved meanwhile (another process wrote, or an earlier append failed), and the writer
+//! then reloads the head and builds again; so the in-memory head is a cache that can be wrong
+//! but never wrongly written. Where the store applies appends in submission order (SQLite's
+//! single writer), the lock is released once the append is queued, and the next event of the
+//! room is built while the previous one commits; elsewhere it is held until the commit.
+//!
+//! **Acknowledged when durable.** The caller's answer waits for the commit, and runs to its end
+//! even if the client hangs up ([`Services::detached`]), so the head never stays advanced past
+//! an event that will not be written. Members' syncs are woken after the commit.
+
+pub mod create;
+mod head;
+pub mod membership;
+pub mod read;
+pub mod send;
+pub mod visibility;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use myelin_store::{Append, CONFLICT_EXTREMITIES, CONFLICT_TXN, EventTxn, NewEvent, StoreError};
+use ruma_common::{OwnedEventId, OwnedRoomId, RoomAliasId, RoomId};
+
+pub use head::{CREATOR_POWER, Head};
+
+use crate::{
+    Services,
+    error::{Error, Result, invalid_param, not_found},
+    events::{self, Draft},
+};
+
+/// How many times a writer rebuilds after losing a race before giving up.
+const MAX_ATTEMPTS: usize = 16;
+
+/// Rooms whose heads are kept in memory while idle; the least useful are dropped beyond it.
+const MAX_IDLE_HEADS: usize = 4096;
+
+type Slot = Arc<tokio::sync::Mutex<Option<Head>>>;
+
+/// The heads of rooms in use, each behind its room's write lock.
+#[derive(Default)]
+pub struct Rooms {
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+impl Rooms {
+    fn slot(&self, room_id: &str) -> Slot {
+        let Ok(mut slots) = self.slots.lock() else {
+            // A poisoned map only loses the cache: a fresh slot reloads from storage.
+            return Arc::new(tokio::sync::Mutex::new(None));
+        };
+        if slots.len() > MAX_IDLE_HEADS {
+            slots.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        slots
+            .entry(room_id.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None)))
+            .clone()
+    }
+
+    /// Keeps the head of a room just created.
+    fn insert(&self, head: Head) {
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.insert(
+                head.room_id.to_string(),
+                Arc::new(tokio::sync::Mutex::new(Some(head))),
+            );
+        }
+    }
+}
+
+/// Wakes the syncs of a room's members, invitees and knockers (after another process wrote
+/// to the room).
+pub async fn wake_members(services: &Services, room_id: &str) {
+    match services
+        .store
+        .members_with(room_id, &["join", "invite", "knock"])
+        .await
+    {
+        Ok(members) => services.notifier.wake_many(&members),
+        Err(err) => {
+            tracing::warn!(error = %err, "reading a room's members to wake them failed");
+            services.notifier.wake_all();
+        }
+    }
+}
+
+/// What a plan decided, given the head.
+pub(crate) enum Planned {
+    /// Nothing to write: the request is already satisfied by this event (idempotent joins
+    /// and state, MB-06 / ST-06).
+    Exists(OwnedEventId),
+    Draft(Draft),
+}
+
+/// Parses a room ID from a path.
+pub fn parse_room_id(room_id: &str) -> Result<OwnedRoomId> {
+    if !crate::ids::is_valid_room_id(room_id) {
+        return Err(invalid_param(format!(
+            "{} is not a valid room ID",
+            room_id.escape_debug()
+        )));
+    }
+    OwnedRoomId::try_from(room_id)
+        .map_err(|_| invalid_param(format!("{} is not a valid room ID", room_id.escape_debug())))
+}
+
+/// A room ID, or the room an alias points to (404 when none).
+pub async fn resolve_room(services: &Services, id_or_alias: &str) -> Result<OwnedRoomId> {
+    if id_or_alias.starts_with('#') {
+        let alias = <&RoomAliasId>::try_from(id_or_alias)
+            .map_err(|_| invalid_param("Invalid room alias"))?;
+        let room_id = services
+            .store
+            .resolve_alias(alias.as_str())
+            .await?
+            .ok_or_else(|| not_found("No such room alias"))?;
+        return parse_room_id(&room_id);
+    }
+    parse_room_id(id_or_alias)
+}
+
+/// Appends one event to an existing room: see the module docs. `plan` decides, on the
+/// current head, what to write (or that nothing needs writing); it may run more than once.
+/// An unknown room is `NotFound`.
+pub(crate) async fn append(
+    services: &Services,
+    room_id: &RoomId,
+    txn: Option<ClientTxn>,
+    plan: impl Fn(&Head) -> Result<Planned> + Send + 'static,
+) -> Result<OwnedEventId> {
+    let room_id = room_id.to_owned();
+    services
+        .detached(
+            move |services| async move { append_detached(&services, &room_id, txn, plan).await },
+        )
+        .await
+}
+
+async fn append_detached(
+    services: &Services,
+    room_id: &RoomId,
+    txn: Option<ClientTxn>,
+    plan: impl Fn(&Head) -> Result<Planned>,
+) -> Result<OwnedEventId> {
+    let slot = services.rooms.slot(room_id.as_str());
+    let ordered = services.store.orders_appends();
+    for _ in 0..MAX_ATTEMPTS {
+        let mut guard = slot.lock().await;
+        if guard.is_none() {
+            let snapshot = services
+                .store
+                .room_snapshot(room_id.as_str())
+                .await?
+                .ok_or_else(|| not_found("Unknown room"))?;
+            *guard = Some(Head::from_snapshot(snapshot)?);
+        }
+        let Some(head) = guard.as_mut() else {
+            continue;
+        };
+        if let Some(txn) = &txn
+            && let Some(existing) = earlier_txn_event(services, txn).await?
+        {
+            return Ok(existing);
+        }
+        let draft = match plan(head)? {
+            Planned::Exists(event_id) => return Ok(event_id),
+            Planned::Draft(draft) => draft,
+        };
+        let built = events::build(
+            &draft,
+            &head.position(),
+            &services.key,
+            &services.config.server_name,
+            crate::now_ms(),
+        )?;
+        events::authorize(&built.pdu, &head.rules.authorization, &head.state)?;
+        let event_id = built.pdu.event_id.clone();
+        let new_event = new_event(&draft, &built, txn.as_ref().map(|t| t.txn.clone()));
+        let pending = services.store.append_events(Append {
+            room_id: room_id.to_string(),
+            new_room: None,
+            alias: None,
+            extremities: head.extremities.iter().map(ToString::to_string).collect(),
+            events: vec![new_event],
+        });
+        let pdu = Arc::new(built.pdu);
+        if let Some(redacts) = &draft.redacts {
+            head.redact_state(redacts)?;
+        }
+        head.advance(pdu.clone());
+        let mut audience = head.audience();
+        if let Some(target) = &pdu.state_key
+            && draft.kind == "m.room.member"
+        {
+            audience.push(target.clone());
+        }
+        let mut held = if ordered {
+            drop(guard);
+            None
+        } else {
+            Some(guard)
+        };
+        let result = pending.await;
+        if result.is_err() {
+            // The head is past an event that was not written: build on storage again.
+            match held.as_mut() {
+                Some(guard) => **guard = None,
+                None => *slot.lock().await = None,
+            }
+        }
+        drop(held);
+        match result {
+            Ok(_) => {
+                services.notifier.wake_many(&audience);
+                return Ok(event_id);
+            }
+            Err(StoreError::Conflict(CONFLICT_EXTREMITIES)) => continue,
+            // A retry of the same request committed first: answer with its event.
+            Err(StoreError::Conflict(CONFLICT_TXN)) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(Error::Internal(
+        "the room kept changing while the event was built".into(),
+    ))
+}
+
+/// A client's transaction ID for the event it asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientTxn {
+    pub user_id: String,
+    pub txn: EventTxn,
+}
+
+impl ClientTxn {
+    /// Unique per user, device, method and path (ST-03): the same ID in another room or on
+    /// another endpoint is another request.
+    pub(crate) fn new(
+        user_id: &str,
+        device_id: Option<&str>,
+        method_and_path: String,
+        txn_id: &str,
+    ) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            txn: EventTxn {
+                device_id: device_id.unwrap_or_default().to_owned(),
+                txn_id: txn_id.to_owned(),
+                scope: method_and_path,
+            },
+        }
+    }
+}
+
+/// The event an earlier request with the same transaction ID made (ST-02), if any.
+async fn earlier_txn_event(services: &Services, txn: &ClientTxn) -> Result<Option<OwnedEventId>> {
+    let found = services
+        .store
+        .txn_event(&txn.user_id, &txn.txn.device_id, &txn.txn.scope)
+        .await?;
+    found
+        .map(|id| {
+            OwnedEventId::try_from(id.as_str())
+                .map_err(|e| Error::Internal(format!("stored event ID: {e}").into()))
+        })
+        .transpose()
+}
+
+fn new_event(draft: &Draft, built: &events::Built, txn: Option<EventTxn>) -> NewEvent {
+    let membership = (draft.kind == "m.room.member")
+        .then(|| {
+            draft
+                .content
+                .get("membership")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+        .flatten();
+    NewEvent {
+        event_id: built.pdu.event_id.to_string(),
+        event_type: draft.kind.clone(),
+        state_key: draft.state_key.clone(),
+        sender: draft.sender.to_string(),
+        depth: built.pdu.depth as i64,
+        prev_events: built
+            .pdu
+            .prev_events
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        json: built.json.clone(),
+        membership,
+        redacts: draft.redacts.as_ref().map(ToString::to_string),
+        txn,
+    }
+}

@@ -1,0 +1,570 @@
+//! Reading rooms: single events, state, members (`rooms.yaml`), `/messages`
+//! (`message_pagination.yaml`) and `/context` (`event_context.yaml`).
+//!
+//! Every read is bounded twice: by the committed watermark of the room stream, and by what
+//! the reader may see. A member reads up to now; a user who left reads up to their leave
+//! and nothing after (ST-10, ST-13, TL-11); anyone reads a world-readable room; everyone
+//! else gets 403. Within that bound each event is judged by [`Visibility`].
+
+use std::collections::HashMap;
+
+use myelin_store::{StoredEvent, Stream};
+use ruma_common::{OwnedEventId, room_version_rules::RoomVersionRules};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::{parse_room_id, visibility::Visibility};
+use crate::{
+    Services,
+    auth::Requester,
+    error::{Error, Result, forbidden, invalid_param, not_found},
+    events::{
+        client::{self, ClientEvent, Reader},
+        version_rules,
+    },
+    sync::{EventFilter, SyncToken},
+};
+
+/// Largest page of `/messages` (the reference server's `MAX_LIMIT`).
+const MAX_LIMIT: usize = 1000;
+
+/// Room-stream tokens (`/messages` `start`/`end`, `/sync` `prev_batch`): the position between
+/// the events at or before it and those after. A `/sync` token names the same point.
+pub fn room_token(pos: u64) -> String {
+    format!("r{pos}")
+}
+
+pub fn parse_room_token(token: &str) -> Result<u64> {
+    if let Some(pos) = token.strip_prefix('r')
+        && !pos.is_empty()
+        && pos.bytes().all(|b| b.is_ascii_digit())
+    {
+        return pos
+            .parse()
+            .map_err(|_| invalid_param("Invalid pagination token"));
+    }
+    SyncToken::parse(token)
+        .map(|t| t.get(Stream::RoomEvents))
+        .map_err(|_| invalid_param("Invalid pagination token"))
+}
+
+/// What a user may read of a room.
+pub(crate) struct Access {
+    /// The last position the reader may see (their leave, or now).
+    pub cap: u64,
+    /// Whether the reader is a member now (reads the current state).
+    pub joined: bool,
+    pub visibility: Visibility,
+    pub rules: RoomVersionRules,
+}
+
+pub(crate) async fn access(services: &Services, room_id: &str, user_id: &str) -> Result<Access> {
+    let now = services.store.positions().await?.get(Stream::RoomEvents);
+    let info = services
+        .store
+        .room(room_id)
+        .await?
+        .ok_or_else(|| forbidden("You are not in this room"))?;
+    let (_, rules) = version_rules(&info.version)
+        .ok_or_else(|| Error::Internal(format!("room version {}", info.version).into()))?;
+    let visibility = Visibility::load(services, room_id, user_id, now).await?;
+    let (cap, joined) = match visibility.current() {
+        Some((_, "join")) => (now, true),
+        Some((pos, _)) if visibility.ever_joined() => {
+            let forgotten = services
+                .store
+                .forgotten_rooms(user_id)
+                .await?
+                .into_iter()
+                .any(|(room, at)| room == room_id && at >= pos);
+            if forgotten {
+                return Err(forbidden("You forgot this room"));
+            }
+            (pos, false)
+        }
+        _ if visibility.world_readable_at(now) => (now, false),
+        _ => return Err(forbidden("You are not allowed to see this room")),
+    };
+    Ok(Access {
+        cap,
+        joined,
+        visibility,
+        rules,
+    })
+}
+
+/// The events serving `events` refers to (replaced state, redactions), by ID.
+pub(crate) async fn related(
+    services: &Services,
+    events: &[&StoredEvent],
+) -> Result<HashMap<String, StoredEvent>> {
+    let ids = client::related_ids(events.iter().copied());
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(services
+        .store
+        .events_by_id(&ids)
+        .await?
+        .into_iter()
+        .map(|e| (e.event_id.clone(), e))
+        .collect())
+}
+
+/// Serves events for one reader of one room, in the order given.
+pub(crate) async fn serve_all(
+    services: &Services,
+    requester: &Requester,
+    access: &Access,
+    events: &[&StoredEvent],
+    with_room_id: bool,
+) -> Result<Vec<ClientEvent>> {
+    let related = related(services, events).await?;
+    let reader = Reader {
+        user_id: &requester.user_id,
+        device_id: requester.device_id.as_deref(),
+        now_ms: crate::now_ms(),
+        with_room_id,
+        related: &related,
+        redaction: &access.rules.redaction,
+    };
+    events
+        .iter()
+        .map(|e| client::serve(e, &reader, Some(access.visibility.membership_at(e.pos))))
+        .collect()
+}
+
+/// `GET /rooms/{roomId}/event/{eventId}` (ST-12): unknown and invisible are both 404.
+pub async fn get_event(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    event_id: &str,
+) -> Result<ClientEvent> {
+    let room = parse_room_id(room_id)?;
+    crate::ids::check_event_id(event_id)?;
+    let hidden = || not_found("Event not found");
+    let access = access(services, room.as_str(), &requester.user_id)
+        .await
+        .map_err(|e| match e {
+            Error::Forbidden(_) => hidden(),
+            other => other,
+        })?;
+    let event = services
+        .store
+        .event(event_id)
+        .await?
+        .filter(|e| e.room_id == room.as_str() && e.pos <= access.cap)
+        .filter(|e| access.visibility.can_see(e))
+        .ok_or_else(hidden)?;
+    serve_all(services, requester, &access, &[&event], true)
+        .await?
+        .pop()
+        .ok_or_else(hidden)
+}
+
+/// The state the reader sees: the current state for members, the state at their leave for
+/// those who left.
+async fn readable_state(
+    services: &Services,
+    room_id: &str,
+    access: &Access,
+    event_type: Option<&str>,
+) -> Result<Vec<StoredEvent>> {
+    let at = (!access.joined).then_some(access.cap);
+    Ok(services.store.state_at(room_id, at, event_type).await?)
+}
+
+/// `GET /rooms/{roomId}/state` (ST-11).
+pub async fn get_state(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+) -> Result<Vec<ClientEvent>> {
+    let room = parse_room_id(room_id)?;
+    let access = access(services, room.as_str(), &requester.user_id).await?;
+    let state = readable_state(services, room.as_str(), &access, None).await?;
+    let refs: Vec<&StoredEvent> = state.iter().collect();
+    serve_all(services, requester, &access, &refs, true).await
+}
+
+/// What `GET /rooms/{roomId}/state/{type}/{key}` answers: the content, or the whole event
+/// with `format=event` (ST-09).
+pub enum StateEvent {
+    Content(Box<RawValue>),
+    Event(Box<ClientEvent>),
+}
+
+pub async fn get_state_event(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+    as_event: bool,
+) -> Result<StateEvent> {
+    let room = parse_room_id(room_id)?;
+    crate::ids::check_event_type(event_type)?;
+    crate::ids::check_state_key(state_key)?;
+    let access = access(services, room.as_str(), &requester.user_id).await?;
+    let state = readable_state(services, room.as_str(), &access, Some(event_type)).await?;
+    let event = state
+        .into_iter()
+        .find(|e| e.state_key.as_deref() == Some(state_key))
+        .ok_or_else(|| not_found("No such state event"))?;
+    let mut served = serve_all(services, requester, &access, &[&event], true).await?;
+    let served = served
+        .pop()
+        .ok_or_else(|| not_found("No such state event"))?;
+    Ok(if as_event {
+        StateEvent::Event(Box::new(served))
+    } else {
+        StateEvent::Content(served.content)
+    })
+}
+
+/// `GET /rooms/{roomId}/members` (ST-13, ST-14).
+pub async fn members(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    at: Option<&str>,
+    membership: Option<&str>,
+    not_membership: Option<&str>,
+) -> Result<Vec<ClientEvent>> {
+    let room = parse_room_id(room_id)?;
+    let access = access(services, room.as_str(), &requester.user_id).await?;
+    let at = at.map(parse_room_token).transpose()?;
+    let pos = match at {
+        Some(at) => Some(at.min(access.cap)),
+        None => (!access.joined).then_some(access.cap),
+    };
+    let members = services
+        .store
+        .state_at(room.as_str(), pos, Some("m.room.member"))
+        .await?;
+    let rules = &access.rules.redaction;
+    let mut kept = Vec::new();
+    for event in &members {
+        let value = client::content_value(event, rules)?;
+        let current = value["membership"].as_str().unwrap_or_default();
+        let keep = match (membership, not_membership) {
+            (None, None) => true,
+            (Some(m), None) => current == m,
+            (None, Some(n)) => current != n,
+            // Given together, the two make an "or" (rooms.yaml).
+            (Some(m), Some(n)) => current == m || current != n,
+        };
+        if keep {
+            kept.push(event);
+        }
+    }
+    serve_all(services, requester, &access, &kept, true).await
+}
+
+#[derive(Debug, Serialize)]
+pub struct JoinedMember {
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// `GET /rooms/{roomId}/joined_members` (ST-15): members only.
+pub async fn joined_members(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+) -> Result<HashMap<String, JoinedMember>> {
+    let room = parse_room_id(room_id)?;
+    let access = access(services, room.as_str(), &requester.user_id).await?;
+    if !access.joined {
+        return Err(forbidden("You are not in this room"));
+    }
+    let members = services
+        .store
+        .state_at(room.as_str(), None, Some("m.room.member"))
+        .await?;
+    let mut joined = HashMap::new();
+    for event in &members {
+        let value = client::content_value(event, &access.rules.redaction)?;
+        if value["membership"] == "join"
+            && let Some(user) = &event.state_key
+        {
+            joined.insert(
+                user.clone(),
+                JoinedMember {
+                    display_name: value["displayname"].as_str().map(str::to_owned),
+                    avatar_url: value["avatar_url"].as_str().map(str::to_owned),
+                },
+            );
+        }
+    }
+    Ok(joined)
+}
+
+/// Pages through a room's events in `(after, upto]`, keeping those the reader may see and
+/// the filter allows, until `limit` are found or there are no more. Returns them (newest
+/// first when `backward`) and whether the range has more events to page through.
+async fn page(
+    services: &Services,
+    room_id: &str,
+    access: &Access,
+    filter: &EventFilter,
+    (after, upto): (Option<u64>, u64),
+    limit: usize,
+    backward: bool,
+) -> Result<(Vec<StoredEvent>, Option<u64>)> {
+    let batch = (limit * 2).clamp(20, 500);
+    let (mut after, mut upto) = (after, upto);
+    let mut found = Vec::new();
+    loop {
+        if after.is_some_and(|a| a >= upto) && after.is_some() {
+            return Ok((found, None));
+        }
+        let events = services
+            .store
+            .room_events(room_id, after, upto, batch, backward)
+            .await?;
+        let exhausted = events.len() < batch;
+        for event in events {
+            let pos = event.pos;
+            if access.visibility.can_see(&event) && filter.allows_event(&event) {
+                found.push(event);
+            }
+            if backward {
+                upto = pos.saturating_sub(1);
+            } else {
+                after = Some(pos);
+            }
+            if found.len() == limit {
+                // The point after the last event looked at: the next page starts there.
+                let next = if backward { upto } else { pos };
+                return Ok((found, Some(next)));
+            }
+        }
+        if exhausted {
+            return Ok((found, None));
+        }
+    }
+}
+
+/// What `/messages` answers.
+#[derive(Debug, Serialize)]
+pub struct Messages {
+    pub start: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    pub chunk: Vec<ClientEvent>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub state: Vec<ClientEvent>,
+}
+
+pub struct MessagesQuery<'a> {
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub backward: bool,
+    pub limit: Option<usize>,
+    pub filter: Option<&'a str>,
+}
+
+fn parse_filter(filter: Option<&str>) -> Result<EventFilter> {
+    match filter {
+        None | Some("") => Ok(EventFilter::default()),
+        Some(f) => EventFilter::parse_room_event_filter(f),
+    }
+}
+
+/// `GET /rooms/{roomId}/messages` (TL-01..12).
+pub async fn messages(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    query: MessagesQuery<'_>,
+) -> Result<Messages> {
+    let room = parse_room_id(room_id)?;
+    let filter = parse_filter(query.filter)?;
+    let from = query.from.map(parse_room_token).transpose()?;
+    let to = query.to.map(parse_room_token).transpose()?;
+    let limit = query.limit.unwrap_or(10).clamp(1, MAX_LIMIT);
+    let access = access(services, room.as_str(), &requester.user_id).await?;
+    if !filter.allows_room(room.as_str()) {
+        let start = room_token(from.unwrap_or(access.cap));
+        return Ok(Messages {
+            start,
+            end: None,
+            chunk: Vec::new(),
+            state: Vec::new(),
+        });
+    }
+    let (start, range) = if query.backward {
+        let from = from.unwrap_or(access.cap);
+        (from, (to, from.min(access.cap)))
+    } else {
+        let from = from.unwrap_or(0);
+        let upto = to.unwrap_or(access.cap).min(access.cap);
+        (from, (Some(from), upto))
+    };
+    let (events, next) = if range.0.is_some_and(|a| a >= range.1) {
+        (Vec::new(), None)
+    } else {
+        page(
+            services,
+            room.as_str(),
+            &access,
+            &filter,
+            range,
+            limit,
+            query.backward,
+        )
+        .await?
+    };
+    let refs: Vec<&StoredEvent> = events.iter().collect();
+    let chunk = serve_all(services, requester, &access, &refs, true).await?;
+    let state = if filter.lazy_members() {
+        lazy_members(services, requester, room.as_str(), &access, &refs).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Messages {
+        start: room_token(start),
+        end: next.map(room_token),
+        chunk,
+        state,
+    })
+}
+
+/// The member events of the senders of `events`, as of the reader's bound (TL-09).
+async fn lazy_members(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    access: &Access,
+    events: &[&StoredEvent],
+) -> Result<Vec<ClientEvent>> {
+    let mut senders: Vec<&str> = events.iter().map(|e| e.sender.as_str()).collect();
+    senders.sort();
+    senders.dedup();
+    if senders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let at = events.iter().map(|e| e.pos).max();
+    let members = services
+        .store
+        .state_at(room_id, at.or(Some(access.cap)), Some("m.room.member"))
+        .await?;
+    let wanted: Vec<&StoredEvent> = members
+        .iter()
+        .filter(|m| m.state_key.as_deref().is_some_and(|k| senders.contains(&k)))
+        .collect();
+    serve_all(services, requester, access, &wanted, true).await
+}
+
+/// What `/context` answers.
+#[derive(Debug, Serialize)]
+pub struct Context {
+    pub event: ClientEvent,
+    pub events_before: Vec<ClientEvent>,
+    pub events_after: Vec<ClientEvent>,
+    pub state: Vec<ClientEvent>,
+    pub start: String,
+    pub end: String,
+}
+
+/// `GET /rooms/{roomId}/context/{eventId}` (TL-15..17): 403 when the reader may not see
+/// the event, 404 when there is none (TL-16).
+pub async fn context(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    event_id: &str,
+    limit: Option<usize>,
+    filter: Option<&str>,
+) -> Result<Context> {
+    let room = parse_room_id(room_id)?;
+    crate::ids::check_event_id(event_id)?;
+    let filter = parse_filter(filter)?;
+    let limit = limit.unwrap_or(10).min(MAX_LIMIT);
+    let access = access(services, room.as_str(), &requester.user_id).await?;
+    let event = services
+        .store
+        .event(event_id)
+        .await?
+        .filter(|e| e.room_id == room.as_str())
+        .ok_or_else(|| not_found("Event not found"))?;
+    if event.pos > access.cap || !access.visibility.can_see(&event) {
+        return Err(forbidden("You may not see this event"));
+    }
+    let before_limit = limit / 2;
+    let after_limit = limit - before_limit;
+    let (before, _) = if before_limit == 0 || event.pos == 0 {
+        (Vec::new(), None)
+    } else {
+        page(
+            services,
+            room.as_str(),
+            &access,
+            &filter,
+            (None, event.pos - 1),
+            before_limit,
+            true,
+        )
+        .await?
+    };
+    let (after, _) = if after_limit == 0 || event.pos >= access.cap {
+        (Vec::new(), None)
+    } else {
+        page(
+            services,
+            room.as_str(),
+            &access,
+            &filter,
+            (Some(event.pos), access.cap),
+            after_limit,
+            false,
+        )
+        .await?
+    };
+    let start = before.last().map_or(event.pos - 1, |e| e.pos - 1);
+    let end = after.last().map_or(event.pos, |e| e.pos);
+    let last = after.last().unwrap_or(&event);
+    let state_events = services
+        .store
+        .state_at(room.as_str(), Some(last.pos), None)
+        .await?;
+    let mut in_window: Vec<&StoredEvent> = before.iter().collect();
+    in_window.push(&event);
+    in_window.extend(after.iter());
+    let state: Vec<&StoredEvent> = if filter.lazy_members() {
+        let senders: Vec<&str> = in_window.iter().map(|e| e.sender.as_str()).collect();
+        state_events
+            .iter()
+            .filter(|s| {
+                s.event_type == "m.room.member"
+                    && s.state_key.as_deref().is_some_and(|k| senders.contains(&k))
+            })
+            .collect()
+    } else {
+        state_events.iter().collect()
+    };
+    let mut all: Vec<&StoredEvent> = in_window.clone();
+    all.extend(state.iter().copied());
+    let mut served = serve_all(services, requester, &access, &all, true).await?;
+    let state = served.split_off(in_window.len());
+    let events_after = served.split_off(before.len() + 1);
+    let event = served
+        .pop()
+        .ok_or_else(|| Error::Internal("context event lost".into()))?;
+    Ok(Context {
+        event,
+        events_before: served,
+        events_after,
+        state,
+        start: room_token(start),
+        end: room_token(end),
+    })
+}
+
+/// The event IDs as JSON strings, for handlers that answer `{event_id}`.
+pub fn event_id_json(event_id: &OwnedEventId) -> Value {
+    json!({ "event_id": event_id })
+}

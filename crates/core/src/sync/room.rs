@@ -1,0 +1,504 @@
+//! What one joined or left room carries in `/sync`: its timeline, its state and its summary.
+//!
+//! - **Timeline**: the newest `limit` events of the window the user may see and the filter
+//!   allows, oldest first; `limited` iff more such events exist in the window (RS-03, RS-04),
+//!   and `prev_batch` just before the first of them (RS-38).
+//! - **State**: with `S_start` and `S_end` the state at the start and end of the timeline,
+//!   `S_prev` the state at `since` (nothing for a full sync), and `T` the timeline, each key
+//!   gets `S_end`'s event unless that is in `T`, else `S_start`'s; it is sent unless it is in
+//!   `T` or equals `S_prev`'s (RS-09, Synapse's rule). No event is ever in both `state` and
+//!   the timeline (RS-02), a gap's state changes arrive (RS-07), and a sync without a gap
+//!   sends none (RS-08).
+//! - **Lazy loading** (`room.state.lazy_load_members`, RS-25): member events only for the
+//!   timeline's senders, the user and the heroes. Members are re-sent on every incremental
+//!   sync that shows their events (as `include_redundant_members` would); per-device
+//!   tracking of what was sent is not built yet.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use myelin_store::{StateRow, StoredEvent};
+use ruma_common::room_version_rules::RoomVersionRules;
+
+use super::{
+    filter::{EventFilter, EventFormat, Filter, RoomFilter},
+    response::{
+        JoinedRoom, LeftRoom, RoomEvents, Summary, SyncEvent, Timeline, UnreadNotifications,
+    },
+};
+use crate::{
+    Services,
+    auth::Requester,
+    error::{Error, Result},
+    events::{
+        client::{self, Reader},
+        version_rules,
+    },
+    rooms::{read::room_token, visibility::Visibility},
+};
+
+/// Largest timeline a filter may ask for.
+const MAX_TIMELINE: usize = 500;
+/// Batches of events looked at before a timeline gives up filling and says `limited`.
+const MAX_BATCHES: usize = 8;
+
+/// A room's part of the sync window: `(since, end]`; `since: None` for a full sync.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    pub since: Option<u64>,
+    pub end: u64,
+}
+
+struct Room<'a> {
+    services: &'a Services,
+    room_id: &'a str,
+    rules: RoomVersionRules,
+    visibility: Visibility,
+}
+
+struct Content {
+    timeline: Vec<StoredEvent>,
+    limited: bool,
+    /// The position just before the timeline.
+    start: u64,
+    state: Vec<StoredEvent>,
+}
+
+impl<'a> Room<'a> {
+    async fn load(
+        services: &'a Services,
+        room_id: &'a str,
+        user_id: &str,
+        memberships: Vec<(u64, String)>,
+        end: u64,
+    ) -> Result<Self> {
+        let info = services
+            .store
+            .room(room_id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("room {room_id} has no row").into()))?;
+        let (_, rules) = version_rules(&info.version)
+            .ok_or_else(|| Error::Internal(format!("room version {}", info.version).into()))?;
+        let settings = Visibility::settings(services, room_id, end).await?;
+        Ok(Self {
+            services,
+            room_id,
+            rules,
+            visibility: Visibility::new(user_id, memberships, &settings),
+        })
+    }
+
+    /// The newest events of the window the user may see and the filter allows.
+    async fn timeline(
+        &self,
+        window: Window,
+        filter: &EventFilter,
+    ) -> Result<(Vec<StoredEvent>, bool, bool)> {
+        let limit = filter
+            .limit
+            .map_or(10, |l| l as usize)
+            .clamp(1, MAX_TIMELINE);
+        let batch = (limit + 1).max(20);
+        let mut found = Vec::new();
+        let mut skipped_state = false;
+        let mut upto = window.end;
+        let mut limited = false;
+        for round in 0.. {
+            if window.since.is_some_and(|s| s >= upto) {
+                break;
+            }
+            if round == MAX_BATCHES {
+                limited = true;
+                break;
+            }
+            let events = self
+                .services
+                .store
+                .room_events(self.room_id, window.since, upto, batch, true)
+                .await?;
+            let exhausted = events.len() < batch;
+            for event in events {
+                upto = event.pos.saturating_sub(1);
+                if self.visibility.can_see(&event) && filter.allows_event(&event) {
+                    found.push(event);
+                } else if event.state_key.is_some() {
+                    skipped_state = true;
+                }
+                if found.len() > limit {
+                    found.pop();
+                    limited = true;
+                    break;
+                }
+            }
+            if limited || exhausted {
+                break;
+            }
+        }
+        found.reverse();
+        Ok((found, limited, skipped_state))
+    }
+
+    async fn content(&self, window: Window, room_filter: &RoomFilter) -> Result<Content> {
+        let timeline_filter = room_filter.timeline.clone().unwrap_or_default();
+        let (timeline, limited, skipped_state) = self.timeline(window, &timeline_filter).await?;
+        let start = timeline
+            .first()
+            .map_or(window.end, |e| e.pos.saturating_sub(1));
+        let in_timeline: HashSet<&str> = timeline.iter().map(|e| e.event_id.as_str()).collect();
+        let state = match window.since {
+            None => self.full_state(start, window.end, &in_timeline).await?,
+            Some(_) if !limited && !skipped_state => Vec::new(),
+            Some(since) => {
+                self.state_delta(since, start, window.end, &in_timeline)
+                    .await?
+            }
+        };
+        Ok(Content {
+            timeline,
+            limited,
+            start,
+            state,
+        })
+    }
+
+    async fn full_state(
+        &self,
+        start: u64,
+        end: u64,
+        in_timeline: &HashSet<&str>,
+    ) -> Result<Vec<StoredEvent>> {
+        let store = &self.services.store;
+        let at_start = store.state_at(self.room_id, Some(start), None).await?;
+        let at_end = if start < end {
+            store.state_at(self.room_id, Some(end), None).await?
+        } else {
+            at_start.clone()
+        };
+        let key = |e: &StoredEvent| {
+            (
+                e.event_type.clone(),
+                e.state_key.clone().unwrap_or_default(),
+            )
+        };
+        let start_by_key: HashMap<_, &StoredEvent> = at_start.iter().map(|e| (key(e), e)).collect();
+        let mut chosen: BTreeMap<u64, StoredEvent> = BTreeMap::new();
+        for event in &at_end {
+            let candidate = if in_timeline.contains(event.event_id.as_str()) {
+                start_by_key.get(&key(event)).copied()
+            } else {
+                Some(event)
+            };
+            if let Some(c) = candidate
+                && !in_timeline.contains(c.event_id.as_str())
+            {
+                chosen.insert(c.pos, c.clone());
+            }
+        }
+        Ok(chosen.into_values().collect())
+    }
+
+    async fn state_delta(
+        &self,
+        since: u64,
+        start: u64,
+        end: u64,
+        in_timeline: &HashSet<&str>,
+    ) -> Result<Vec<StoredEvent>> {
+        let rows = self
+            .services
+            .store
+            .state_window(self.room_id, since, end)
+            .await?;
+        let mut by_key: HashMap<(&str, &str), Vec<&StateRow>> = HashMap::new();
+        for row in &rows {
+            by_key
+                .entry((&row.event_type, &row.state_key))
+                .or_default()
+                .push(row);
+        }
+        fn valid<'r>(rows: &[&'r StateRow], at: u64) -> Option<&'r str> {
+            rows.iter()
+                .find(|r| r.valid_at(at))
+                .map(|r| r.event_id.as_str())
+        }
+        let mut wanted: Vec<String> = Vec::new();
+        for rows in by_key.values() {
+            let previous = valid(rows, since);
+            let at_end = valid(rows, end);
+            let candidate = match at_end {
+                Some(id) if in_timeline.contains(id) => valid(rows, start),
+                other => other,
+            };
+            if let Some(id) = candidate
+                && candidate != previous
+                && !in_timeline.contains(id)
+            {
+                wanted.push(id.to_owned());
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut events = self.services.store.events_by_id(&wanted).await?;
+        events.sort_by_key(|e| e.pos);
+        Ok(events)
+    }
+
+    /// Serves the room's events for the user, `room_id` left out as inside `/sync` rooms.
+    async fn serve(
+        &self,
+        requester: &Requester,
+        groups: [&[StoredEvent]; 2],
+        format: Option<EventFormat>,
+    ) -> Result<[Vec<SyncEvent>; 2]> {
+        let all: Vec<&StoredEvent> = groups.iter().flat_map(|g| g.iter()).collect();
+        let related = crate::rooms::read::related(self.services, &all).await?;
+        let reader = Reader {
+            user_id: &requester.user_id,
+            device_id: requester.device_id.as_deref(),
+            now_ms: crate::now_ms(),
+            with_room_id: false,
+            related: &related,
+            redaction: &self.rules.redaction,
+        };
+        let one = |e: &StoredEvent| -> Result<SyncEvent> {
+            Ok(match format {
+                Some(EventFormat::Federation) => SyncEvent::Federation(client::federation(e)?),
+                _ => SyncEvent::Client(Box::new(client::serve(
+                    e,
+                    &reader,
+                    Some(self.visibility.membership_at(e.pos)),
+                )?)),
+            })
+        };
+        let [first, second] = groups;
+        Ok([
+            first.iter().map(one).collect::<Result<_>>()?,
+            second.iter().map(one).collect::<Result<_>>()?,
+        ])
+    }
+
+    /// `summary` (RS-31, RS-32) from the state at `end`, and the heroes' IDs.
+    async fn summary(&self, user_id: &str, end: u64) -> Result<Summary> {
+        let state = self
+            .services
+            .store
+            .state_at(self.room_id, Some(end), None)
+            .await?;
+        let mut members: Vec<(u64, String, String)> = Vec::new();
+        let mut named = false;
+        for event in &state {
+            let content = client::content_value(event, &self.rules.redaction)?;
+            match event.event_type.as_str() {
+                "m.room.member" => {
+                    let membership = content["membership"].as_str().unwrap_or_default();
+                    if let Some(user) = &event.state_key {
+                        members.push((event.pos, user.clone(), membership.to_owned()));
+                    }
+                }
+                "m.room.name" => {
+                    named |= content["name"].as_str().is_some_and(|n| !n.is_empty());
+                }
+                "m.room.canonical_alias" => {
+                    named |= content["alias"].as_str().is_some_and(|a| !a.is_empty());
+                }
+                _ => {}
+            }
+        }
+        members.sort();
+        let count = |m: &str| members.iter().filter(|(_, _, x)| x == m).count() as u64;
+        let heroes = (!named).then(|| {
+            let pick = |wanted: &[&str]| -> Vec<String> {
+                members
+                    .iter()
+                    .filter(|(_, u, m)| u != user_id && wanted.contains(&m.as_str()))
+                    .take(5)
+                    .map(|(_, u, _)| u.clone())
+                    .collect()
+            };
+            let heroes = pick(&["join", "invite"]);
+            if heroes.is_empty() {
+                pick(&["leave", "ban"])
+            } else {
+                heroes
+            }
+        });
+        Ok(Summary {
+            heroes,
+            joined_member_count: Some(count("join")),
+            invited_member_count: Some(count("invite")),
+        })
+    }
+
+    /// Applies the state filter and lazy loading to the state section.
+    async fn filter_state(
+        &self,
+        state: Vec<StoredEvent>,
+        timeline: &[StoredEvent],
+        start: u64,
+        full: bool,
+        (user_id, heroes): (&str, &[String]),
+        filter: &EventFilter,
+    ) -> Result<Vec<StoredEvent>> {
+        let mut state: Vec<StoredEvent> = state
+            .into_iter()
+            .filter(|e| filter.allows_type(&e.event_type) && filter.allows_sender(&e.sender))
+            .collect();
+        if !filter.lazy_members() {
+            return Ok(state);
+        }
+        let mut wanted: HashSet<&str> = timeline.iter().map(|e| e.sender.as_str()).collect();
+        if full {
+            wanted.insert(user_id);
+            wanted.extend(heroes.iter().map(String::as_str));
+            state.retain(|e| {
+                e.event_type != "m.room.member"
+                    || e.state_key.as_deref().is_some_and(|k| wanted.contains(k))
+            });
+            return Ok(state);
+        }
+        // Incremental: the gap's membership changes stay (RS-27); the senders' members are
+        // added where the timeline does not carry them.
+        let have: HashSet<String> = state
+            .iter()
+            .filter(|e| e.event_type == "m.room.member")
+            .filter_map(|e| e.state_key.clone())
+            .chain(
+                timeline
+                    .iter()
+                    .filter(|e| e.event_type == "m.room.member")
+                    .filter_map(|e| e.state_key.clone()),
+            )
+            .collect();
+        let missing: Vec<&str> = wanted.into_iter().filter(|u| !have.contains(*u)).collect();
+        if !missing.is_empty() {
+            let members = self
+                .services
+                .store
+                .state_at(self.room_id, Some(start), Some("m.room.member"))
+                .await?;
+            state.extend(
+                members
+                    .into_iter()
+                    .filter(|m| m.state_key.as_deref().is_some_and(|k| missing.contains(&k))),
+            );
+        }
+        state.sort_by_key(|e| e.pos);
+        Ok(state)
+    }
+}
+
+/// A joined room's section; `None` when an incremental sync has nothing to show in it (its
+/// new events were all hidden or filtered out).
+pub(super) async fn joined(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    memberships: Vec<(u64, String)>,
+    window: Window,
+    room_filter: &RoomFilter,
+    filter: &Filter,
+) -> Result<Option<JoinedRoom>> {
+    let room = Room::load(
+        services,
+        room_id,
+        &requester.user_id,
+        memberships,
+        window.end,
+    )
+    .await?;
+    let content = room.content(window, room_filter).await?;
+    let full = window.since.is_none();
+    if !full && content.timeline.is_empty() && content.state.is_empty() {
+        return Ok(None);
+    }
+    let members_changed = content
+        .timeline
+        .iter()
+        .chain(content.state.iter())
+        .any(|e| e.event_type == "m.room.member");
+    let summary = if full || members_changed {
+        room.summary(&requester.user_id, window.end).await?
+    } else {
+        Summary::default()
+    };
+    let state_filter = room_filter.state.clone().unwrap_or_default();
+    let heroes = summary.heroes.clone().unwrap_or_default();
+    let state = room
+        .filter_state(
+            content.state,
+            &content.timeline,
+            content.start,
+            full,
+            (&requester.user_id, &heroes),
+            &state_filter,
+        )
+        .await?;
+    let [timeline, state] = room
+        .serve(requester, [&content.timeline, &state], filter.event_format)
+        .await?;
+    let threads = room_filter
+        .timeline
+        .as_ref()
+        .and_then(|t| t.unread_thread_notifications)
+        == Some(true);
+    Ok(Some(JoinedRoom {
+        state: RoomEvents { events: state },
+        summary,
+        timeline: Timeline {
+            events: timeline,
+            limited: content.limited,
+            prev_batch: room_token(content.start),
+        },
+        unread_notifications: UnreadNotifications::default(),
+        unread_thread_notifications: threads.then(BTreeMap::new),
+        ..JoinedRoom::default()
+    }))
+}
+
+/// A left room's section: its history up to the leave (RS-17, RS-20, RS-21).
+pub(super) async fn left(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    memberships: Vec<(u64, String)>,
+    window: Window,
+    room_filter: &RoomFilter,
+    filter: &Filter,
+) -> Result<LeftRoom> {
+    let room = Room::load(
+        services,
+        room_id,
+        &requester.user_id,
+        memberships,
+        window.end,
+    )
+    .await?;
+    let mut content = room.content(window, room_filter).await?;
+    // Someone who never joined (a rejected invite) sees no more than their own membership.
+    if !room.visibility.ever_joined() {
+        content.state.clear();
+    }
+    let state_filter = room_filter.state.clone().unwrap_or_default();
+    let state = room
+        .filter_state(
+            content.state,
+            &content.timeline,
+            content.start,
+            window.since.is_none(),
+            (&requester.user_id, &[]),
+            &state_filter,
+        )
+        .await?;
+    let [timeline, state] = room
+        .serve(requester, [&content.timeline, &state], filter.event_format)
+        .await?;
+    Ok(LeftRoom {
+        state: RoomEvents { events: state },
+        timeline: Timeline {
+            events: timeline,
+            limited: content.limited,
+            prev_batch: room_token(content.start),
+        },
+        ..LeftRoom::default()
+    })
+}

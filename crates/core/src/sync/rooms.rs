@@ -1,0 +1,222 @@
+//! The rooms sections of `/sync`: which rooms go where (`join`, `invite`, `leave`, `knock`),
+//! from the user's membership log.
+//!
+//! Invariants (on top of the module docs of `sync`):
+//! - **The window is `(since, next_batch]` of the room stream**, for every room and for the
+//!   membership log alike; nothing committed later is read, so the next sync delivers it.
+//! - **Membership decides the section, as of `next_batch`.** A room whose latest membership
+//!   is `join` is joined; one newly joined in the window (or left and rejoined, RS-22) gets
+//!   its full state (RS-11). A room left in the window appears once in `leave`, with its
+//!   timeline up to the leave (RS-17, RS-20); left before `since`, never again (RS-19).
+//!   Initial syncs list left rooms only with `include_leave`, and never forgotten ones
+//!   (RS-18, RS-24).
+//! - **A room with nothing new is absent** from an incremental sync (RS-05).
+//!
+//! What a joined or left room carries (timeline, state, summary) is in [`super::room`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use myelin_store::{MembershipChange, Stream};
+
+use super::{
+    filter::{Filter, RoomFilter},
+    response::{InvitedRoom, KnockedRoom, StrippedState, SyncResponse},
+    room::{self, Window},
+    token::SyncToken,
+};
+use crate::{
+    Services,
+    auth::Requester,
+    error::Result,
+    events::{client, version_rules},
+    rooms::visibility::Visibility,
+};
+
+/// Types kept in stripped state (`invite_state`, `knock_state`; MB-07).
+const STRIPPED_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.topic",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+];
+
+/// Which rooms went into the response, for the per-room account data.
+#[derive(Debug, Default)]
+pub(super) struct RoomSets {
+    pub joined: HashSet<String>,
+    /// Joined rooms that get all their account data, not only the changes.
+    pub newly_joined: HashSet<String>,
+    pub left: HashSet<String>,
+}
+
+pub(super) async fn fill(
+    services: &Services,
+    requester: &Requester,
+    from: Option<SyncToken>,
+    upto: SyncToken,
+    filter: &Filter,
+    full_state: bool,
+    response: &mut SyncResponse,
+) -> Result<RoomSets> {
+    let user_id = requester.user_id.as_str();
+    let end = upto.get(Stream::RoomEvents);
+    let since = from.map(|f| f.get(Stream::RoomEvents));
+    let log = services.store.memberships(user_id, end).await?;
+    let mut by_room: BTreeMap<&str, Vec<&MembershipChange>> = BTreeMap::new();
+    for change in &log {
+        by_room.entry(&change.room_id).or_default().push(change);
+    }
+    let room_filter: RoomFilter = filter.room.clone().unwrap_or_default();
+    let incremental = since.filter(|_| !full_state);
+    let active: HashSet<String> = match incremental {
+        Some(since) if end > since => services
+            .store
+            .rooms_with_events(since, end)
+            .await?
+            .into_iter()
+            .map(|(room, _)| room)
+            .collect(),
+        _ => HashSet::new(),
+    };
+    let forgotten: HashMap<String, u64> = if incremental.is_none() {
+        services
+            .store
+            .forgotten_rooms(user_id)
+            .await?
+            .into_iter()
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let mut sets = RoomSets::default();
+    for (room_id, changes) in by_room {
+        if !room_filter.allows_room(room_id) {
+            continue;
+        }
+        let Some(last) = changes.last() else {
+            continue;
+        };
+        let in_window: Vec<&&MembershipChange> = changes
+            .iter()
+            .filter(|c| since.is_none_or(|s| c.pos > s))
+            .collect();
+        let changed = !in_window.is_empty();
+        let at_since = since.and_then(|s| changes.iter().rev().find(|c| c.pos <= s));
+        match last.membership.as_str() {
+            "join" => {
+                let newly = since.is_none()
+                    || at_since.is_none_or(|c| c.membership != "join")
+                    || in_window.iter().any(|c| c.membership != "join");
+                let full = newly || full_state;
+                if incremental.is_some() && !newly && !active.contains(room_id) {
+                    sets.joined.insert(room_id.to_owned());
+                    continue;
+                }
+                let window = Window {
+                    since: if full { None } else { since },
+                    end,
+                };
+                let memberships = Visibility::memberships_in(&log, room_id);
+                let joined = room::joined(
+                    services,
+                    requester,
+                    room_id,
+                    memberships,
+                    window,
+                    &room_filter,
+                    filter,
+                )
+                .await?;
+                sets.joined.insert(room_id.to_owned());
+                if newly && since.is_some() {
+                    sets.newly_joined.insert(room_id.to_owned());
+                }
+                if let Some(joined) = joined {
+                    response.rooms.join.insert(room_id.to_owned(), joined);
+                }
+            }
+            "invite" | "knock" if since.is_none() || changed || full_state => {
+                let stripped = stripped_state(services, room_id, last).await?;
+                if last.membership == "invite" {
+                    response.rooms.invite.insert(
+                        room_id.to_owned(),
+                        InvitedRoom {
+                            invite_state: stripped,
+                        },
+                    );
+                } else {
+                    response.rooms.knock.insert(
+                        room_id.to_owned(),
+                        KnockedRoom {
+                            knock_state: stripped,
+                        },
+                    );
+                }
+            }
+            "leave" | "ban" => {
+                let include = match incremental {
+                    Some(_) => changed,
+                    None => {
+                        room_filter.include_leave == Some(true)
+                            && forgotten.get(room_id).is_none_or(|at| *at < last.pos)
+                    }
+                };
+                if !include {
+                    continue;
+                }
+                let window = Window {
+                    since: incremental.filter(|_| {
+                        at_since.is_some_and(|c| c.membership == "join")
+                            && in_window.iter().all(|c| c.membership != "join")
+                    }),
+                    end: last.pos,
+                };
+                let memberships = Visibility::memberships_in(&log, room_id);
+                let left = room::left(
+                    services,
+                    requester,
+                    room_id,
+                    memberships,
+                    window,
+                    &room_filter,
+                    filter,
+                )
+                .await?;
+                sets.left.insert(room_id.to_owned());
+                response.rooms.leave.insert(room_id.to_owned(), left);
+            }
+            _ => {}
+        }
+    }
+    Ok(sets)
+}
+
+/// The stripped state an invitee or knocker sees (MB-07, RS-16): the room's description as
+/// of their membership, with their own member event.
+async fn stripped_state(
+    services: &Services,
+    room_id: &str,
+    membership: &MembershipChange,
+) -> Result<StrippedState> {
+    let Some(info) = services.store.room(room_id).await? else {
+        return Ok(StrippedState::default());
+    };
+    let Some((_, rules)) = version_rules(&info.version) else {
+        return Ok(StrippedState::default());
+    };
+    let state = services
+        .store
+        .state_at(room_id, Some(membership.pos), None)
+        .await?;
+    let events = state
+        .iter()
+        .filter(|e| {
+            STRIPPED_TYPES.contains(&e.event_type.as_str()) || e.event_id == membership.event_id
+        })
+        .map(|e| client::stripped(e, &rules.redaction))
+        .collect::<Result<_>>()?;
+    Ok(StrippedState { events })
+}

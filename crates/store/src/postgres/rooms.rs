@@ -1,0 +1,608 @@
+//! Rooms on PostgreSQL. An append takes its positions through [`Held`] (see
+//! [`super::positions`]), then writes the whole batch in one transaction on the same session,
+//! after locking the room's row: appends to one room, from any process, run one after another,
+//! and the extremity check inside the lock tells a writer that lost the race to rebuild.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use sqlx::{PgConnection, Row, postgres::PgRow};
+
+use super::{
+    positions::{room_note, room_user_note},
+    *,
+};
+use crate::{
+    Append, CONFLICT_ALIAS, CONFLICT_EXTREMITIES, CONFLICT_ROOM_EXISTS, CONFLICT_TXN,
+    MembershipChange, NewEvent, PendingAppend, RoomInfo, RoomSnapshot, RoomStore, StateRow,
+    StoredEvent,
+};
+
+pub(super) const EVENT_COLUMNS: &str = "e.pos, e.event_id, e.room_id, e.event_type, e.state_key, \
+     e.sender, e.json, e.replaces, e.redacted_by, e.txn_device, e.txn_id";
+
+pub(super) fn event_from_row(r: &PgRow) -> Result<StoredEvent, sqlx::Error> {
+    let device: Option<String> = r.try_get(9)?;
+    let txn_id: Option<String> = r.try_get(10)?;
+    Ok(StoredEvent {
+        pos: r.try_get::<i64, _>(0)? as u64,
+        event_id: r.try_get(1)?,
+        room_id: r.try_get(2)?,
+        event_type: r.try_get(3)?,
+        state_key: r.try_get(4)?,
+        sender: r.try_get(5)?,
+        json: r.try_get(6)?,
+        replaces: r.try_get(7)?,
+        redacted_by: r.try_get(8)?,
+        txn: device.zip(txn_id),
+    })
+}
+
+pub(super) fn state_row(r: &PgRow) -> Result<StateRow, sqlx::Error> {
+    Ok(StateRow {
+        event_type: r.try_get(0)?,
+        state_key: r.try_get(1)?,
+        event_id: r.try_get(2)?,
+        from_pos: r.try_get::<i64, _>(3)? as u64,
+        to_pos: r.try_get::<Option<i64>, _>(4)?.map(|p| p as u64),
+    })
+}
+
+/// A uniqueness violation (23505) becomes the given conflict.
+fn unique_or(err: sqlx::Error, conflict: &'static str) -> StoreError {
+    if let sqlx::Error::Database(db) = &err
+        && db.code().as_deref() == Some("23505")
+    {
+        return StoreError::Conflict(conflict);
+    }
+    classify(err)
+}
+
+fn events_of(rows: Vec<PgRow>) -> StoreResult<Vec<StoredEvent>> {
+    rows.iter()
+        .map(event_from_row)
+        .collect::<Result<_, _>>()
+        .map_err(classify)
+}
+
+async fn write_append(
+    conn: &mut PgConnection,
+    append: &Append,
+    positions: &[i64],
+) -> StoreResult<()> {
+    let mut tx = sqlx::Connection::begin(conn).await.map_err(classify)?;
+    let now = crate::now_ms();
+    match &append.new_room {
+        Some(room) => {
+            sqlx::query(
+                "INSERT INTO rooms (room_id, version, creator, published, created_ts)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&room.room_id)
+            .bind(&room.version)
+            .bind(&room.creator)
+            .bind(room.published)
+            .bind(room.created_ts)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| unique_or(e, CONFLICT_ROOM_EXISTS))?;
+        }
+        None => {
+            sqlx::query("SELECT 1 FROM rooms WHERE room_id = $1 FOR UPDATE")
+                .bind(&append.room_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            let current: Vec<String> =
+                sqlx::query_scalar("SELECT event_id FROM room_extremities WHERE room_id = $1")
+                    .bind(&append.room_id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+            let current: BTreeSet<&String> = current.iter().collect();
+            let expected: BTreeSet<&String> = append.extremities.iter().collect();
+            if current != expected {
+                return Err(StoreError::Conflict(CONFLICT_EXTREMITIES));
+            }
+        }
+    }
+    if let Some((alias, creator)) = &append.alias {
+        sqlx::query(
+            "INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(alias)
+        .bind(&append.room_id)
+        .bind(creator)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_or(e, CONFLICT_ALIAS))?;
+    }
+    for (event, pos) in append.events.iter().zip(positions) {
+        insert_event(&mut tx, &append.room_id, event, *pos, now).await?;
+    }
+    tx.commit().await.map_err(classify)
+}
+
+async fn insert_event(
+    tx: &mut PgConnection,
+    room_id: &str,
+    event: &NewEvent,
+    pos: i64,
+    now: i64,
+) -> StoreResult<()> {
+    let mut replaces: Option<String> = None;
+    if let Some(state_key) = &event.state_key {
+        replaces = sqlx::query_scalar(
+            "UPDATE room_state SET to_pos = $4
+             WHERE room_id = $1 AND event_type = $2 AND state_key = $3 AND to_pos IS NULL
+             RETURNING event_id",
+        )
+        .bind(room_id)
+        .bind(&event.event_type)
+        .bind(state_key)
+        .bind(pos)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query(
+            "INSERT INTO room_state (room_id, event_type, state_key, from_pos, to_pos, event_id)
+             VALUES ($1, $2, $3, $4, NULL, $5)",
+        )
+        .bind(room_id)
+        .bind(&event.event_type)
+        .bind(state_key)
+        .bind(pos)
+        .bind(&event.event_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
+    let (txn_device, txn_id) = event
+        .txn
+        .as_ref()
+        .map(|t| (t.device_id.as_str(), t.txn_id.as_str()))
+        .unzip();
+    sqlx::query(
+        "INSERT INTO events (pos, event_id, room_id, event_type, state_key, sender, depth, json,
+                             replaces, txn_device, txn_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(pos)
+    .bind(&event.event_id)
+    .bind(room_id)
+    .bind(&event.event_type)
+    .bind(&event.state_key)
+    .bind(&event.sender)
+    .bind(event.depth)
+    .bind(&event.json)
+    .bind(&replaces)
+    .bind(txn_device)
+    .bind(txn_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(classify)?;
+    sqlx::query("INSERT INTO event_edges (event_id, prev_event_id) SELECT $1, UNNEST($2::TEXT[])")
+        .bind(&event.event_id)
+        .bind(&event.prev_events)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    sqlx::query("DELETE FROM room_extremities WHERE room_id = $1 AND event_id = ANY($2)")
+        .bind(room_id)
+        .bind(&event.prev_events)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    sqlx::query("INSERT INTO room_extremities (room_id, event_id, depth) VALUES ($1, $2, $3)")
+        .bind(room_id)
+        .bind(&event.event_id)
+        .bind(event.depth)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    if let (Some(membership), Some(user_id)) = (&event.membership, &event.state_key) {
+        sqlx::query(
+            "INSERT INTO room_members (room_id, user_id, membership, event_id, pos)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+                 event_id = excluded.event_id, pos = excluded.pos",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .bind(membership)
+        .bind(&event.event_id)
+        .bind(pos)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query(
+            "INSERT INTO membership_log (user_id, pos, room_id, membership, event_id)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user_id)
+        .bind(pos)
+        .bind(room_id)
+        .bind(membership)
+        .bind(&event.event_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
+    if let Some(redacts) = &event.redacts {
+        sqlx::query(
+            "UPDATE events SET redacted_by = $3
+             WHERE event_id = $1 AND room_id = $2 AND redacted_by IS NULL",
+        )
+        .bind(redacts)
+        .bind(room_id)
+        .bind(&event.event_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
+    if let Some(txn) = &event.txn {
+        sqlx::query(
+            "INSERT INTO txn_ids (user_id, device_id, scope, event_id, created_ts)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&event.sender)
+        .bind(&txn.device_id)
+        .bind(&txn.scope)
+        .bind(&event.event_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_or(e, CONFLICT_TXN))?;
+    }
+    Ok(())
+}
+
+/// Notifications for an append: the room's members look, and so does every user whose
+/// membership changed (an invitee, or someone who left, is not a member to look).
+fn append_notes(append: &Append, positions: &[i64]) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(last) = positions.last() {
+        notes.push(room_note(*last, &append.room_id));
+    }
+    for (event, pos) in append.events.iter().zip(positions) {
+        if let (Some(_), Some(user)) = (&event.membership, &event.state_key) {
+            notes.push(room_user_note(*pos, user));
+        }
+    }
+    notes
+}
+
+async fn append(pool: PgPool, append: Append) -> StoreResult<Vec<u64>> {
+    let n = append.events.len() as i64;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let (mut held, positions) = Held::allocate(&pool, Stream::RoomEvents, n).await?;
+    let written = match held.conn() {
+        Ok(conn) => write_append(conn, &append, &positions).await,
+        Err(err) => Err(err),
+    };
+    match written {
+        Ok(()) => {
+            held.release(&append_notes(&append, &positions), true).await;
+            Ok(positions.into_iter().map(|p| p as u64).collect())
+        }
+        Err(err) => {
+            held.release(&[], false).await;
+            Err(err)
+        }
+    }
+}
+
+#[async_trait]
+impl RoomStore for PostgresStore {
+    fn append_events(&self, append: Append) -> PendingAppend {
+        Box::pin(self::append(self.pool.clone(), append))
+    }
+
+    async fn room(&self, room_id: &str) -> StoreResult<Option<RoomInfo>> {
+        let row: Option<(String, String, String, bool)> = sqlx::query_as(
+            "SELECT room_id, version, creator, published FROM rooms WHERE room_id = $1",
+        )
+        .bind(room_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(row.map(|(room_id, version, creator, published)| RoomInfo {
+            room_id,
+            version,
+            creator,
+            published,
+        }))
+    }
+
+    async fn room_snapshot(&self, room_id: &str) -> StoreResult<Option<RoomSnapshot>> {
+        // One snapshot: the state and the extremities of the same moment.
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let row: Option<(String, String, String, bool)> = sqlx::query_as(
+            "SELECT room_id, version, creator, published FROM rooms WHERE room_id = $1",
+        )
+        .bind(room_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let Some((room_id, version, creator, published)) = row else {
+            return Ok(None);
+        };
+        let state = events_of(
+            sqlx::query(&format!(
+                "SELECT {EVENT_COLUMNS} FROM room_state s JOIN events e ON e.event_id = s.event_id
+                 WHERE s.room_id = $1 AND s.to_pos IS NULL ORDER BY s.from_pos"
+            ))
+            .bind(&room_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?,
+        )?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT event_id, depth FROM room_extremities WHERE room_id = $1 ORDER BY event_id",
+        )
+        .bind(&room_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        let depth = rows.iter().map(|(_, d)| *d).max().unwrap_or(0);
+        Ok(Some(RoomSnapshot {
+            info: RoomInfo {
+                room_id,
+                version,
+                creator,
+                published,
+            },
+            state,
+            extremities: rows.into_iter().map(|(id, _)| id).collect(),
+            depth,
+        }))
+    }
+
+    async fn event(&self, event_id: &str) -> StoreResult<Option<StoredEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = $1"
+        ))
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(events_of(rows)?.pop())
+    }
+
+    async fn events_by_id(&self, event_ids: &[String]) -> StoreResult<Vec<StoredEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = ANY($1)"
+        ))
+        .bind(event_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        events_of(rows)
+    }
+
+    async fn room_events(
+        &self,
+        room_id: &str,
+        after: Option<u64>,
+        upto: u64,
+        limit: usize,
+        backward: bool,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let order = if backward { "DESC" } else { "ASC" };
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e
+             WHERE e.room_id = $1 AND e.pos > $2 AND e.pos <= $3
+             ORDER BY e.pos {order} LIMIT $4"
+        ))
+        .bind(room_id)
+        .bind(after.map_or(-1, crate::pos_param))
+        .bind(crate::pos_param(upto))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        events_of(rows)
+    }
+
+    async fn rooms_with_events(&self, after: u64, upto: u64) -> StoreResult<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT room_id, MAX(pos) FROM events WHERE pos > $1 AND pos <= $2 GROUP BY room_id",
+        )
+        .bind(crate::pos_param(after))
+        .bind(crate::pos_param(upto))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows.into_iter().map(|(r, p)| (r, p as u64)).collect())
+    }
+
+    async fn state_at(
+        &self,
+        room_id: &str,
+        at: Option<u64>,
+        event_type: Option<&str>,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM room_state s JOIN events e ON e.event_id = s.event_id
+             WHERE s.room_id = $1 AND ($2::TEXT IS NULL OR s.event_type = $2)
+               AND CASE WHEN $3::BIGINT IS NULL THEN s.to_pos IS NULL
+                        ELSE s.from_pos <= $3 AND (s.to_pos IS NULL OR s.to_pos > $3) END
+             ORDER BY s.from_pos"
+        ))
+        .bind(room_id)
+        .bind(event_type)
+        .bind(at.map(crate::pos_param))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        events_of(rows)
+    }
+
+    async fn state_window(
+        &self,
+        room_id: &str,
+        after: u64,
+        upto: u64,
+    ) -> StoreResult<Vec<StateRow>> {
+        let rows = sqlx::query(
+            "SELECT event_type, state_key, event_id, from_pos, to_pos FROM room_state
+             WHERE room_id = $1 AND ((from_pos > $2 AND from_pos <= $3)
+                                  OR (to_pos > $2 AND to_pos <= $3))
+             ORDER BY from_pos",
+        )
+        .bind(room_id)
+        .bind(crate::pos_param(after))
+        .bind(crate::pos_param(upto))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(state_row)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn state_key_history(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+        upto: u64,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM room_state s JOIN events e ON e.event_id = s.event_id
+             WHERE s.room_id = $1 AND s.event_type = $2 AND s.state_key = $3 AND s.from_pos <= $4
+             ORDER BY s.from_pos"
+        ))
+        .bind(room_id)
+        .bind(event_type)
+        .bind(state_key)
+        .bind(crate::pos_param(upto))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        events_of(rows)
+    }
+
+    async fn memberships(&self, user_id: &str, upto: u64) -> StoreResult<Vec<MembershipChange>> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT room_id, membership, event_id, pos FROM membership_log
+             WHERE user_id = $1 AND pos <= $2 ORDER BY pos",
+        )
+        .bind(user_id)
+        .bind(crate::pos_param(upto))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(room_id, membership, event_id, pos)| MembershipChange {
+                room_id,
+                membership,
+                event_id,
+                pos: pos as u64,
+            })
+            .collect())
+    }
+
+    async fn members_with(&self, room_id: &str, memberships: &[&str]) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT user_id FROM room_members WHERE room_id = $1 AND membership = ANY($2)",
+        )
+        .bind(room_id)
+        .bind(memberships)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn txn_event(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        scope: &str,
+    ) -> StoreResult<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND scope = $3",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(scope)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn forget_room(&self, user_id: &str, room_id: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO room_forgets (user_id, room_id, pos)
+             SELECT $1, $2, COALESCE(MAX(pos), 0) FROM membership_log
+             WHERE user_id = $1 AND room_id = $2
+             ON CONFLICT (user_id, room_id) DO UPDATE SET pos = excluded.pos",
+        )
+        .bind(user_id)
+        .bind(room_id)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn forgotten_rooms(&self, user_id: &str) -> StoreResult<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT room_id, pos FROM room_forgets WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        Ok(rows.into_iter().map(|(r, p)| (r, p as u64)).collect())
+    }
+
+    async fn resolve_alias(&self, alias: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT room_id FROM room_aliases WHERE alias = $1")
+            .bind(alias)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn signing_key(&self, candidate: (String, Vec<u8>)) -> StoreResult<(String, Vec<u8>)> {
+        // The first process to start on the database wins; the others read its key. The
+        // table's lock orders two processes starting at once.
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("LOCK TABLE server_keys IN EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let existing: Option<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT key_id, secret FROM server_keys ORDER BY created_ts LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?;
+        let key = match existing {
+            Some(existing) => existing,
+            None => {
+                sqlx::query(
+                    "INSERT INTO server_keys (key_id, secret, created_ts) VALUES ($1, $2, $3)",
+                )
+                .bind(&candidate.0)
+                .bind(&candidate.1)
+                .bind(crate::now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+                candidate
+            }
+        };
+        tx.commit().await.map_err(classify)?;
+        Ok(key)
+    }
+}

@@ -1,0 +1,332 @@
+//! `myelin db copy` on SQLite: everything in one snapshot out, everything in one transaction in.
+
+use super::*;
+use crate::{MembershipChange, RoomInfo, RoomsDump};
+
+pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
+    let users = conn
+        .prepare("SELECT user_id, password_hash, appservice_id, created_ts FROM users")?
+        .query_map([], |r| {
+            Ok((
+                User {
+                    user_id: r.get(0)?,
+                    password_hash: r.get(1)?,
+                    appservice_id: r.get(2)?,
+                },
+                r.get(3)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let devices = conn
+        .prepare(
+            "SELECT user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts FROM devices",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                Device {
+                    device_id: r.get(1)?,
+                    display_name: r.get(2)?,
+                    last_seen_ip: r.get(3)?,
+                    last_seen_ts: r.get(4)?,
+                },
+                r.get(5)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let access_tokens = conn
+        .prepare("SELECT token_hash, user_id, device_id, created_ts FROM access_tokens")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let account_data = conn
+        .prepare("SELECT user_id, room_id, data_type, content, stream_pos FROM account_data")?
+        .query_map([], |r| {
+            let room: String = r.get(1)?;
+            Ok((
+                r.get(0)?,
+                AccountDataChange {
+                    room_id: (!room.is_empty()).then_some(room),
+                    data_type: r.get(2)?,
+                    content: r.get(3)?,
+                    pos: r.get::<_, i64>(4)? as u64,
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let filters = conn
+        .prepare("SELECT user_id, filter_id, filter FROM filters")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut positions = StreamPositions::default();
+    let rows: Vec<(String, i64)> = conn
+        .prepare("SELECT stream, pos FROM stream_positions")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (name, pos) in rows {
+        if let Some(stream) = Stream::from_name(&name) {
+            positions.set(stream, pos as u64);
+        }
+    }
+    Ok(Dump {
+        users,
+        devices,
+        access_tokens,
+        account_data,
+        filters,
+        positions,
+        rooms: export_rooms(conn)?,
+    })
+}
+
+fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    conn.prepare(sql)?.query_map([], f)?.collect()
+}
+
+fn export_rooms(conn: &Connection) -> rusqlite::Result<RoomsDump> {
+    Ok(RoomsDump {
+        server_keys: all(
+            conn,
+            "SELECT key_id, secret, created_ts FROM server_keys",
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?,
+        rooms: all(
+            conn,
+            "SELECT room_id, version, creator, published, created_ts FROM rooms",
+            |r| {
+                Ok((
+                    RoomInfo {
+                        room_id: r.get(0)?,
+                        version: r.get(1)?,
+                        creator: r.get(2)?,
+                        published: r.get(3)?,
+                    },
+                    r.get(4)?,
+                ))
+            },
+        )?,
+        events: all(
+            conn,
+            &format!("SELECT {}, e.depth FROM events e", rooms::EVENT_COLUMNS),
+            |r| Ok((rooms::event_from_row(r)?, r.get(11)?)),
+        )?,
+        edges: all(
+            conn,
+            "SELECT event_id, prev_event_id FROM event_edges",
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?,
+        extremities: all(
+            conn,
+            "SELECT room_id, event_id, depth FROM room_extremities",
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?,
+        state: all(
+            conn,
+            "SELECT event_type, state_key, event_id, from_pos, to_pos, room_id FROM room_state",
+            |r| Ok((r.get(5)?, rooms::state_row(r)?)),
+        )?,
+        memberships: all(
+            conn,
+            "SELECT user_id, room_id, membership, event_id, pos FROM membership_log",
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    MembershipChange {
+                        room_id: r.get(1)?,
+                        membership: r.get(2)?,
+                        event_id: r.get(3)?,
+                        pos: r.get::<_, i64>(4)? as u64,
+                    },
+                ))
+            },
+        )?,
+        forgets: all(
+            conn,
+            "SELECT user_id, room_id, pos FROM room_forgets",
+            |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)),
+        )?,
+        txn_ids: all(
+            conn,
+            "SELECT user_id, device_id, scope, event_id, created_ts FROM txn_ids",
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?,
+        aliases: all(
+            conn,
+            "SELECT alias, room_id, creator, created_ts FROM room_aliases",
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?,
+    })
+}
+
+fn import_rooms(conn: &Connection, dump: &RoomsDump) -> rusqlite::Result<()> {
+    // A fresh database made its own key at start; the deployment's key replaces it, so events
+    // keep verifying with the key the server serves.
+    if !dump.server_keys.is_empty() {
+        conn.execute("DELETE FROM server_keys", [])?;
+    }
+    for (key_id, secret, created) in &dump.server_keys {
+        conn.execute(
+            "INSERT INTO server_keys (key_id, secret, created_ts) VALUES (?1, ?2, ?3)",
+            params![key_id, secret, created],
+        )?;
+    }
+    for (room, created) in &dump.rooms {
+        conn.execute(
+            "INSERT INTO rooms (room_id, version, creator, published, created_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                room.room_id,
+                room.version,
+                room.creator,
+                room.published,
+                created
+            ],
+        )?;
+    }
+    for (e, depth) in &dump.events {
+        let (device, txn_id) = e.txn.clone().unzip();
+        conn.execute(
+            "INSERT INTO events (pos, event_id, room_id, event_type, state_key, sender, depth,
+                                 json, replaces, redacted_by, txn_device, txn_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                e.pos as i64,
+                e.event_id,
+                e.room_id,
+                e.event_type,
+                e.state_key,
+                e.sender,
+                depth,
+                e.json,
+                e.replaces,
+                e.redacted_by,
+                device,
+                txn_id
+            ],
+        )?;
+    }
+    for (event_id, prev) in &dump.edges {
+        conn.execute(
+            "INSERT INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)",
+            params![event_id, prev],
+        )?;
+    }
+    for (room_id, event_id, depth) in &dump.extremities {
+        conn.execute(
+            "INSERT INTO room_extremities (room_id, event_id, depth) VALUES (?1, ?2, ?3)",
+            params![room_id, event_id, depth],
+        )?;
+    }
+    for (room_id, row) in &dump.state {
+        conn.execute(
+            "INSERT INTO room_state (room_id, event_type, state_key, from_pos, to_pos, event_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                room_id,
+                row.event_type,
+                row.state_key,
+                row.from_pos as i64,
+                row.to_pos.map(|p| p as i64),
+                row.event_id
+            ],
+        )?;
+    }
+    for (user_id, m) in &dump.memberships {
+        conn.execute(
+            "INSERT INTO membership_log (user_id, pos, room_id, membership, event_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![user_id, m.pos as i64, m.room_id, m.membership, m.event_id],
+        )?;
+        conn.execute(
+            "INSERT INTO room_members (room_id, user_id, membership, event_id, pos)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+                 event_id = excluded.event_id, pos = excluded.pos
+             WHERE excluded.pos > room_members.pos",
+            params![m.room_id, user_id, m.membership, m.event_id, m.pos as i64],
+        )?;
+    }
+    for (user_id, room_id, pos) in &dump.forgets {
+        conn.execute(
+            "INSERT INTO room_forgets (user_id, room_id, pos) VALUES (?1, ?2, ?3)",
+            params![user_id, room_id, *pos as i64],
+        )?;
+    }
+    for (user_id, device_id, scope, event_id, created) in &dump.txn_ids {
+        conn.execute(
+            "INSERT INTO txn_ids (user_id, device_id, scope, event_id, created_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![user_id, device_id, scope, event_id, created],
+        )?;
+    }
+    for (alias, room_id, creator, created) in &dump.aliases {
+        conn.execute(
+            "INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES (?1, ?2, ?3, ?4)",
+            params![alias, room_id, creator, created],
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
+    let users: i64 = conn
+        .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+        .map_err(classify)?;
+    if users > 0 {
+        return Err(StoreError::Conflict(
+            "the target database already has users",
+        ));
+    }
+    let run = || -> rusqlite::Result<()> {
+        for (user, created) in &dump.users {
+            conn.execute(
+                "INSERT INTO users (user_id, password_hash, appservice_id, created_ts) VALUES (?1, ?2, ?3, ?4)",
+                params![user.user_id, user.password_hash, user.appservice_id, created],
+            )?;
+        }
+        for (user_id, d, created) in &dump.devices {
+            conn.execute(
+                "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![user_id, d.device_id, d.display_name, d.last_seen_ip, d.last_seen_ts, created],
+            )?;
+        }
+        for (hash, user_id, device_id, created) in &dump.access_tokens {
+            conn.execute(
+                "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES (?1, ?2, ?3, ?4)",
+                params![hash, user_id, device_id, created],
+            )?;
+        }
+        for (user_id, c) in &dump.account_data {
+            conn.execute(
+                "INSERT INTO account_data (user_id, room_id, data_type, content, stream_pos)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    user_id,
+                    room_key(c.room_id.as_deref()),
+                    c.data_type,
+                    c.content,
+                    c.pos as i64
+                ],
+            )?;
+        }
+        for (user_id, id, filter) in &dump.filters {
+            conn.execute(
+                "INSERT INTO filters (user_id, filter_id, filter) VALUES (?1, ?2, ?3)",
+                params![user_id, id, filter],
+            )?;
+        }
+        import_rooms(conn, &dump.rooms)?;
+        for stream in Stream::ALL {
+            conn.execute(
+                "UPDATE stream_positions SET pos = MAX(pos, ?2) WHERE stream = ?1",
+                params![stream.name(), dump.positions.get(stream) as i64],
+            )?;
+        }
+        Ok(())
+    };
+    run().map_err(classify)
+}

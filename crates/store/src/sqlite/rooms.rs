@@ -1,0 +1,612 @@
+//! Rooms on SQLite. An append is one job of the single writer, so appends run in the order
+//! they are submitted: `core` may build an event on one whose append is still queued, and a
+//! failed append makes the next one fail its extremity check instead of forking the DAG.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use rusqlite::ErrorCode;
+
+use super::*;
+use crate::{
+    Append, CONFLICT_ALIAS, CONFLICT_EXTREMITIES, CONFLICT_ROOM_EXISTS, CONFLICT_TXN,
+    MembershipChange, NewEvent, PendingAppend, RoomInfo, RoomSnapshot, RoomStore, StateRow,
+    StoredEvent,
+};
+
+pub(super) const EVENT_COLUMNS: &str = "e.pos, e.event_id, e.room_id, e.event_type, e.state_key, \
+     e.sender, e.json, e.replaces, e.redacted_by, e.txn_device, e.txn_id";
+
+pub(super) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let device: Option<String> = r.get(9)?;
+    let txn_id: Option<String> = r.get(10)?;
+    Ok(StoredEvent {
+        pos: r.get::<_, i64>(0)? as u64,
+        event_id: r.get(1)?,
+        room_id: r.get(2)?,
+        event_type: r.get(3)?,
+        state_key: r.get(4)?,
+        sender: r.get(5)?,
+        json: r.get(6)?,
+        replaces: r.get(7)?,
+        redacted_by: r.get(8)?,
+        txn: device.zip(txn_id),
+    })
+}
+
+pub(super) fn state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StateRow> {
+    Ok(StateRow {
+        event_type: r.get(0)?,
+        state_key: r.get(1)?,
+        event_id: r.get(2)?,
+        from_pos: r.get::<_, i64>(3)? as u64,
+        to_pos: r.get::<_, Option<i64>>(4)?.map(|p| p as u64),
+    })
+}
+
+/// A uniqueness violation becomes the given conflict; anything else stays a failure.
+fn unique_or(err: rusqlite::Error, conflict: &'static str) -> StoreError {
+    match err.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(conflict),
+        _ => classify(err),
+    }
+}
+
+fn append_tx(conn: &Connection, append: &Append) -> StoreResult<Vec<u64>> {
+    let now = crate::now_ms();
+    match &append.new_room {
+        Some(room) => {
+            conn.prepare_cached(
+                "INSERT INTO rooms (room_id, version, creator, published, created_ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    room.room_id,
+                    room.version,
+                    room.creator,
+                    room.published,
+                    room.created_ts
+                ])
+            })
+            .map_err(|e| unique_or(e, CONFLICT_ROOM_EXISTS))?;
+        }
+        None => {
+            let current: BTreeSet<String> = conn
+                .prepare_cached("SELECT event_id FROM room_extremities WHERE room_id = ?1")
+                .and_then(|mut s| {
+                    s.query_map([&append.room_id], |r| r.get(0))?
+                        .collect::<Result<_, _>>()
+                })
+                .map_err(classify)?;
+            let expected: BTreeSet<String> = append.extremities.iter().cloned().collect();
+            if current != expected {
+                return Err(StoreError::Conflict(CONFLICT_EXTREMITIES));
+            }
+        }
+    }
+    if let Some((alias, creator)) = &append.alias {
+        conn.prepare_cached(
+            "INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut s| s.execute(params![alias, append.room_id, creator, now]))
+        .map_err(|e| unique_or(e, CONFLICT_ALIAS))?;
+    }
+    let mut positions = Vec::with_capacity(append.events.len());
+    for event in &append.events {
+        let pos = next_pos(conn, Stream::RoomEvents).map_err(classify)?;
+        insert_event(conn, &append.room_id, event, pos, now)?;
+        positions.push(pos);
+    }
+    Ok(positions)
+}
+
+fn insert_event(
+    conn: &Connection,
+    room_id: &str,
+    event: &NewEvent,
+    pos: u64,
+    now: i64,
+) -> StoreResult<()> {
+    let pos_i = pos as i64;
+    let run = || -> rusqlite::Result<()> {
+        let mut replaces: Option<String> = None;
+        if let Some(state_key) = &event.state_key {
+            replaces = conn
+                .prepare_cached(
+                    "UPDATE room_state SET to_pos = ?4
+                     WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3 AND to_pos IS NULL
+                     RETURNING event_id",
+                )?
+                .query_row(params![room_id, event.event_type, state_key, pos_i], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            conn.prepare_cached(
+                "INSERT INTO room_state (room_id, event_type, state_key, from_pos, to_pos, event_id)
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
+            )?
+            .execute(params![
+                room_id,
+                event.event_type,
+                state_key,
+                pos_i,
+                event.event_id
+            ])?;
+        }
+        let (txn_device, txn_id) = match &event.txn {
+            Some(t) => (Some(t.device_id.as_str()), Some(t.txn_id.as_str())),
+            None => (None, None),
+        };
+        conn.prepare_cached(
+            "INSERT INTO events (pos, event_id, room_id, event_type, state_key, sender, depth, json,
+                                 replaces, txn_device, txn_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            pos_i,
+            event.event_id,
+            room_id,
+            event.event_type,
+            event.state_key,
+            event.sender,
+            event.depth,
+            event.json,
+            replaces,
+            txn_device,
+            txn_id
+        ])?;
+        let mut edge = conn
+            .prepare_cached("INSERT INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)")?;
+        let mut drop_extremity = conn
+            .prepare_cached("DELETE FROM room_extremities WHERE room_id = ?1 AND event_id = ?2")?;
+        for prev in &event.prev_events {
+            edge.execute(params![event.event_id, prev])?;
+            drop_extremity.execute(params![room_id, prev])?;
+        }
+        conn.prepare_cached(
+            "INSERT INTO room_extremities (room_id, event_id, depth) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![room_id, event.event_id, event.depth])?;
+        if let (Some(membership), Some(user_id)) = (&event.membership, &event.state_key) {
+            conn.prepare_cached(
+                "INSERT INTO room_members (room_id, user_id, membership, event_id, pos)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+                     event_id = excluded.event_id, pos = excluded.pos",
+            )?
+            .execute(params![room_id, user_id, membership, event.event_id, pos_i])?;
+            conn.prepare_cached(
+                "INSERT INTO membership_log (user_id, pos, room_id, membership, event_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![user_id, pos_i, room_id, membership, event.event_id])?;
+        }
+        if let Some(redacts) = &event.redacts {
+            conn.prepare_cached(
+                "UPDATE events SET redacted_by = ?3
+                 WHERE event_id = ?1 AND room_id = ?2 AND redacted_by IS NULL",
+            )?
+            .execute(params![redacts, room_id, event.event_id])?;
+        }
+        Ok(())
+    };
+    run().map_err(classify)?;
+    if let Some(txn) = &event.txn {
+        conn.prepare_cached(
+            "INSERT INTO txn_ids (user_id, device_id, scope, event_id, created_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                event.sender,
+                txn.device_id,
+                txn.scope,
+                event.event_id,
+                now
+            ])
+        })
+        .map_err(|e| unique_or(e, CONFLICT_TXN))?;
+    }
+    Ok(())
+}
+
+fn room_snapshot_tx(conn: &Connection, room_id: &str) -> StoreResult<Option<RoomSnapshot>> {
+    let info = conn
+        .prepare_cached("SELECT room_id, version, creator, published FROM rooms WHERE room_id = ?1")
+        .and_then(|mut s| {
+            s.query_row([room_id], |r| {
+                Ok(RoomInfo {
+                    room_id: r.get(0)?,
+                    version: r.get(1)?,
+                    creator: r.get(2)?,
+                    published: r.get(3)?,
+                })
+            })
+            .optional()
+        })
+        .map_err(classify)?;
+    let Some(info) = info else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM room_state s JOIN events e ON e.event_id = s.event_id
+         WHERE s.room_id = ?1 AND s.to_pos IS NULL ORDER BY s.from_pos"
+    );
+    let state = query_events(conn, &sql, [room_id])?;
+    let rows: Vec<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT event_id, depth FROM room_extremities WHERE room_id = ?1 ORDER BY event_id",
+        )
+        .and_then(|mut s| {
+            s.query_map([room_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(classify)?;
+    let depth = rows.iter().map(|(_, d)| *d).max().unwrap_or(0);
+    Ok(Some(RoomSnapshot {
+        info,
+        state,
+        extremities: rows.into_iter().map(|(id, _)| id).collect(),
+        depth,
+    }))
+}
+
+fn query_events(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> StoreResult<Vec<StoredEvent>> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.query_map(args, event_from_row)?.collect())
+        .map_err(classify)
+}
+
+#[async_trait]
+impl RoomStore for SqliteStore {
+    fn append_events(&self, append: Append) -> PendingAppend {
+        let submitted = self.pool.submit(move |conn| append_tx(conn, &append));
+        Box::pin(async move { submitted?.await.map_err(|_| StoreError::Closed)? })
+    }
+
+    fn orders_appends(&self) -> bool {
+        true
+    }
+
+    async fn room(&self, room_id: &str) -> StoreResult<Option<RoomInfo>> {
+        let room_id = room_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT room_id, version, creator, published FROM rooms WHERE room_id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row([room_id], |r| {
+                        Ok(RoomInfo {
+                            room_id: r.get(0)?,
+                            version: r.get(1)?,
+                            creator: r.get(2)?,
+                            published: r.get(3)?,
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn room_snapshot(&self, room_id: &str) -> StoreResult<Option<RoomSnapshot>> {
+        let room_id = room_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                // One read transaction: the state and the extremities of the same moment.
+                conn.execute_batch("BEGIN").map_err(classify)?;
+                let snapshot = room_snapshot_tx(conn, &room_id);
+                let _ = conn.execute_batch("COMMIT");
+                snapshot
+            })
+            .await
+    }
+
+    async fn event(&self, event_id: &str) -> StoreResult<Option<StoredEvent>> {
+        let event_id = event_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = ?1");
+                Ok(query_events(conn, &sql, [event_id])?.pop())
+            })
+            .await
+    }
+
+    async fn events_by_id(&self, event_ids: &[String]) -> StoreResult<Vec<StoredEvent>> {
+        let event_ids = event_ids.to_vec();
+        self.pool
+            .read(move |conn| {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = ?1");
+                let mut found = Vec::with_capacity(event_ids.len());
+                for id in event_ids {
+                    found.extend(query_events(conn, &sql, [id])?);
+                }
+                Ok(found)
+            })
+            .await
+    }
+
+    async fn room_events(
+        &self,
+        room_id: &str,
+        after: Option<u64>,
+        upto: u64,
+        limit: usize,
+        backward: bool,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let room_id = room_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                let order = if backward { "DESC" } else { "ASC" };
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e
+                     WHERE e.room_id = ?1 AND e.pos > ?2 AND e.pos <= ?3
+                     ORDER BY e.pos {order} LIMIT ?4"
+                );
+                query_events(
+                    conn,
+                    &sql,
+                    params![
+                        room_id,
+                        after.map_or(-1, crate::pos_param),
+                        crate::pos_param(upto),
+                        limit as i64
+                    ],
+                )
+            })
+            .await
+    }
+
+    async fn rooms_with_events(&self, after: u64, upto: u64) -> StoreResult<Vec<(String, u64)>> {
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT room_id, MAX(pos) FROM events WHERE pos > ?1 AND pos <= ?2
+                     GROUP BY room_id",
+                )
+                .and_then(|mut s| {
+                    s.query_map(
+                        params![crate::pos_param(after), crate::pos_param(upto)],
+                        |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+                    )?
+                    .collect()
+                })
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn state_at(
+        &self,
+        room_id: &str,
+        at: Option<u64>,
+        event_type: Option<&str>,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let (room_id, event_type) = (room_id.to_owned(), event_type.map(str::to_owned));
+        self.pool
+            .read(move |conn| match at {
+                None => {
+                    let sql = format!(
+                        "SELECT {EVENT_COLUMNS} FROM room_state s
+                         JOIN events e ON e.event_id = s.event_id
+                         WHERE s.room_id = ?1 AND s.to_pos IS NULL
+                           AND (?2 IS NULL OR s.event_type = ?2)
+                         ORDER BY s.from_pos"
+                    );
+                    query_events(conn, &sql, params![room_id, event_type])
+                }
+                Some(at) => {
+                    let sql = format!(
+                        "SELECT {EVENT_COLUMNS} FROM room_state s
+                         JOIN events e ON e.event_id = s.event_id
+                         WHERE s.room_id = ?1 AND s.from_pos <= ?3
+                           AND (s.to_pos IS NULL OR s.to_pos > ?3)
+                           AND (?2 IS NULL OR s.event_type = ?2)
+                         ORDER BY s.from_pos"
+                    );
+                    query_events(
+                        conn,
+                        &sql,
+                        params![room_id, event_type, crate::pos_param(at)],
+                    )
+                }
+            })
+            .await
+    }
+
+    async fn state_window(
+        &self,
+        room_id: &str,
+        after: u64,
+        upto: u64,
+    ) -> StoreResult<Vec<StateRow>> {
+        let room_id = room_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT event_type, state_key, event_id, from_pos, to_pos FROM room_state
+                     WHERE room_id = ?1 AND ((from_pos > ?2 AND from_pos <= ?3)
+                                          OR (to_pos > ?2 AND to_pos <= ?3))
+                     ORDER BY from_pos",
+                )
+                .and_then(|mut s| {
+                    s.query_map(
+                        params![room_id, crate::pos_param(after), crate::pos_param(upto)],
+                        state_row,
+                    )?
+                    .collect()
+                })
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn state_key_history(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+        upto: u64,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let (room_id, event_type, state_key) = (
+            room_id.to_owned(),
+            event_type.to_owned(),
+            state_key.to_owned(),
+        );
+        self.pool
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM room_state s JOIN events e ON e.event_id = s.event_id
+                     WHERE s.room_id = ?1 AND s.event_type = ?2 AND s.state_key = ?3
+                       AND s.from_pos <= ?4
+                     ORDER BY s.from_pos"
+                );
+                query_events(conn, &sql, params![room_id, event_type, state_key, crate::pos_param(upto)])
+            })
+            .await
+    }
+
+    async fn memberships(&self, user_id: &str, upto: u64) -> StoreResult<Vec<MembershipChange>> {
+        let user_id = user_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT room_id, membership, event_id, pos FROM membership_log
+                     WHERE user_id = ?1 AND pos <= ?2 ORDER BY pos",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![user_id, crate::pos_param(upto)], |r| {
+                        Ok(MembershipChange {
+                            room_id: r.get(0)?,
+                            membership: r.get(1)?,
+                            event_id: r.get(2)?,
+                            pos: r.get::<_, i64>(3)? as u64,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn members_with(&self, room_id: &str, memberships: &[&str]) -> StoreResult<Vec<String>> {
+        let room_id = room_id.to_owned();
+        let memberships: Vec<String> = memberships.iter().map(|m| (*m).to_owned()).collect();
+        self.pool
+            .read(move |conn| {
+                let rows: Vec<(String, String)> = conn
+                    .prepare_cached(
+                        "SELECT user_id, membership FROM room_members WHERE room_id = ?1",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map([room_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                            .collect()
+                    })
+                    .map_err(classify)?;
+                Ok(rows
+                    .into_iter()
+                    .filter(|(_, m)| memberships.contains(m))
+                    .map(|(user, _)| user)
+                    .collect())
+            })
+            .await
+    }
+
+    async fn txn_event(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        scope: &str,
+    ) -> StoreResult<Option<String>> {
+        let (user_id, device_id, scope) =
+            (user_id.to_owned(), device_id.to_owned(), scope.to_owned());
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT event_id FROM txn_ids
+                     WHERE user_id = ?1 AND device_id = ?2 AND scope = ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![user_id, device_id, scope], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn forget_room(&self, user_id: &str, room_id: &str) -> StoreResult<()> {
+        let (user_id, room_id) = (user_id.to_owned(), room_id.to_owned());
+        self.pool
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO room_forgets (user_id, room_id, pos)
+                     SELECT ?1, ?2, COALESCE(MAX(pos), 0) FROM membership_log
+                     WHERE user_id = ?1 AND room_id = ?2
+                     ON CONFLICT (user_id, room_id) DO UPDATE SET pos = excluded.pos",
+                )
+                .and_then(|mut s| s.execute(params![user_id, room_id]))
+                .map(|_| ())
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn forgotten_rooms(&self, user_id: &str) -> StoreResult<Vec<(String, u64)>> {
+        let user_id = user_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached("SELECT room_id, pos FROM room_forgets WHERE user_id = ?1")
+                    .and_then(|mut s| {
+                        s.query_map([user_id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+                            .collect()
+                    })
+                    .map_err(classify)
+            })
+            .await
+    }
+
+    async fn resolve_alias(&self, alias: &str) -> StoreResult<Option<String>> {
+        let alias = alias.to_owned();
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached("SELECT room_id FROM room_aliases WHERE alias = ?1")
+                    .and_then(|mut s| s.query_row([alias], |r| r.get(0)).optional())
+                    .map_err(classify)
+            })
+            .await
+    }
+
+    async fn signing_key(&self, candidate: (String, Vec<u8>)) -> StoreResult<(String, Vec<u8>)> {
+        self.pool
+            .write(move |conn| {
+                let run = || -> rusqlite::Result<(String, Vec<u8>)> {
+                    let existing = conn
+                        .query_row(
+                            "SELECT key_id, secret FROM server_keys ORDER BY created_ts LIMIT 1",
+                            [],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()?;
+                    if let Some(existing) = existing {
+                        return Ok(existing);
+                    }
+                    conn.execute(
+                        "INSERT INTO server_keys (key_id, secret, created_ts) VALUES (?1, ?2, ?3)",
+                        params![candidate.0, candidate.1, crate::now_ms()],
+                    )?;
+                    Ok(candidate)
+                };
+                run().map_err(classify)
+            })
+            .await
+    }
+}
