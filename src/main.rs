@@ -45,8 +45,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DbCommand {
-    /// Copy a whole deployment (users, devices, tokens, account data, filters) into an empty
-    /// database, e.g. from the embedded SQLite to PostgreSQL. Stop the server first.
+    /// Copy a whole deployment (users, devices, tokens, account data, filters, rooms and
+    /// their events, the signing key) into an empty database, e.g. from the embedded SQLite
+    /// to PostgreSQL. Stop the server first.
     Copy {
         /// Source database URL, e.g. sqlite://myelin-data/myelin.db
         #[arg(long)]
@@ -212,12 +213,15 @@ async fn copy_database(from: String, to: String) -> anyhow::Result<()> {
         .context("opening the target")?;
     let dump = source.export().await.context("reading the source")?;
     let summary = format!(
-        "{} users, {} devices, {} access tokens, {} account-data entries, {} filters",
+        "{} users, {} devices, {} access tokens, {} account-data entries, {} filters, \
+         {} rooms, {} events",
         dump.users.len(),
         dump.devices.len(),
         dump.access_tokens.len(),
         dump.account_data.len(),
-        dump.filters.len()
+        dump.filters.len(),
+        dump.rooms.rooms.len(),
+        dump.rooms.events.len()
     );
     let imported = target.import(dump).await.context("writing the target");
     source.close().await;

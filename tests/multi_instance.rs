@@ -278,6 +278,16 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         )
         .await;
     let filter_id = filter.assert_ok()["filter_id"].as_str().unwrap().to_owned();
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat", "name": "Moved" }))
+        .await;
+    server.join(&bob, &room).await;
+    let hello = server.send_text(&alice, &room, "before the move").await;
+    let key_before = server
+        .call(reqwest::Method::GET, "/_matrix/key/v2/server", None, None)
+        .await
+        .body["verify_keys"]
+        .clone();
     let since = next_batch(&server.get("/sync", &alice.token).await);
     let devices_before = server.get("/devices", &alice.token).await.body;
     server.stop().await;
@@ -366,6 +376,139 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         events(fresh.assert_ok()),
         vec![("after.move".to_owned(), json!({"ok": true}))]
     );
+    // Rooms moved with their events and the key that signed them.
+    let key_after = moved
+        .call(reqwest::Method::GET, "/_matrix/key/v2/server", None, None)
+        .await
+        .body["verify_keys"]
+        .clone();
+    assert_eq!(key_after, key_before);
+    let event = moved
+        .get(
+            &format!(
+                "/rooms/{}/event/{}",
+                common::enc(&room),
+                common::enc(&hello)
+            ),
+            &bob.token,
+        )
+        .await;
+    assert_eq!(event.assert_ok()["content"]["body"], "before the move");
+    moved.send_text(&bob, &room, "after the move").await;
+    let synced = moved
+        .get(&format!("/sync?since={since}&timeout=0"), &alice.token)
+        .await;
+    let timeline = &synced.assert_ok()["rooms"]["join"][&room]["timeline"]["events"];
+    assert_eq!(common::types_of(timeline), ["m.room.message"], "{timeline}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and pass --include-ignored"]
+async fn a_message_on_one_instance_wakes_room_members_on_the_other() {
+    let Some(admin) = admin_url() else { return };
+    let (a, b, _) = pair(&admin).await;
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room = a
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    b.join(&bob, &room).await;
+    let since = next_batch(&b.get("/sync", &bob.token).await);
+    let waiting = {
+        let url = b.url(&format!("/sync?since={since}&timeout=10000"));
+        let (client, token) = (b.client.clone(), bob.token.clone());
+        tokio::spawn(async move { TestServer::finish(client.get(url).bearer_auth(token)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    a.send_text(&alice, &room, "across").await;
+    let resp = waiting.await.unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "woke after {:?}",
+        sent.elapsed()
+    );
+    let timeline = &resp.assert_ok()["rooms"]["join"][&room]["timeline"]["events"];
+    assert_eq!(timeline[0]["content"]["body"], "across", "{timeline}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and pass --include-ignored"]
+async fn senders_on_both_instances_keep_one_room_a_single_line() {
+    let Some(admin) = admin_url() else { return };
+    let (a, b, _) = pair(&admin).await;
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room = a
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    b.join(&bob, &room).await;
+    let mut since = next_batch(&b.get("/sync", &bob.token).await);
+    const EACH: usize = 30;
+    let a = std::sync::Arc::new(a);
+    let b = std::sync::Arc::new(b);
+    let mut writers = Vec::new();
+    for (server, user) in [(a.clone(), alice.clone()), (b.clone(), bob.clone())] {
+        let room = room.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                server
+                    .send_text(&user, &room, &format!("{}:{i}", user.localpart))
+                    .await;
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    // Every event exactly once, through syncs on either instance.
+    let mut seen = Vec::new();
+    loop {
+        let resp = b
+            .get(&format!("/sync?since={since}&timeout=0&filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A100%7D%7D%7D"), &bob.token)
+            .await;
+        let body = resp.assert_ok();
+        if next_batch(&resp) == since {
+            break;
+        }
+        since = next_batch(&resp);
+        if let Some(room) = body["rooms"]["join"].get(&room) {
+            for event in room["timeline"]["events"].as_array().unwrap() {
+                if event["type"] == "m.room.message" {
+                    seen.push(event["content"]["body"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    assert_eq!(seen.len(), 2 * EACH, "{seen:?}");
+    let unique: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len());
+    // One line: a single forward extremity, each event after the one before.
+    let snapshot = a
+        .services()
+        .store
+        .room_snapshot(&room)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(snapshot.extremities.len(), 1, "the DAG forked");
+    let page = a
+        .get(
+            &format!("/rooms/{}/messages?dir=f&limit=1000", common::enc(&room)),
+            &alice.token,
+        )
+        .await;
+    let chunk = page.assert_ok()["chunk"].as_array().unwrap().clone();
+    let mut previous: Option<String> = None;
+    for event in &chunk {
+        let id = event["event_id"].as_str().unwrap();
+        let stored = a.services().store.event(id).await.unwrap().unwrap();
+        let pdu: Value = serde_json::from_str(&stored.json).unwrap();
+        if let Some(p) = &previous {
+            assert_eq!(pdu["prev_events"], json!([p]), "{id} does not follow {p}");
+        }
+        previous = Some(id.to_owned());
+    }
 }
 
 /// `myelin serve` as a separate process on `url`, so it can be killed like a crashed instance.

@@ -315,8 +315,20 @@ fn readme_walk_through_runs_as_written() {
         initial["account_data"]["events"][0],
         serde_json::json!({"type": "m.direct", "content": {"@bob:localhost": ["!room:localhost"]}})
     );
-    let long_poll = json(output_of(&steps, &outputs, &["since=$NEXT"]));
+    let long_poll = json(output_of(&steps, &outputs, &["since=$NEXT&timeout"]));
     assert!(long_poll["next_batch"].is_string(), "{long_poll}");
+    let sent = json(output_of(&steps, &outputs, &["createRoom", "/send/"]));
+    assert!(
+        sent["event_id"]
+            .as_str()
+            .is_some_and(|e| e.starts_with('$')),
+        "{sent}"
+    );
+    let timeline = json(output_of(&steps, &outputs, &["timeline.events"]));
+    assert_eq!(
+        timeline.as_array().and_then(|t| t.last()),
+        Some(&serde_json::json!("m.room.message"))
+    );
     let logged_out = output_of(&steps, &outputs, &["/logout"]);
     let after = steps
         .iter()

@@ -78,6 +78,14 @@ pub(crate) fn compare(a: &std::path::Path, b: &std::path::Path) -> anyhow::Resul
         g(&b, "delete_devices", "beyond_password_ms")
     );
     println!(
+        "| fan-out of one message to {} waiting /sync, median / p99 (ms) | {:.2} / {:.2} | {:.2} / {:.2} |",
+        a["rooms"]["fan_out"]["members"],
+        a["rooms"]["fan_out"]["median_ms"].as_f64().unwrap_or(0.0),
+        a["rooms"]["fan_out"]["p99_ms"].as_f64().unwrap_or(0.0),
+        b["rooms"]["fan_out"]["median_ms"].as_f64().unwrap_or(0.0),
+        b["rooms"]["fan_out"]["p99_ms"].as_f64().unwrap_or(0.0)
+    );
+    println!(
         "| memory idle before / after (MiB) | {:.1} / {:.1} | {:.1} / {:.1} |",
         g(&a, "memory", "idle_before_mib"),
         g(&a, "memory", "idle_after_mib"),
@@ -93,6 +101,11 @@ pub(crate) fn compare(a: &std::path::Path, b: &std::path::Path) -> anyhow::Resul
         "| setup (registration, devices) (s) | {:.1} | {:.1} |",
         a["setup_seconds"].as_f64().unwrap_or(0.0),
         b["setup_seconds"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "| setup (rooms, history, members) (s) | {:.1} | {:.1} |",
+        a["rooms"]["setup_seconds"].as_f64().unwrap_or(0.0),
+        b["rooms"]["setup_seconds"].as_f64().unwrap_or(0.0)
     );
     Ok(())
 }

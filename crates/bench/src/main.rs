@@ -8,6 +8,7 @@
 
 mod client;
 mod compare;
+mod rooms;
 
 use std::{
     sync::{
@@ -53,6 +54,18 @@ struct Args {
     /// Devices of the big user (GET /devices and /delete_devices).
     #[arg(long, default_value_t = 1000)]
     devices: usize,
+    /// Rooms of the user whose initial and incremental syncs are measured.
+    #[arg(long, default_value_t = 100)]
+    rooms: usize,
+    /// Messages in each of those rooms.
+    #[arg(long, default_value_t = 20)]
+    messages_per_room: usize,
+    /// Members of the room whose fan-out is measured, each with a waiting /sync.
+    #[arg(long, default_value_t = 100)]
+    members: usize,
+    /// Fan-out trials.
+    #[arg(long, default_value_t = 20)]
+    fan_out_trials: usize,
     /// A name for this run in the output (e.g. "myelin" or "synapse").
     #[arg(long, default_value = "server")]
     label: String,
@@ -251,6 +264,7 @@ struct Report {
     throughput: Vec<Throughput>,
     wake_up: WakeUp,
     delete_devices: BulkDelete,
+    rooms: Option<rooms::RoomsReport>,
     memory: Option<Memory>,
 }
 
@@ -433,6 +447,25 @@ async fn main() -> anyhow::Result<()> {
         results.push(load(&target, "POST /login (password)", 4, secs, generate).await?);
     }
 
+    let wants_rooms = args.only.as_deref().is_none_or(|o| {
+        ["send", "sync", "messages", "room"]
+            .iter()
+            .any(|k| o.contains(k))
+    });
+    let rooms = if wants_rooms {
+        let options = rooms::Options {
+            run,
+            seconds: secs,
+            members: args.members,
+            rooms: args.rooms,
+            messages_per_room: args.messages_per_room,
+            fan_out_trials: args.fan_out_trials,
+        };
+        Some(rooms::run(&target, &options, &mut results).await?)
+    } else {
+        None
+    };
+
     if quick {
         return Ok(());
     }
@@ -479,6 +512,7 @@ async fn main() -> anyhow::Result<()> {
         throughput: results,
         wake_up,
         delete_devices,
+        rooms,
         memory,
     };
     let json = serde_json::to_string_pretty(&report)?;

@@ -48,6 +48,17 @@ impl SigningKey {
         Ok(Self { pair, key_id })
     }
 
+    /// A key that lives only in memory (unit tests).
+    #[cfg(test)]
+    pub(crate) fn ephemeral() -> Self {
+        let der = Ed25519KeyPair::generate();
+        let pair = Ed25519KeyPair::from_der(&der, "test".to_owned()).expect("a fresh key parses");
+        Self {
+            pair,
+            key_id: "ed25519:test".to_owned(),
+        }
+    }
+
     pub fn pair(&self) -> &Ed25519KeyPair {
         &self.pair
     }

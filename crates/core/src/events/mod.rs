@@ -8,6 +8,8 @@
 //! `prev_events`, `depth`, `hashes`, `signatures`) is therefore there from the first event.
 
 pub mod client;
+#[cfg(test)]
+mod tests;
 
 use std::{collections::HashMap, sync::Arc};
 
