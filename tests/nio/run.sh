@@ -10,10 +10,14 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 
-if [[ -z "${MYELIN_BIN:-}" ]]; then
+bin="${MYELIN_BIN:-}"
+if [[ -z "$bin" ]]; then
     cargo build --quiet --bin myelin
-    MYELIN_BIN=target/debug/myelin
+    bin=target/debug/myelin
 fi
+# The server reads every MYELIN_* variable as configuration and refuses unknown keys, so
+# MYELIN_BIN (this script's own input) must not reach it.
+unset MYELIN_BIN
 
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
@@ -32,7 +36,7 @@ trap cleanup EXIT
 MYELIN_LISTEN="127.0.0.1:$port" \
 MYELIN_REGISTRATION__ENABLED=true \
 MYELIN_DATABASE__URL="sqlite://$work/nio.db" \
-    "$MYELIN_BIN" serve >"$work/server.log" 2>&1 &
+    "$bin" serve >"$work/server.log" 2>&1 &
 server_pid=$!
 
 ready=""

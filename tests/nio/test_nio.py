@@ -1,31 +1,44 @@
 """Device management and account data driven by a real client library, matrix-nio.
 
 The server under test is at $MYELIN_URL and must allow open registration
-(tests/nio/run.sh starts one). Two scenarios:
+(tests/nio/run.sh starts one). Three scenarios:
 - register, log in twice, list, rename, and delete a device through nio's
   user-interactive-auth handling, then check that the deleted device's client
   is logged out;
 - one device writes account data and another device sees it arrive through
-  nio's own sync loop (sync_forever with an account-data callback).
+  nio's own sync loop (sync_forever with an account-data callback);
+- two users in a room, each with nio's sync loop running: one creates the room
+  inviting the other, who sees the invite and joins; they exchange messages;
+  per-room account data reaches the writer's other device and never the other
+  user.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
+from urllib.parse import quote
 
 import aiohttp
 
 from nio import (
+    AccountDataEvent,
     AsyncClient,
     UnknownAccountDataEvent,
     AsyncClientConfig,
     DeleteDevicesAuthResponse,
     DeleteDevicesResponse,
     DevicesResponse,
+    InviteMemberEvent,
+    JoinResponse,
     LoginResponse,
     RegisterResponse,
+    RoomCreateResponse,
+    RoomMessageText,
+    RoomSendResponse,
     SyncError,
+    TagEvent,
     UpdateDeviceResponse,
     WhoamiError,
     WhoamiResponse,
@@ -182,3 +195,237 @@ async def account_data_scenario() -> None:
 
 def test_account_data_reaches_another_devices_sync_loop():
     asyncio.run(account_data_scenario())
+
+
+def room_account_data_url(client: AsyncClient, user_id: str, room_id: str, event_type: str) -> str:
+    return (
+        f"{client.homeserver}/_matrix/client/v3/user/{quote(user_id, safe='')}"
+        f"/rooms/{quote(room_id, safe='')}/account_data/{quote(event_type, safe='')}"
+    )
+
+
+async def put_room_account_data(client: AsyncClient, room_id: str, event_type: str, content: dict) -> None:
+    """nio has no call to write room account data (not even m.tag); a client would PUT it like this."""
+    url = room_account_data_url(client, client.user_id, room_id, event_type)
+    headers = {"Authorization": f"Bearer {client.access_token}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.put(url, data=json.dumps(content), headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+        async with session.get(url, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+            assert await resp.json() == content
+
+
+async def raw_request(client: AsyncClient, method: str, url: str, content=None) -> tuple:
+    headers = {"Authorization": f"Bearer {client.access_token}"}
+    data = None if content is None else json.dumps(content)
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, url, data=data, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+
+def account_data_item(room, event) -> tuple:
+    """(room ID, type, content) of a room account-data event as nio parsed it."""
+    if isinstance(event, TagEvent):
+        return (room.room_id, "m.tag", {"tags": event.tags})
+    if isinstance(event, UnknownAccountDataEvent):
+        return (room.room_id, event.type, event.content)
+    return (room.room_id, type(event).__name__, repr(event))
+
+
+class Seen:
+    """What one client's callbacks received, in order, and a way to wait for an item."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.items: list = []
+        self._changed = asyncio.Condition()
+
+    async def add(self, item) -> None:
+        async with self._changed:
+            self.items.append(item)
+            self._changed.notify_all()
+
+    async def wait_for(self, what: str, predicate, timeout: float = 10):
+        def found():
+            return next((i for i in self.items if predicate(i)), None)
+
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: found() is not None), timeout)
+            except asyncio.TimeoutError:
+                raise AssertionError(f"{self.name} did not see {what} within {timeout} s; it saw {self.items}")
+            return found()
+
+
+@contextlib.asynccontextmanager
+async def sync_loop(client: AsyncClient):
+    """Runs nio's sync_forever for the block; enters once the first (initial) sync is done."""
+    first = asyncio.ensure_future(client.synced.wait())
+    loop = asyncio.ensure_future(client.sync_forever(timeout=30000))
+    try:
+        done, _ = await asyncio.wait({first, loop}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        if loop in done:
+            loop.result()  # raises what ended the loop
+        assert first in done, f"{client.user_id} {client.device_id}: no initial sync within 10 s"
+        yield
+    finally:
+        for task in (first, loop):
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+
+async def rooms_scenario() -> None:
+    url = homeserver()
+    alice_name, bob_name = f"nio_a_{uuid.uuid4().hex[:12]}", f"nio_b_{uuid.uuid4().hex[:12]}"
+    clients = []
+
+    def client(localpart: str) -> AsyncClient:
+        c = AsyncClient(url, localpart, config=CONFIG)
+        clients.append(c)
+        return c
+
+    try:
+        alice, alice_other, bob = client(alice_name), client(alice_name), client(bob_name)
+        for c, name, device in ((alice, alice_name, "nio-alice"), (bob, bob_name, "nio-bob")):
+            resp = await c.register(name, PASSWORD, device)
+            assert isinstance(resp, RegisterResponse), resp
+        assert isinstance(await alice_other.login(PASSWORD, device_name="nio-alice-other"), LoginResponse)
+        assert alice.user_id == alice_other.user_id == f"@{alice_name}:localhost"
+        assert alice.device_id != alice_other.device_id
+
+        # Each client's callbacks record what its sync loop delivers.
+        messages = {c: Seen(f"{c.user_id} {c.device_id} (messages)") for c in clients}
+        room_data = {c: Seen(f"{c.user_id} {c.device_id} (room account data)") for c in clients}
+        global_data = {c: [] for c in clients}
+        invites = Seen(f"{bob.user_id} (invites)")
+
+        for c in clients:
+
+            async def on_message(room, event, c=c):
+                await messages[c].add((room.room_id, event))
+
+            async def on_room_data(room, event, c=c):
+                await room_data[c].add(account_data_item(room, event))
+
+            def on_global_data(event, c=c):
+                global_data[c].append(event)
+
+            c.add_event_callback(on_message, RoomMessageText)
+            # Every kind nio parses room account data into, so nothing sent to Bob goes unnoticed.
+            c.add_room_account_data_callback(on_room_data, AccountDataEvent)
+            c.add_global_account_data_callback(on_global_data, AccountDataEvent)
+
+        async def on_invite(room, event):
+            await invites.add((room.room_id, event))
+
+        bob.add_event_callback(on_invite, InviteMemberEvent)
+
+        async with contextlib.AsyncExitStack() as loops:
+            for c in clients:
+                await loops.enter_async_context(sync_loop(c))
+
+            created = await alice.room_create(name="nio room", topic="rooms through nio", invite=[bob.user_id])
+            assert isinstance(created, RoomCreateResponse), created
+            room_id = created.room_id
+
+            # Bob's loop delivers the invite (stripped state, nio's invite callback) and he joins.
+            _, invite = await invites.wait_for(
+                "his invite",
+                lambda i: i[0] == room_id and i[1].state_key == bob.user_id and i[1].membership == "invite",
+            )
+            assert invite.sender == alice.user_id, invite
+            invited = bob.invited_rooms[room_id]
+            assert invited.inviter == alice.user_id
+            assert invited.name == "nio room", invited.name
+            joined = await bob.join(room_id)
+            assert isinstance(joined, JoinResponse), joined
+            assert joined.room_id == room_id
+
+            async def send(sender: AsyncClient, body: str) -> tuple[str, dict]:
+                content = {"msgtype": "m.text", "body": body}
+                resp = await sender.room_send(room_id, "m.room.message", content)
+                assert isinstance(resp, RoomSendResponse), resp
+                return resp.event_id, content
+
+            async def arrives(receiver: AsyncClient, sender: AsyncClient, event_id: str, content: dict) -> None:
+                _, event = await messages[receiver].wait_for(
+                    f"message {event_id}", lambda m: m[0] == room_id and m[1].event_id == event_id
+                )
+                assert event.sender == sender.user_id, event
+                assert event.body == content["body"], event
+                assert event.source["content"] == content, event.source
+                assert event.source["type"] == "m.room.message", event.source
+
+            from_bob = await send(bob, "hello from bob")
+            for receiver in (alice, alice_other, bob):
+                await arrives(receiver, bob, *from_bob)
+            from_alice = await send(alice, "hello from alice")
+            for receiver in (bob, alice_other, alice):
+                await arrives(receiver, alice, *from_alice)
+            # The timelines carried the membership too: both are joined members for everyone.
+            for c in clients:
+                room = c.rooms[room_id]
+                assert set(room.users) == {alice.user_id, bob.user_id}, (c.device_id, room.users)
+                assert room.name == "nio room" and room.topic == "rooms through nio", (room.name, room.topic)
+            assert room_id not in bob.invited_rooms
+
+            # Alice tags the room and stores a setting in it from her first device.
+            tag = {"tags": {"u.work": {"order": 0.25}}}
+            alice_setting = {"colour": "teal", "nested": {"list": [1, 2, 3], "none": None}}
+            await put_room_account_data(alice, room_id, "m.tag", tag)
+            await put_room_account_data(alice, room_id, "org.example.room", alice_setting)
+            expected_alice = [(room_id, "m.tag", tag), (room_id, "org.example.room", alice_setting)]
+            for c in (alice_other, alice):
+                for item in expected_alice:
+                    await room_data[c].wait_for(f"{item[1]}", lambda i, item=item: i == item)
+                assert c.rooms[room_id].tags == tag["tags"], c.rooms[room_id].tags
+
+            # Bob may neither read nor write Alice's room account data.
+            alice_url = room_account_data_url(bob, alice.user_id, room_id, "org.example.room")
+            status, body = await raw_request(bob, "GET", alice_url)
+            assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), (status, body)
+            status, body = await raw_request(bob, "PUT", alice_url, {"colour": "hijacked"})
+            assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), (status, body)
+
+            # Bob stores the same type in the same room: his loop sees his own value, which
+            # also shows his loop has gone past Alice's writes without being given them.
+            bob_setting = {"colour": "plum"}
+            await put_room_account_data(bob, room_id, "org.example.room", bob_setting)
+            await room_data[bob].wait_for("his own setting", lambda i: i == (room_id, "org.example.room", bob_setting))
+            assert room_data[bob].items == [(room_id, "org.example.room", bob_setting)], room_data[bob].items
+            assert bob.rooms[room_id].tags == {}, bob.rooms[room_id].tags
+
+            # A message after Bob's write shows Alice's loops have gone past it: they have
+            # exactly Alice's room account data, each item once.
+            last = await send(bob, "last from bob")
+            for c in (alice, alice_other):
+                await arrives(c, bob, *last)
+                assert sorted(room_data[c].items, key=repr) == sorted(expected_alice, key=repr), room_data[c].items
+
+        # Nothing of this is global account data.
+        for c in clients:
+            types = {e.type for e in global_data[c] if isinstance(e, UnknownAccountDataEvent)}
+            assert not types & {"m.tag", "org.example.room"}, (c.device_id, global_data[c])
+
+        # An initial sync gives each user the room's account data as it now is: their own only.
+        for c, expected in (
+            (alice_other, {"m.tag": tag, "org.example.room": alice_setting}),
+            (bob, {"org.example.room": bob_setting}),
+        ):
+            status, body = await raw_request(c, "GET", f"{c.homeserver}/_matrix/client/v3/sync?timeout=0")
+            assert status == 200, body
+            events = body["rooms"]["join"][room_id]["account_data"]["events"]
+            assert sorted(events, key=lambda e: e["type"]) == [
+                {"type": t, "content": expected[t]} for t in sorted(expected)
+            ], (c.user_id, events)
+    finally:
+        for c in clients:
+            await c.close()
+
+
+def test_room_messages_and_room_account_data_with_matrix_nio():
+    asyncio.run(rooms_scenario())
