@@ -641,3 +641,57 @@ async fn mb_remote_invites_need_federation() {
         .await
         .assert_error(400, "M_UNKNOWN");
 }
+
+#[tokio::test]
+async fn mb22_a_client_cannot_vouch_for_its_own_restricted_join() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let mallory = server.register("mallory").await;
+    let allowed = server.create_room(&alice, json!({})).await;
+    let room = server
+        .create_room(
+            &alice,
+            json!({ "preset": "public_chat", "initial_state": [{ "type": "m.room.join_rules", "content": {
+                "join_rule": "restricted",
+                "allow": [{ "type": "m.room_membership", "room_id": allowed }],
+            } }] }),
+        )
+        .await;
+    server
+        .room_post(
+            &mallory,
+            &room,
+            "join",
+            json!({ "join_authorised_via_users_server": alice.user_id }),
+        )
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    server
+        .put_state(
+            &mallory,
+            &room,
+            "m.room.member",
+            &mallory.user_id,
+            json!({ "membership": "join", "join_authorised_via_users_server": alice.user_id }),
+        )
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+}
+
+#[tokio::test]
+async fn mb08_mb12_mb13_acting_in_an_unknown_room_is_403() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    for action in ["invite", "kick", "ban", "unban"] {
+        server
+            .room_post(
+                &alice,
+                "!nowhere:localhost",
+                action,
+                json!({ "user_id": bob.user_id }),
+            )
+            .await
+            .assert_error(403, "M_FORBIDDEN");
+    }
+}

@@ -773,3 +773,35 @@ async fn a_lost_notification_connection_wakes_every_waiting_sync() {
     .await;
     assert_eq!(woken, Ok(true), "no wake-up after the listener reconnected");
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and pass --include-ignored"]
+async fn an_instance_whose_room_head_is_stale_answers_from_the_database() {
+    let Some(admin) = admin_url() else { return };
+    let (a, b, _) = pair(&admin).await;
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let carol = a.register("carol").await;
+    let room = a
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    // B loads the room's head; then Carol joins through A.
+    b.join(&bob, &room).await;
+    a.join(&carol, &room).await;
+    b.send_text(&carol, &room, "through B").await;
+    // Kicked through A, Carol joins again through B: a new event, not B's stale answer.
+    let member = format!(
+        "/rooms/{}/state/m.room.member/{}?format=event",
+        common::enc(&room),
+        common::enc(&carol.user_id)
+    );
+    let joined = a.get(&member, &alice.token).await.assert_ok()["event_id"].clone();
+    a.room_post(&alice, &room, "kick", json!({ "user_id": carol.user_id }))
+        .await
+        .assert_ok();
+    b.join(&carol, &room).await;
+    let rejoined = a.get(&member, &alice.token).await;
+    let rejoined = rejoined.assert_ok();
+    assert_eq!(rejoined["content"]["membership"], "join");
+    assert_ne!(rejoined["event_id"], joined);
+}

@@ -868,3 +868,140 @@ async fn nul_bytes_in_room_paths_are_400_on_every_backend() {
         .await;
     invite.assert_error(400, "M_INVALID_PARAM");
 }
+
+#[tokio::test]
+async fn st10_st18_a_later_ban_or_knock_does_not_reopen_the_room_to_who_left() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat", "name": "Before", "initial_state": [{
+            "type": "m.room.history_visibility", "content": { "history_visibility": "joined" } }] }))
+        .await;
+    server.join(&bob, &room).await;
+    let seen = server.send_text(&alice, &room, "while bob is here").await;
+    server
+        .room_post(&bob, &room, "leave", json!({}))
+        .await
+        .assert_ok();
+    server
+        .put_state(&alice, &room, "m.room.name", "", json!({ "name": "After" }))
+        .await
+        .assert_ok();
+    let carol = server.register("carol").await;
+    server.join(&carol, &room).await;
+    // A redaction after the leave is not Bob's to know of.
+    server
+        .put(
+            &format!("/rooms/{}/redact/{}/{}", enc(&room), enc(&seen), txn()),
+            &alice.token,
+            json!({ "reason": "later" }),
+        )
+        .await
+        .assert_ok();
+    server
+        .room_post(&alice, &room, "ban", json!({ "user_id": bob.user_id }))
+        .await
+        .assert_ok();
+    let name = server
+        .get(
+            &format!("/rooms/{}/state/m.room.name/", enc(&room)),
+            &bob.token,
+        )
+        .await;
+    assert_eq!(name.assert_ok(), &json!({ "name": "Before" }));
+    let members = server
+        .get(&format!("/rooms/{}/members", enc(&room)), &bob.token)
+        .await;
+    let users: Vec<&str> = members.assert_ok()["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
+    assert!(!users.contains(&carol.user_id.as_str()), "{users:?}");
+    let event = server
+        .get(
+            &format!("/rooms/{}/event/{}", enc(&room), enc(&seen)),
+            &bob.token,
+        )
+        .await;
+    let event = event.assert_ok();
+    assert_eq!(event["content"]["body"], "while bob is here", "{event}");
+    assert!(event["unsigned"].get("redacted_because").is_none());
+}
+
+#[tokio::test]
+async fn st14_members_at_a_point_the_user_could_not_see_is_403() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = public_room(&server, &alice, "joined").await;
+    let early = server.sync(&alice, &[]).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.join(&bob, &room).await;
+    server
+        .get(
+            &format!("/rooms/{}/members?at={}", enc(&room), enc(&early)),
+            &bob.token,
+        )
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    let now = server.sync(&bob, &[]).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .get(
+            &format!("/rooms/{}/members?at={}", enc(&room), enc(&now)),
+            &bob.token,
+        )
+        .await
+        .assert_ok();
+}
+
+#[tokio::test]
+async fn tl06_a_filter_matching_nothing_answers_without_scanning_the_whole_room() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice, json!({})).await;
+    for _ in 0..300 {
+        server
+            .send_event(&alice, &room, "com.example.filler", json!({}))
+            .await
+            .assert_ok();
+    }
+    let filter = enc(&json!({ "types": ["x.none"] }).to_string());
+    let page = server
+        .get(
+            &messages_path(&room, &format!("dir=b&limit=1&filter={filter}")),
+            &alice.token,
+        )
+        .await;
+    let page = page.assert_ok();
+    assert_eq!(page["chunk"], json!([]));
+    let end = page["end"]
+        .as_str()
+        .expect("an end to go on from")
+        .to_owned();
+    // Going on from it reaches the start of the room.
+    let mut from = end;
+    for _ in 0..20 {
+        let next = server
+            .get(
+                &messages_path(
+                    &room,
+                    &format!("dir=b&limit=1&filter={filter}&from={}", enc(&from)),
+                ),
+                &alice.token,
+            )
+            .await;
+        match next.assert_ok().get("end") {
+            Some(e) => from = e.as_str().unwrap().to_owned(),
+            None => return,
+        }
+    }
+    panic!("paging never reached the start of the room");
+}

@@ -749,3 +749,77 @@ async fn rs41_old_tokens_without_the_room_stream_still_work() {
         .await
         .assert_error(400, "M_INVALID_PARAM");
 }
+
+#[tokio::test]
+async fn rs22_a_rejoin_does_not_resend_what_the_last_sync_delivered() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = public_room(&server, &alice).await;
+    server.join(&bob, &room).await;
+    server.send_text(&alice, &room, "seen already").await;
+    let first = server.sync(&bob, &[]).await;
+    assert_eq!(
+        bodies(&first["rooms"]["join"][&room]["timeline"]["events"]),
+        ["seen already"]
+    );
+    server
+        .room_post(&bob, &room, "leave", json!({}))
+        .await
+        .assert_ok();
+    server.join(&bob, &room).await;
+    let sync = server.sync(&bob, &[("since", &next(&first))]).await;
+    let joined = &sync["rooms"]["join"][&room];
+    assert!(bodies(&joined["timeline"]["events"]).is_empty(), "{joined}");
+    let types = types_of(&joined["state"]["events"]);
+    assert!(
+        types.contains(&"m.room.create".to_owned()),
+        "full state: {types:?}"
+    );
+}
+
+#[tokio::test]
+async fn rs20_a_ban_after_leaving_brings_no_later_state() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat", "name": "Before" }))
+        .await;
+    server.join(&bob, &room).await;
+    server
+        .room_post(&bob, &room, "leave", json!({}))
+        .await
+        .assert_ok();
+    let after_leave = server.sync(&bob, &[]).await;
+    server
+        .put_state(&alice, &room, "m.room.name", "", json!({ "name": "After" }))
+        .await
+        .assert_ok();
+    server
+        .room_post(&alice, &room, "ban", json!({ "user_id": bob.user_id }))
+        .await
+        .assert_ok();
+    let sync = server.sync(&bob, &[("since", &next(&after_leave))]).await;
+    let left = &sync["rooms"]["leave"][&room];
+    assert_eq!(left["state"]["events"], json!([]), "{left}");
+    let timeline = left["timeline"]["events"].as_array().unwrap();
+    assert!(
+        timeline
+            .iter()
+            .all(|e| e["type"] == "m.room.member" && e["state_key"] == json!(bob.user_id)),
+        "{timeline:?}"
+    );
+    let include = json!({ "room": { "include_leave": true } }).to_string();
+    let initial = server.sync(&bob, &[("filter", &include)]).await;
+    let names: Vec<&Value> = initial["rooms"]["leave"][&room]["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.name")
+        .collect();
+    assert!(
+        names.iter().all(|e| e["content"]["name"] == "Before"),
+        "{names:?}"
+    );
+}

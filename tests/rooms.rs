@@ -337,7 +337,7 @@ async fn rm12_an_invalid_invitee_creates_no_room() {
             json!({ "invite": ["@nobody:localhost"] }),
         )
         .await;
-    nobody.assert_error(404, "M_NOT_FOUND");
+    nobody.assert_error(400, "M_INVALID_PARAM");
     assert_eq!(
         server.get("/joined_rooms", &alice.token).await.assert_ok()["joined_rooms"],
         json!([])

@@ -168,7 +168,17 @@ pub trait RoomStore: Send + Sync {
         false
     }
 
+    /// Resolves once every append submitted before the call has committed or failed (a
+    /// no-op where appends are not queued).
+    async fn flush(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     async fn room(&self, room_id: &str) -> StoreResult<Option<RoomInfo>>;
+
+    /// The room's forward extremities as committed now (to tell whether another process
+    /// wrote to the room since a head was loaded).
+    async fn extremities(&self, room_id: &str) -> StoreResult<Vec<String>>;
 
     /// The room as a writer builds on it, read in one snapshot: its current state, its
     /// forward extremities and their largest depth.

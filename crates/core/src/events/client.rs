@@ -66,6 +66,19 @@ pub struct Reader<'a> {
     /// Replaced state events and redaction events, by ID (see [`related_ids`]).
     pub related: &'a HashMap<String, StoredEvent>,
     pub redaction: &'a RedactionRules,
+    /// The last position the reader may see: a redaction after it (made after they left)
+    /// is not theirs to know of.
+    pub visible_upto: u64,
+}
+
+impl Reader<'_> {
+    fn is_redacted(&self, event: &StoredEvent) -> bool {
+        event.redacted_by.as_ref().is_some_and(|id| {
+            self.related
+                .get(id)
+                .is_none_or(|redaction| redaction.pos <= self.visible_upto)
+        })
+    }
 }
 
 /// The IDs of events that serving `events` needs too: the state they replaced and the
@@ -100,8 +113,12 @@ fn raw(value: &impl Serialize) -> Result<Box<RawValue>> {
 }
 
 /// The content as served: redacted if a redaction applies.
-fn served_content(event: &StoredEvent, rules: &RedactionRules) -> Result<(Box<RawValue>, i64)> {
-    if event.redacted_by.is_none() {
+fn served_content(
+    event: &StoredEvent,
+    rules: &RedactionRules,
+    redacted: bool,
+) -> Result<(Box<RawValue>, i64)> {
+    if !redacted {
         let fields: Fields<'_> = serde_json::from_str(&event.json).map_err(internal)?;
         return Ok((fields.content.to_owned(), fields.origin_server_ts));
     }
@@ -160,10 +177,11 @@ fn serve_at_depth(
     membership: Option<&str>,
     depth: u8,
 ) -> Result<ClientEvent> {
-    let (mut content, ts) = served_content(event, reader.redaction)?;
+    let redacted = reader.is_redacted(event);
+    let (mut content, ts) = served_content(event, reader.redaction, redacted)?;
     let redacts = redacts_of(event)?;
     if let Some(redacts) = &redacts
-        && event.redacted_by.is_none()
+        && !redacted
     {
         content = with_redacts(&content, redacts)?;
     }
@@ -184,11 +202,14 @@ fn serve_at_depth(
     {
         unsigned.replaces_state = Some(replaced.clone());
         if let Some(previous) = reader.related.get(replaced) {
-            unsigned.prev_content = Some(served_content(previous, reader.redaction)?.0);
+            let previous_redacted = reader.is_redacted(previous);
+            unsigned.prev_content =
+                Some(served_content(previous, reader.redaction, previous_redacted)?.0);
             unsigned.prev_sender = Some(previous.sender.clone());
         }
     }
     if let Some(redaction) = &event.redacted_by
+        && redacted
         && depth == 0
         && let Some(redaction) = reader.related.get(redaction)
     {
@@ -219,7 +240,7 @@ pub fn federation(event: &StoredEvent) -> Result<Box<RawValue>> {
 
 pub fn stripped(event: &StoredEvent, rules: &RedactionRules) -> Result<StrippedEvent> {
     Ok(StrippedEvent {
-        content: served_content(event, rules)?.0,
+        content: served_content(event, rules, event.redacted_by.is_some())?.0,
         sender: event.sender.clone(),
         state_key: event.state_key.clone().unwrap_or_default(),
         kind: event.event_type.clone(),
@@ -228,6 +249,6 @@ pub fn stripped(event: &StoredEvent, rules: &RedactionRules) -> Result<StrippedE
 
 /// The content of a stored event as JSON (after any redaction).
 pub fn content_value(event: &StoredEvent, rules: &RedactionRules) -> Result<serde_json::Value> {
-    let (content, _) = served_content(event, rules)?;
+    let (content, _) = served_content(event, rules, event.redacted_by.is_some())?;
     serde_json::from_str(content.get()).map_err(internal)
 }

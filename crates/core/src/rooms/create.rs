@@ -12,7 +12,7 @@ use super::{Head, new_event};
 use crate::{
     Services,
     auth::Requester,
-    error::{Error, Result, bad_json, invalid_param, not_found},
+    error::{Error, Result, bad_json, invalid_param},
     events::{self, Draft, Position, StateMap, version_rules},
     ids,
 };
@@ -458,7 +458,7 @@ pub(super) async fn check_local_invitee(services: &Services, user: &UserId) -> R
         ));
     }
     if services.store.get_user(user.as_str()).await?.is_none() {
-        return Err(not_found(format!("No such user: {user}")));
+        return Err(invalid_param(format!("No such user: {user}")));
     }
     Ok(())
 }

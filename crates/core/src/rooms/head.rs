@@ -26,6 +26,17 @@ pub struct Head {
     pub depth: u64,
     /// Each user's membership, read once from their member event.
     memberships: HashMap<String, String>,
+    /// Which load of the room this is: a writer whose append failed forgets the head only
+    /// if it is still the one it built on (a newer one may carry good appends in flight).
+    pub generation: u64,
+    /// Transaction scopes of appends submitted on this head, with their events: a retry
+    /// that arrives before the first attempt committed waits for it instead of writing.
+    pub in_flight: HashMap<String, OwnedEventId>,
+}
+
+fn next_generation() -> u64 {
+    static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The power of a user: v12 creators outrank every level.
@@ -41,6 +52,8 @@ impl Head {
             extremities: Vec::new(),
             depth: 0,
             memberships: HashMap::new(),
+            generation: next_generation(),
+            in_flight: HashMap::new(),
         }
     }
 

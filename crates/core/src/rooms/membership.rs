@@ -68,6 +68,15 @@ fn content(membership: &str, reason: Option<String>) -> Map<String, Value> {
     content
 }
 
+/// Acting in a room that does not exist is acting in one the user is not in (the spec lists
+/// only 403 for these), which does not tell strangers which rooms exist.
+fn forbidden_if_unknown(err: Error) -> Error {
+    match err {
+        Error::NotFound(_) => forbidden("You are not in this room"),
+        other => other,
+    }
+}
+
 fn current_event(head: &Head, user_id: &str) -> Option<ruma_common::OwnedEventId> {
     head.member_event(user_id).map(|e| e.event_id.clone())
 }
@@ -85,6 +94,8 @@ pub async fn join(
     // MB-02: the body's keys go into the member event; the server sets the membership.
     let mut wanted = body.clone();
     wanted.remove("third_party_signed");
+    // Only this server vouches for a restricted join (MB-22), after checking the allow list.
+    wanted.remove("join_authorised_via_users_server");
     reason(&body)?;
     wanted.insert("membership".into(), json!("join"));
     let joined_elsewhere = joined_rooms_set(services, &requester.user_id).await?;
@@ -182,7 +193,8 @@ pub async fn invite(
             content("invite", reason.clone()),
         )?))
     })
-    .await?;
+    .await
+    .map_err(forbidden_if_unknown)?;
     Ok(())
 }
 
@@ -239,7 +251,8 @@ pub async fn kick(
             content("leave", reason.clone()),
         )?))
     })
-    .await?;
+    .await
+    .map_err(forbidden_if_unknown)?;
     Ok(())
 }
 
@@ -265,7 +278,8 @@ pub async fn ban(
             content("ban", reason.clone()),
         )?))
     })
-    .await?;
+    .await
+    .map_err(forbidden_if_unknown)?;
     Ok(())
 }
 
@@ -291,7 +305,8 @@ pub async fn unban(
             content("leave", reason.clone()),
         )?))
     })
-    .await?;
+    .await
+    .map_err(forbidden_if_unknown)?;
     Ok(())
 }
 

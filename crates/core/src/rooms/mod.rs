@@ -45,10 +45,40 @@ const MAX_IDLE_HEADS: usize = 4096;
 
 type Slot = Arc<tokio::sync::Mutex<Option<Head>>>;
 
-/// The heads of rooms in use, each behind its room's write lock.
+/// The heads of rooms in use, each behind its room's write lock, and every room's version
+/// (which never changes).
 #[derive(Default)]
 pub struct Rooms {
     slots: Mutex<HashMap<String, Slot>>,
+    versions: Mutex<HashMap<String, String>>,
+}
+
+/// Room versions remembered before the cache starts over.
+const MAX_CACHED_VERSIONS: usize = 100_000;
+
+/// A room's version, from memory once read (`NotFound` for an unknown room).
+pub async fn room_version(services: &Services, room_id: &str) -> Result<String> {
+    if let Some(version) = services
+        .rooms
+        .versions
+        .lock()
+        .ok()
+        .and_then(|v| v.get(room_id).cloned())
+    {
+        return Ok(version);
+    }
+    let info = services
+        .store
+        .room(room_id)
+        .await?
+        .ok_or_else(|| not_found("Unknown room"))?;
+    if let Ok(mut versions) = services.rooms.versions.lock() {
+        if versions.len() >= MAX_CACHED_VERSIONS {
+            versions.clear();
+        }
+        versions.insert(room_id.to_owned(), info.version.clone());
+    }
+    Ok(info.version)
 }
 
 impl Rooms {
@@ -166,13 +196,41 @@ async fn append_detached(
         let Some(head) = guard.as_mut() else {
             continue;
         };
-        if let Some(txn) = &txn
-            && let Some(existing) = earlier_txn_event(services, txn).await?
-        {
-            return Ok(existing);
+        let generation = head.generation;
+        if let Some(txn) = &txn {
+            // A retry of a request still in flight: answer with its event once it is durable.
+            if let Some(pending) = head.in_flight.get(&txn_key(txn)).cloned() {
+                drop(guard);
+                if let Some(done) = durable(services, &slot, generation, &pending).await? {
+                    return Ok(done);
+                }
+                continue;
+            }
+            if let Some(existing) = earlier_txn_event(services, txn).await? {
+                return Ok(existing);
+            }
         }
-        let draft = match plan(head)? {
-            Planned::Exists(event_id) => return Ok(event_id),
+        // A refusal or an "already done" read from a head another process may have moved on
+        // from is checked against storage first (several instances on one database).
+        let planned = plan(head);
+        if matches!(planned, Err(_) | Ok(Planned::Exists(_)))
+            && is_stale(services, room_id, head).await?
+        {
+            *guard = None;
+            continue;
+        }
+        let draft = match planned? {
+            Planned::Exists(event_id) => {
+                if !ordered {
+                    // The head holds only committed events here.
+                    return Ok(event_id);
+                }
+                drop(guard);
+                if let Some(done) = durable(services, &slot, generation, &event_id).await? {
+                    return Ok(done);
+                }
+                continue;
+            }
             Planned::Draft(draft) => draft,
         };
         let built = events::build(
@@ -182,7 +240,14 @@ async fn append_detached(
             &services.config.server_name,
             crate::now_ms(),
         )?;
-        events::authorize(&built.pdu, &head.rules.authorization, &head.state)?;
+        if let Err(refused) = events::authorize(&built.pdu, &head.rules.authorization, &head.state)
+        {
+            if is_stale(services, room_id, head).await? {
+                *guard = None;
+                continue;
+            }
+            return Err(refused);
+        }
         let event_id = built.pdu.event_id.clone();
         let new_event = new_event(&draft, &built, txn.as_ref().map(|t| t.txn.clone()));
         let pending = services.store.append_events(Append {
@@ -197,6 +262,12 @@ async fn append_detached(
             head.redact_state(redacts)?;
         }
         head.advance(pdu.clone());
+        if let Some(txn) = &txn {
+            if head.in_flight.len() >= MAX_IN_FLIGHT_TXNS {
+                head.in_flight.clear();
+            }
+            head.in_flight.insert(txn_key(txn), event_id.clone());
+        }
         let mut audience = head.audience();
         if let Some(target) = &pdu.state_key
             && draft.kind == "m.room.member"
@@ -211,10 +282,11 @@ async fn append_detached(
         };
         let result = pending.await;
         if result.is_err() {
-            // The head is past an event that was not written: build on storage again.
+            // The head is past an event that was not written: build on storage again. A
+            // newer head (reloaded meanwhile, with good appends in flight) stays.
             match held.as_mut() {
                 Some(guard) => **guard = None,
-                None => *slot.lock().await = None,
+                None => forget(&slot, generation).await,
             }
         }
         drop(held);
@@ -232,6 +304,51 @@ async fn append_detached(
     Err(Error::Internal(
         "the room kept changing while the event was built".into(),
     ))
+}
+
+/// Transaction scopes remembered per head before the oldest are forgotten (a forgotten one
+/// is still found in storage once committed).
+const MAX_IN_FLIGHT_TXNS: usize = 1024;
+
+fn txn_key(txn: &ClientTxn) -> String {
+    format!("{}\n{}\n{}", txn.user_id, txn.txn.device_id, txn.txn.scope)
+}
+
+/// Forgets the room's head if it is still the load `generation`.
+async fn forget(slot: &Slot, generation: u64) {
+    let mut guard = slot.lock().await;
+    if guard.as_ref().is_some_and(|h| h.generation == generation) {
+        *guard = None;
+    }
+}
+
+/// Waits until everything submitted before has committed; `Some(event_id)` if the event is
+/// stored, `None` if its append failed (the caller then builds again).
+async fn durable(
+    services: &Services,
+    slot: &Slot,
+    generation: u64,
+    event_id: &OwnedEventId,
+) -> Result<Option<OwnedEventId>> {
+    services.store.flush().await?;
+    if services.store.event(event_id.as_str()).await?.is_some() {
+        return Ok(Some(event_id.clone()));
+    }
+    forget(slot, generation).await;
+    Ok(None)
+}
+
+/// Whether another process wrote to the room since this head was loaded. Only a shared
+/// database can have another writer.
+async fn is_stale(services: &Services, room_id: &RoomId, head: &Head) -> Result<bool> {
+    if !services.store.is_shared() {
+        return Ok(false);
+    }
+    let mut stored = services.store.extremities(room_id.as_str()).await?;
+    let mut ours: Vec<String> = head.extremities.iter().map(ToString::to_string).collect();
+    stored.sort();
+    ours.sort();
+    Ok(stored != ours)
 }
 
 /// A client's transaction ID for the event it asks for.

@@ -28,6 +28,9 @@ use crate::{
 
 /// Largest page of `/messages` (the reference server's `MAX_LIMIT`).
 const MAX_LIMIT: usize = 1000;
+/// Batches one page looks at before it answers with what it found and where it stopped
+/// (an `end` to go on from), so a filter matching nothing never scans a whole room.
+const MAX_ROUNDS: usize = 10;
 
 /// Room-stream tokens (`/messages` `start`/`end`, `/sync` `prev_batch`): the position between
 /// the events at or before it and those after. A `/sync` token names the same point.
@@ -61,30 +64,39 @@ pub(crate) struct Access {
 
 pub(crate) async fn access(services: &Services, room_id: &str, user_id: &str) -> Result<Access> {
     let now = services.store.positions().await?.get(Stream::RoomEvents);
-    let info = services
-        .store
-        .room(room_id)
-        .await?
-        .ok_or_else(|| forbidden("You are not in this room"))?;
-    let (_, rules) = version_rules(&info.version)
-        .ok_or_else(|| Error::Internal(format!("room version {}", info.version).into()))?;
+    let version = super::room_version(services, room_id)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => forbidden("You are not in this room"),
+            other => other,
+        })?;
+    let (_, rules) = version_rules(&version)
+        .ok_or_else(|| Error::Internal(format!("room version {version}").into()))?;
     let visibility = Visibility::load(services, room_id, user_id, now).await?;
     let (cap, joined) = match visibility.current() {
         Some((_, "join")) => (now, true),
-        Some((pos, _)) if visibility.ever_joined() => {
-            let forgotten = services
-                .store
-                .forgotten_rooms(user_id)
-                .await?
-                .into_iter()
-                .any(|(room, at)| room == room_id && at >= pos);
-            if forgotten {
-                return Err(forbidden("You forgot this room"));
+        current => {
+            if let Some((pos, _)) = current {
+                let forgotten = services
+                    .store
+                    .forgotten_rooms(user_id)
+                    .await?
+                    .into_iter()
+                    .any(|(room, at)| room == room_id && at >= pos);
+                if forgotten {
+                    return Err(forbidden("You forgot this room"));
+                }
             }
-            (pos, false)
+            if visibility.world_readable_at(now) {
+                (now, false)
+            } else if let Some(until) = visibility.joined_until() {
+                // A user who left reads the room up to their leave, however their membership
+                // changed since (ST-10, ST-18).
+                (until, false)
+            } else {
+                return Err(forbidden("You are not allowed to see this room"));
+            }
         }
-        _ if visibility.world_readable_at(now) => (now, false),
-        _ => return Err(forbidden("You are not allowed to see this room")),
     };
     Ok(Access {
         cap,
@@ -128,6 +140,7 @@ pub(crate) async fn serve_all(
         with_room_id,
         related: &related,
         redaction: &access.rules.redaction,
+        visible_upto: access.cap,
     };
     events
         .iter()
@@ -236,6 +249,11 @@ pub async fn members(
     let room = parse_room_id(room_id)?;
     let access = access(services, room.as_str(), &requester.user_id).await?;
     let at = at.map(parse_room_token).transpose()?;
+    if let Some(at) = at
+        && !access.visibility.can_see_point(at)
+    {
+        return Err(forbidden("You may not see the room at that point"));
+    }
     let pos = match at {
         Some(at) => Some(at.min(access.cap)),
         None => (!access.joined).then_some(access.cap),
@@ -317,8 +335,8 @@ async fn page(
     let batch = (limit * 2).clamp(20, 500);
     let (mut after, mut upto) = (after, upto);
     let mut found = Vec::new();
-    loop {
-        if after.is_some_and(|a| a >= upto) && after.is_some() {
+    for _ in 0..MAX_ROUNDS {
+        if after.is_some_and(|a| a >= upto) {
             return Ok((found, None));
         }
         let events = services
@@ -346,6 +364,12 @@ async fn page(
             return Ok((found, None));
         }
     }
+    let next = if backward {
+        upto
+    } else {
+        after.unwrap_or(upto)
+    };
+    Ok((found, Some(next)))
 }
 
 /// What `/messages` answers.

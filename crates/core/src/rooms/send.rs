@@ -100,6 +100,12 @@ pub async fn put_state(
             if OwnedUserId::try_from(state_key).is_err() {
                 return Err(bad_json("The state key of a member event is a user ID"));
             }
+            // Only this server vouches for a restricted join, through /join (MB-22).
+            if content.contains_key("join_authorised_via_users_server") {
+                return Err(forbidden(
+                    "join_authorised_via_users_server is set by the server, through /join",
+                ));
+            }
         }
         "m.room.canonical_alias" => check_canonical_alias(services, &room, &content).await?,
         _ => {}

@@ -5,7 +5,7 @@
 //! position: the user's membership changes and the setting's changes, each a short sorted
 //! list, answer every event without touching storage again.
 
-use myelin_store::{MembershipChange, StoredEvent};
+use myelin_store::StoredEvent;
 
 use crate::{Services, error::Result};
 
@@ -54,12 +54,24 @@ impl Visibility {
         }
     }
 
-    /// The user's changes in one room, from their membership log.
-    pub fn memberships_in(log: &[MembershipChange], room_id: &str) -> Vec<(u64, String)> {
-        log.iter()
-            .filter(|m| m.room_id == room_id)
-            .map(|m| (m.pos, m.membership.clone()))
-            .collect()
+    /// Without the room's settings yet: enough for every event seen while joined, which is
+    /// what most syncs show. Call [`Visibility::needs_settings`] before judging an event and
+    /// [`Visibility::set_settings`] when it says so.
+    pub fn without_settings(user_id: &str, memberships: Vec<(u64, String)>) -> Self {
+        Self::new(user_id, memberships, &[])
+    }
+
+    /// Whether judging `event` needs the room's history-visibility settings (it was not sent
+    /// while the user was joined, and is not their own membership).
+    pub fn needs_settings(&self, event: &StoredEvent) -> bool {
+        let own = event.event_type == "m.room.member"
+            && event.state_key.as_deref() == Some(self.user_id.as_str());
+        !own && self.membership_before(event.pos) != "join"
+    }
+
+    pub fn set_settings(&mut self, settings: &[StoredEvent]) {
+        let with = Self::new(&self.user_id, Vec::new(), settings);
+        self.settings = with.settings;
     }
 
     /// Reads both histories up to `upto`.
@@ -115,6 +127,14 @@ impl Visibility {
         self.memberships.iter().any(|(_, m)| m == "join")
     }
 
+    /// Where the user's last stay in the room ended: the first membership after their last
+    /// join that is not a join (their leave, kick or ban). `None` while they are joined, or
+    /// if they never were. Nothing the room did after it is theirs to read, whatever their
+    /// membership became later (a ban, a knock, a new invite).
+    pub fn joined_until(&self) -> Option<u64> {
+        joined_until(&self.memberships)
+    }
+
     fn joined_after(&self, pos: u64) -> bool {
         self.memberships
             .iter()
@@ -159,10 +179,32 @@ impl Visibility {
         false
     }
 
+    /// Whether the user may see the room as it was at `pos` (`/members?at=`): as if an event
+    /// came right after it.
+    pub fn can_see_point(&self, pos: u64) -> bool {
+        let membership = self.membership_at(pos);
+        match step(&self.settings, pos, true).unwrap_or("shared") {
+            "world_readable" => true,
+            _ if membership == "join" => true,
+            "joined" => false,
+            "invited" => membership == "invite",
+            _ => self.joined_after(pos),
+        }
+    }
+
     /// Whether the room was world-readable at `pos`.
     pub fn world_readable_at(&self, pos: u64) -> bool {
         step(&self.settings, pos, true) == Some("world_readable")
     }
+}
+
+/// See [`Visibility::joined_until`]; `memberships` oldest first.
+pub fn joined_until(memberships: &[(u64, String)]) -> Option<u64> {
+    let last_join = memberships.iter().rposition(|(_, m)| m == "join")?;
+    memberships[last_join + 1..]
+        .iter()
+        .find(|(_, m)| m != "join")
+        .map(|(p, _)| *p)
 }
 
 #[cfg(test)]
@@ -260,6 +302,27 @@ mod tests {
         assert!(v.can_see(&setting(5, "world_readable")));
         assert!(v.can_see(&message(6)));
         assert!(!v.can_see(&message(3)));
+    }
+
+    #[test]
+    fn st18_a_stay_ends_at_the_first_non_join_after_the_last_join() {
+        let steps = memberships(&[
+            (5, "invite"),
+            (10, "join"),
+            (12, "join"),
+            (20, "leave"),
+            (30, "ban"),
+        ]);
+        assert_eq!(
+            joined_until(&steps),
+            Some(20),
+            "a later ban does not extend it"
+        );
+        assert_eq!(joined_until(&memberships(&[(10, "join")])), None);
+        assert_eq!(
+            joined_until(&memberships(&[(5, "invite"), (6, "leave")])),
+            None
+        );
     }
 
     #[test]

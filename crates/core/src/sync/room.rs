@@ -41,11 +41,23 @@ const MAX_TIMELINE: usize = 500;
 /// Batches of events looked at before a timeline gives up filling and says `limited`.
 const MAX_BATCHES: usize = 8;
 
-/// A room's part of the sync window: `(since, end]`; `since: None` for a full sync.
+/// A room's part of the sync window: its timeline is drawn from `(since, end]` (from the
+/// room's start when `since` is `None`), its state as `state` says.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Window {
     pub since: Option<u64>,
     pub end: u64,
+    pub state: StateMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StateMode {
+    /// The whole state at the timeline's start (new to the user, or `full_state`).
+    Full,
+    /// What changed since `since` that the timeline does not show.
+    Delta,
+    /// Nothing: the user was not in the room for this window.
+    None,
 }
 
 struct Room<'a> {
@@ -53,6 +65,9 @@ struct Room<'a> {
     room_id: &'a str,
     rules: RoomVersionRules,
     visibility: Visibility,
+    /// The room's history-visibility settings are read only when an event needs them.
+    settings_read: bool,
+    end: u64,
 }
 
 struct Content {
@@ -71,25 +86,31 @@ impl<'a> Room<'a> {
         memberships: Vec<(u64, String)>,
         end: u64,
     ) -> Result<Self> {
-        let info = services
-            .store
-            .room(room_id)
-            .await?
-            .ok_or_else(|| Error::Internal(format!("room {room_id} has no row").into()))?;
-        let (_, rules) = version_rules(&info.version)
-            .ok_or_else(|| Error::Internal(format!("room version {}", info.version).into()))?;
-        let settings = Visibility::settings(services, room_id, end).await?;
+        let version = crate::rooms::room_version(services, room_id).await?;
+        let (_, rules) = version_rules(&version)
+            .ok_or_else(|| Error::Internal(format!("room version {version}").into()))?;
         Ok(Self {
             services,
             room_id,
             rules,
-            visibility: Visibility::new(user_id, memberships, &settings),
+            visibility: Visibility::without_settings(user_id, memberships),
+            settings_read: false,
+            end,
         })
+    }
+
+    async fn can_see(&mut self, event: &StoredEvent) -> Result<bool> {
+        if !self.settings_read && self.visibility.needs_settings(event) {
+            let settings = Visibility::settings(self.services, self.room_id, self.end).await?;
+            self.visibility.set_settings(&settings);
+            self.settings_read = true;
+        }
+        Ok(self.visibility.can_see(event))
     }
 
     /// The newest events of the window the user may see and the filter allows.
     async fn timeline(
-        &self,
+        &mut self,
         window: Window,
         filter: &EventFilter,
     ) -> Result<(Vec<StoredEvent>, bool, bool)> {
@@ -118,7 +139,7 @@ impl<'a> Room<'a> {
             let exhausted = events.len() < batch;
             for event in events {
                 upto = event.pos.saturating_sub(1);
-                if self.visibility.can_see(&event) && filter.allows_event(&event) {
+                if self.can_see(&event).await? && filter.allows_event(&event) {
                     found.push(event);
                 } else if event.state_key.is_some() {
                     skipped_state = true;
@@ -137,17 +158,20 @@ impl<'a> Room<'a> {
         Ok((found, limited, skipped_state))
     }
 
-    async fn content(&self, window: Window, room_filter: &RoomFilter) -> Result<Content> {
+    async fn content(&mut self, window: Window, room_filter: &RoomFilter) -> Result<Content> {
         let timeline_filter = room_filter.timeline.clone().unwrap_or_default();
         let (timeline, limited, skipped_state) = self.timeline(window, &timeline_filter).await?;
         let start = timeline
             .first()
             .map_or(window.end, |e| e.pos.saturating_sub(1));
         let in_timeline: HashSet<&str> = timeline.iter().map(|e| e.event_id.as_str()).collect();
-        let state = match window.since {
-            None => self.full_state(start, window.end, &in_timeline).await?,
-            Some(_) if !limited && !skipped_state => Vec::new(),
-            Some(since) => {
+        let state = match (window.state, window.since) {
+            (StateMode::None, _) => Vec::new(),
+            (StateMode::Full, _) | (StateMode::Delta, None) => {
+                self.full_state(start, window.end, &in_timeline).await?
+            }
+            (StateMode::Delta, Some(_)) if !limited && !skipped_state => Vec::new(),
+            (StateMode::Delta, Some(since)) => {
                 self.state_delta(since, start, window.end, &in_timeline)
                     .await?
             }
@@ -249,6 +273,7 @@ impl<'a> Room<'a> {
         requester: &Requester,
         groups: [&[StoredEvent]; 2],
         format: Option<EventFormat>,
+        visible_upto: u64,
     ) -> Result<[Vec<SyncEvent>; 2]> {
         let all: Vec<&StoredEvent> = groups.iter().flat_map(|g| g.iter()).collect();
         let related = crate::rooms::read::related(self.services, &all).await?;
@@ -259,6 +284,7 @@ impl<'a> Room<'a> {
             with_room_id: false,
             related: &related,
             redaction: &self.rules.redaction,
+            visible_upto,
         };
         let one = |e: &StoredEvent| -> Result<SyncEvent> {
             Ok(match format {
@@ -398,7 +424,7 @@ pub(super) async fn joined(
     room_filter: &RoomFilter,
     filter: &Filter,
 ) -> Result<Option<JoinedRoom>> {
-    let room = Room::load(
+    let mut room = Room::load(
         services,
         room_id,
         &requester.user_id,
@@ -407,7 +433,7 @@ pub(super) async fn joined(
     )
     .await?;
     let content = room.content(window, room_filter).await?;
-    let full = window.since.is_none();
+    let full = window.state == StateMode::Full;
     if !full && content.timeline.is_empty() && content.state.is_empty() {
         return Ok(None);
     }
@@ -434,7 +460,12 @@ pub(super) async fn joined(
         )
         .await?;
     let [timeline, state] = room
-        .serve(requester, [&content.timeline, &state], filter.event_format)
+        .serve(
+            requester,
+            [&content.timeline, &state],
+            filter.event_format,
+            window.end,
+        )
         .await?;
     let threads = room_filter
         .timeline
@@ -465,7 +496,7 @@ pub(super) async fn left(
     room_filter: &RoomFilter,
     filter: &Filter,
 ) -> Result<LeftRoom> {
-    let room = Room::load(
+    let mut room = Room::load(
         services,
         room_id,
         &requester.user_id,
@@ -473,24 +504,28 @@ pub(super) async fn left(
         window.end,
     )
     .await?;
-    let mut content = room.content(window, room_filter).await?;
-    // Someone who never joined (a rejected invite) sees no more than their own membership.
-    if !room.visibility.ever_joined() {
-        content.state.clear();
-    }
+    let content = room.content(window, room_filter).await?;
     let state_filter = room_filter.state.clone().unwrap_or_default();
-    let state = room
-        .filter_state(
+    let state = if window.state == StateMode::None {
+        Vec::new()
+    } else {
+        room.filter_state(
             content.state,
             &content.timeline,
             content.start,
-            window.since.is_none(),
+            window.state == StateMode::Full,
             (&requester.user_id, &[]),
             &state_filter,
         )
-        .await?;
+        .await?
+    };
     let [timeline, state] = room
-        .serve(requester, [&content.timeline, &state], filter.event_format)
+        .serve(
+            requester,
+            [&content.timeline, &state],
+            filter.event_format,
+            window.end,
+        )
         .await?;
     Ok(LeftRoom {
         state: RoomEvents { events: state },

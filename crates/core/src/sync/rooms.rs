@@ -21,7 +21,7 @@ use myelin_store::{MembershipChange, Stream};
 use super::{
     filter::{Filter, RoomFilter},
     response::{InvitedRoom, KnockedRoom, StrippedState, SyncResponse},
-    room::{self, Window},
+    room::{self, StateMode, Window},
     token::SyncToken,
 };
 use crate::{
@@ -29,7 +29,7 @@ use crate::{
     auth::Requester,
     error::Result,
     events::{client, version_rules},
-    rooms::visibility::Visibility,
+    rooms::visibility::joined_until,
 };
 
 /// Types kept in stripped state (`invite_state`, `knock_state`; MB-07).
@@ -105,21 +105,35 @@ pub(super) async fn fill(
             .collect();
         let changed = !in_window.is_empty();
         let at_since = since.and_then(|s| changes.iter().rev().find(|c| c.pos <= s));
+        let joined_at_since = at_since.is_some_and(|c| c.membership == "join");
+        let joined_in_window = in_window.iter().any(|c| c.membership == "join");
+        let memberships: Vec<(u64, String)> = changes
+            .iter()
+            .map(|c| (c.pos, c.membership.clone()))
+            .collect();
         match last.membership.as_str() {
             "join" => {
                 let newly = since.is_none()
-                    || at_since.is_none_or(|c| c.membership != "join")
+                    || !joined_at_since
                     || in_window.iter().any(|c| c.membership != "join");
-                let full = newly || full_state;
                 if incremental.is_some() && !newly && !active.contains(room_id) {
                     sets.joined.insert(room_id.to_owned());
                     continue;
                 }
                 let window = Window {
-                    since: if full { None } else { since },
+                    // A room left and joined again in the window gets its full state, but
+                    // not again the events the last sync delivered (RS-22).
+                    since: match incremental {
+                        Some(since) if !newly || joined_at_since => Some(since),
+                        _ => None,
+                    },
                     end,
+                    state: if newly || full_state {
+                        StateMode::Full
+                    } else {
+                        StateMode::Delta
+                    },
                 };
-                let memberships = Visibility::memberships_in(&log, room_id);
                 let joined = room::joined(
                     services,
                     requester,
@@ -167,14 +181,33 @@ pub(super) async fn fill(
                 if !include {
                     continue;
                 }
-                let window = Window {
-                    since: incremental.filter(|_| {
-                        at_since.is_some_and(|c| c.membership == "join")
-                            && in_window.iter().all(|c| c.membership != "join")
-                    }),
-                    end: last.pos,
+                let until = joined_until(&memberships);
+                let window = match (incremental, until) {
+                    // Left before `since`, and banned or re-invited-then-rejected since:
+                    // only their own membership events, nothing of the room's state.
+                    (Some(since), Some(until)) if until <= since => Window {
+                        since: Some(since),
+                        end: last.pos,
+                        state: StateMode::None,
+                    },
+                    // Their stay ended in the window: up to its end, and nothing after it
+                    // (RS-20), whatever their membership became later.
+                    (_, Some(until)) => Window {
+                        since: incremental.filter(|_| joined_at_since && !joined_in_window),
+                        end: until,
+                        state: if incremental.is_some() && joined_at_since && !joined_in_window {
+                            StateMode::Delta
+                        } else {
+                            StateMode::Full
+                        },
+                    },
+                    // Never joined (a rejected invite, a withdrawn knock): their own events.
+                    (_, None) => Window {
+                        since: incremental,
+                        end: last.pos,
+                        state: StateMode::None,
+                    },
                 };
-                let memberships = Visibility::memberships_in(&log, room_id);
                 let left = room::left(
                     services,
                     requester,
@@ -201,10 +234,8 @@ async fn stripped_state(
     room_id: &str,
     membership: &MembershipChange,
 ) -> Result<StrippedState> {
-    let Some(info) = services.store.room(room_id).await? else {
-        return Ok(StrippedState::default());
-    };
-    let Some((_, rules)) = version_rules(&info.version) else {
+    let version = crate::rooms::room_version(services, room_id).await?;
+    let Some((_, rules)) = version_rules(&version) else {
         return Ok(StrippedState::default());
     };
     let state = services

@@ -67,6 +67,21 @@ pub struct PostgresStore {
     fast: PgPool,
     wakeups: Mutex<Option<mpsc::UnboundedReceiver<Wakeup>>>,
     listener: JoinHandle<()>,
+    /// This process among those sharing the database, in its notifications.
+    instance: String,
+}
+
+/// A process nonce: the clock and the process ID, mixed (no randomness crate needed here).
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 fn backend(err: impl std::fmt::Display) -> StoreError {
@@ -150,12 +165,14 @@ impl PostgresStore {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut listener = PgListener::connect_with(&pool).await.map_err(backend)?;
         listener.listen(CHANNEL).await.map_err(backend)?;
-        let listener = tokio::spawn(listen(listener, pool.clone(), tx));
+        let instance = format!("{:016x}", rand_u64());
+        let listener = tokio::spawn(listen(listener, pool.clone(), instance.clone(), tx));
         Ok(Self {
             pool,
             fast,
             wakeups: Mutex::new(Some(rx)),
             listener,
+            instance,
         })
     }
 }

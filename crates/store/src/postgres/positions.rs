@@ -159,9 +159,10 @@ pub(super) fn devices_note(user_id: &str) -> String {
     format!("dev:{user_id}")
 }
 
-/// Something was appended to a room, the last event at `pos`: its members look.
-pub(super) fn room_note(pos: i64, room_id: &str) -> String {
-    format!("rm:{pos}:{room_id}")
+/// Something was appended to a room by process `instance`, the last event at `pos`: the
+/// room's members look. The writing process woke its own waiters already.
+pub(super) fn room_note(pos: i64, instance: &str, room_id: &str) -> String {
+    format!("rm:{pos}:{instance}:{room_id}")
 }
 
 /// A user's membership changed at `pos`, in a room they may no longer be a member of.
@@ -171,13 +172,19 @@ pub(super) fn room_user_note(pos: i64, user_id: &str) -> String {
 
 /// A notification's stream, position and wake-up, for those held until the watermark
 /// reaches their position.
-fn parse_held(payload: &str) -> Option<(Stream, i64, Wakeup)> {
+fn parse_held(payload: &str, own: &str) -> Option<(Stream, i64, Wakeup)> {
     let (kind, rest) = payload.split_once(':')?;
     let (pos, id) = rest.split_once(':')?;
     let pos = pos.parse::<i64>().ok()?;
     let (stream, wakeup) = match kind {
         "ad" => (Stream::AccountData, Wakeup::User(id.to_owned())),
-        "rm" => (Stream::RoomEvents, Wakeup::Room(id.to_owned())),
+        "rm" => {
+            let (instance, room) = id.split_once(':')?;
+            if instance == own {
+                return None;
+            }
+            (Stream::RoomEvents, Wakeup::Room(room.to_owned()))
+        }
         "ru" => (Stream::RoomEvents, Wakeup::User(id.to_owned())),
         _ => return None,
     };
@@ -218,6 +225,7 @@ pub(super) async fn watermarks(pool: &PgPool) -> StoreResult<StreamPositions> {
 pub(super) async fn listen(
     mut listener: PgListener,
     pool: PgPool,
+    own: String,
     wake: mpsc::UnboundedSender<Wakeup>,
 ) {
     let mut held: BTreeMap<(usize, i64), Vec<Wakeup>> = BTreeMap::new();
@@ -227,7 +235,7 @@ pub(super) async fn listen(
             received = listener.try_recv() => match received {
                 Ok(Some(note)) => {
                     let payload = note.payload();
-                    if let Some((stream, pos, wakeup)) = parse_held(payload) {
+                    if let Some((stream, pos, wakeup)) = parse_held(payload, &own) {
                         held.entry((stream.index(), pos)).or_default().push(wakeup);
                     } else if let Some(user) = payload.strip_prefix("dev:") {
                         let _ = wake.send(Wakeup::User(user.to_owned()));

@@ -260,10 +260,10 @@ async fn insert_event(
 
 /// Notifications for an append: the room's members look, and so does every user whose
 /// membership changed (an invitee, or someone who left, is not a member to look).
-fn append_notes(append: &Append, positions: &[i64]) -> Vec<String> {
+fn append_notes(append: &Append, positions: &[i64], instance: &str) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(last) = positions.last() {
-        notes.push(room_note(*last, &append.room_id));
+        notes.push(room_note(*last, instance, &append.room_id));
     }
     for (event, pos) in append.events.iter().zip(positions) {
         if let (Some(_), Some(user)) = (&event.membership, &event.state_key) {
@@ -273,7 +273,7 @@ fn append_notes(append: &Append, positions: &[i64]) -> Vec<String> {
     notes
 }
 
-async fn append(pool: PgPool, append: Append) -> StoreResult<Vec<u64>> {
+async fn append(pool: PgPool, instance: String, append: Append) -> StoreResult<Vec<u64>> {
     let n = append.events.len() as i64;
     if n == 0 {
         return Ok(Vec::new());
@@ -285,7 +285,8 @@ async fn append(pool: PgPool, append: Append) -> StoreResult<Vec<u64>> {
     };
     match written {
         Ok(()) => {
-            held.release(&append_notes(&append, &positions), true).await;
+            held.release(&append_notes(&append, &positions, &instance), true)
+                .await;
             Ok(positions.into_iter().map(|p| p as u64).collect())
         }
         Err(err) => {
@@ -298,7 +299,19 @@ async fn append(pool: PgPool, append: Append) -> StoreResult<Vec<u64>> {
 #[async_trait]
 impl RoomStore for PostgresStore {
     fn append_events(&self, append: Append) -> PendingAppend {
-        Box::pin(self::append(self.pool.clone(), append))
+        Box::pin(self::append(
+            self.pool.clone(),
+            self.instance.clone(),
+            append,
+        ))
+    }
+
+    async fn extremities(&self, room_id: &str) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar("SELECT event_id FROM room_extremities WHERE room_id = $1")
+            .bind(room_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
     }
 
     async fn room(&self, room_id: &str) -> StoreResult<Option<RoomInfo>> {

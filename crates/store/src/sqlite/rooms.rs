@@ -273,6 +273,22 @@ impl RoomStore for SqliteStore {
         true
     }
 
+    async fn flush(&self) -> StoreResult<()> {
+        // The writer runs jobs in order: this one commits after every earlier append.
+        self.pool.write(|_| Ok(())).await
+    }
+
+    async fn extremities(&self, room_id: &str) -> StoreResult<Vec<String>> {
+        let room_id = room_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached("SELECT event_id FROM room_extremities WHERE room_id = ?1")
+                    .and_then(|mut s| s.query_map([room_id], |r| r.get(0))?.collect())
+                    .map_err(classify)
+            })
+            .await
+    }
+
     async fn room(&self, room_id: &str) -> StoreResult<Option<RoomInfo>> {
         let room_id = room_id.to_owned();
         self.pool
