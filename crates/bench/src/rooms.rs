@@ -262,16 +262,16 @@ pub(crate) async fn run(
         let name = format!("initial /sync ({} rooms)", options.rooms);
         results.push(load(target, &name, 1, options.seconds, generate).await?);
     }
-    results.push(incremental(target, &reader, &reader_rooms, options.seconds).await?);
+    if crate::wanted("incremental /sync") {
+        results.push(incremental(target, &reader, &reader_rooms, options.seconds).await?);
+    }
     eprintln!("fan-out: one message to {} waiting syncs", members.len());
-    let fan_out = fan_out(
-        target,
-        &senders[0],
-        &crowd,
-        &members,
-        options.fan_out_trials,
-    )
-    .await?;
+    let trials = if crate::wanted("fan-out") {
+        options.fan_out_trials
+    } else {
+        1
+    };
+    let fan_out = fan_out(target, &senders[0], &crowd, &members, trials).await?;
     eprintln!(
         "  median {:.2} ms, p99 {:.2} ms over {} trials",
         fan_out.median_ms, fan_out.p99_ms, fan_out.trials

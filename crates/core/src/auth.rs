@@ -130,6 +130,9 @@ async fn appservice_requester(
 /// device deleted meanwhile is refused as soon as the deletion is acknowledged).
 pub async fn still_valid(services: &Services, requester: &Requester) -> Result<bool> {
     match (&requester.token_hash, &requester.device_id) {
+        // The cache forgets a token before its revocation is acknowledged (see TokenCache):
+        // a token it still holds is valid, and every woken long-poll is spared a query.
+        (Some(hash), _) if services.tokens.get(hash).is_some() => Ok(true),
         (Some(hash), _) => Ok(services.store.token_owner(*hash).await?.is_some()),
         (None, Some(device_id)) => Ok(services
             .store

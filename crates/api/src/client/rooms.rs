@@ -8,7 +8,7 @@ use axum::{
     http::header,
     response::{IntoResponse, Response},
 };
-use myelin_core::rooms::{create, read, send};
+use myelin_core::rooms::{create, read, send, timeline};
 use serde_json::{Value, json};
 
 use crate::{
@@ -217,11 +217,11 @@ pub async fn get_messages(
         Some("f") | None => false,
         Some(_) => return Err(invalid_param("dir must be b or f")),
     };
-    let messages = read::messages(
+    let messages = timeline::messages(
         &state.0,
         &requester,
         &room_id,
-        read::MessagesQuery {
+        timeline::MessagesQuery {
             from: q.get("from").map(String::as_str),
             to: q.get("to").map(String::as_str),
             backward,
@@ -240,7 +240,7 @@ pub async fn get_context(
     Segments((room_id, event_id)): Segments<(String, String)>,
     query: QueryParams,
 ) -> ApiResult<Response> {
-    let context = read::context(
+    let context = timeline::context(
         &state.0,
         &requester,
         &room_id,

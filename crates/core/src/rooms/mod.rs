@@ -19,6 +19,7 @@ mod head;
 pub mod membership;
 pub mod read;
 pub mod send;
+pub mod timeline;
 pub mod visibility;
 
 use std::{

@@ -26,14 +26,21 @@ pub(super) async fn fill(
     rooms: &RoomSets,
     response: &mut SyncResponse,
 ) -> Result<()> {
-    let mut changes = services
-        .store
-        .account_data_changes(
-            user_id,
-            from.map(|f| f.get(Stream::AccountData)),
-            upto.get(Stream::AccountData),
-        )
-        .await?;
+    // Nothing can have changed when the stream has not moved (a long-poll woken by a room
+    // event): no query.
+    let unmoved = from.is_some_and(|f| f.get(Stream::AccountData) == upto.get(Stream::AccountData));
+    let mut changes = if unmoved {
+        Vec::new()
+    } else {
+        services
+            .store
+            .account_data_changes(
+                user_id,
+                from.map(|f| f.get(Stream::AccountData)),
+                upto.get(Stream::AccountData),
+            )
+            .await?
+    };
     // RS-34: a room joined in the window gets all its account data, not only the changes.
     if from.is_some() && !rooms.newly_joined.is_empty() {
         changes.retain(|c| {

@@ -8,6 +8,7 @@ mod accounts;
 mod devices;
 mod dump;
 mod positions;
+mod room_append;
 mod rooms;
 mod sync;
 mod txn;

@@ -1,20 +1,12 @@
-//! Rooms on PostgreSQL. An append takes its positions through [`Held`] (see
-//! [`super::positions`]), then writes the whole batch in one transaction on the same session,
-//! after locking the room's row: appends to one room, from any process, run one after another,
-//! and the extremity check inside the lock tells a writer that lost the race to rebuild.
-
-use std::collections::BTreeSet;
+//! Rooms on PostgreSQL: the reads, and the trait's entry points. Appends are in
+//! [`super::room_append`].
 
 use async_trait::async_trait;
-use sqlx::{PgConnection, Row, postgres::PgRow};
+use sqlx::{Row, postgres::PgRow};
 
-use super::{
-    positions::{room_note, room_user_note},
-    *,
-};
+use super::*;
 use crate::{
-    Append, CONFLICT_ALIAS, CONFLICT_EXTREMITIES, CONFLICT_ROOM_EXISTS, CONFLICT_TXN,
-    MembershipChange, NewEvent, PendingAppend, RoomInfo, RoomSnapshot, RoomStore, StateRow,
+    Append, MembershipChange, PendingAppend, RoomInfo, RoomSnapshot, RoomStore, StateRow,
     StoredEvent,
 };
 
@@ -48,16 +40,6 @@ pub(super) fn state_row(r: &PgRow) -> Result<StateRow, sqlx::Error> {
     })
 }
 
-/// A uniqueness violation (23505) becomes the given conflict.
-fn unique_or(err: sqlx::Error, conflict: &'static str) -> StoreError {
-    if let sqlx::Error::Database(db) = &err
-        && db.code().as_deref() == Some("23505")
-    {
-        return StoreError::Conflict(conflict);
-    }
-    classify(err)
-}
-
 fn events_of(rows: Vec<PgRow>) -> StoreResult<Vec<StoredEvent>> {
     rows.iter()
         .map(event_from_row)
@@ -65,241 +47,10 @@ fn events_of(rows: Vec<PgRow>) -> StoreResult<Vec<StoredEvent>> {
         .map_err(classify)
 }
 
-async fn write_append(
-    conn: &mut PgConnection,
-    append: &Append,
-    positions: &[i64],
-) -> StoreResult<()> {
-    let mut tx = sqlx::Connection::begin(conn).await.map_err(classify)?;
-    let now = crate::now_ms();
-    match &append.new_room {
-        Some(room) => {
-            sqlx::query(
-                "INSERT INTO rooms (room_id, version, creator, published, created_ts)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&room.room_id)
-            .bind(&room.version)
-            .bind(&room.creator)
-            .bind(room.published)
-            .bind(room.created_ts)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| unique_or(e, CONFLICT_ROOM_EXISTS))?;
-        }
-        None => {
-            sqlx::query("SELECT 1 FROM rooms WHERE room_id = $1 FOR UPDATE")
-                .bind(&append.room_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            let current: Vec<String> =
-                sqlx::query_scalar("SELECT event_id FROM room_extremities WHERE room_id = $1")
-                    .bind(&append.room_id)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-            let current: BTreeSet<&String> = current.iter().collect();
-            let expected: BTreeSet<&String> = append.extremities.iter().collect();
-            if current != expected {
-                return Err(StoreError::Conflict(CONFLICT_EXTREMITIES));
-            }
-        }
-    }
-    if let Some((alias, creator)) = &append.alias {
-        sqlx::query(
-            "INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(alias)
-        .bind(&append.room_id)
-        .bind(creator)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_or(e, CONFLICT_ALIAS))?;
-    }
-    for (event, pos) in append.events.iter().zip(positions) {
-        insert_event(&mut tx, &append.room_id, event, *pos, now).await?;
-    }
-    tx.commit().await.map_err(classify)
-}
-
-async fn insert_event(
-    tx: &mut PgConnection,
-    room_id: &str,
-    event: &NewEvent,
-    pos: i64,
-    now: i64,
-) -> StoreResult<()> {
-    let mut replaces: Option<String> = None;
-    if let Some(state_key) = &event.state_key {
-        replaces = sqlx::query_scalar(
-            "UPDATE room_state SET to_pos = $4
-             WHERE room_id = $1 AND event_type = $2 AND state_key = $3 AND to_pos IS NULL
-             RETURNING event_id",
-        )
-        .bind(room_id)
-        .bind(&event.event_type)
-        .bind(state_key)
-        .bind(pos)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(classify)?;
-        sqlx::query(
-            "INSERT INTO room_state (room_id, event_type, state_key, from_pos, to_pos, event_id)
-             VALUES ($1, $2, $3, $4, NULL, $5)",
-        )
-        .bind(room_id)
-        .bind(&event.event_type)
-        .bind(state_key)
-        .bind(pos)
-        .bind(&event.event_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-    }
-    let (txn_device, txn_id) = event
-        .txn
-        .as_ref()
-        .map(|t| (t.device_id.as_str(), t.txn_id.as_str()))
-        .unzip();
-    sqlx::query(
-        "INSERT INTO events (pos, event_id, room_id, event_type, state_key, sender, depth, json,
-                             replaces, txn_device, txn_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(pos)
-    .bind(&event.event_id)
-    .bind(room_id)
-    .bind(&event.event_type)
-    .bind(&event.state_key)
-    .bind(&event.sender)
-    .bind(event.depth)
-    .bind(&event.json)
-    .bind(&replaces)
-    .bind(txn_device)
-    .bind(txn_id)
-    .execute(&mut *tx)
-    .await
-    .map_err(classify)?;
-    sqlx::query("INSERT INTO event_edges (event_id, prev_event_id) SELECT $1, UNNEST($2::TEXT[])")
-        .bind(&event.event_id)
-        .bind(&event.prev_events)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-    sqlx::query("DELETE FROM room_extremities WHERE room_id = $1 AND event_id = ANY($2)")
-        .bind(room_id)
-        .bind(&event.prev_events)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-    sqlx::query("INSERT INTO room_extremities (room_id, event_id, depth) VALUES ($1, $2, $3)")
-        .bind(room_id)
-        .bind(&event.event_id)
-        .bind(event.depth)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-    if let (Some(membership), Some(user_id)) = (&event.membership, &event.state_key) {
-        sqlx::query(
-            "INSERT INTO room_members (room_id, user_id, membership, event_id, pos)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
-                 event_id = excluded.event_id, pos = excluded.pos",
-        )
-        .bind(room_id)
-        .bind(user_id)
-        .bind(membership)
-        .bind(&event.event_id)
-        .bind(pos)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        sqlx::query(
-            "INSERT INTO membership_log (user_id, pos, room_id, membership, event_id)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(user_id)
-        .bind(pos)
-        .bind(room_id)
-        .bind(membership)
-        .bind(&event.event_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-    }
-    if let Some(redacts) = &event.redacts {
-        sqlx::query(
-            "UPDATE events SET redacted_by = $3
-             WHERE event_id = $1 AND room_id = $2 AND redacted_by IS NULL",
-        )
-        .bind(redacts)
-        .bind(room_id)
-        .bind(&event.event_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-    }
-    if let Some(txn) = &event.txn {
-        sqlx::query(
-            "INSERT INTO txn_ids (user_id, device_id, scope, event_id, created_ts)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&event.sender)
-        .bind(&txn.device_id)
-        .bind(&txn.scope)
-        .bind(&event.event_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_or(e, CONFLICT_TXN))?;
-    }
-    Ok(())
-}
-
-/// Notifications for an append: the room's members look, and so does every user whose
-/// membership changed (an invitee, or someone who left, is not a member to look).
-fn append_notes(append: &Append, positions: &[i64], instance: &str) -> Vec<String> {
-    let mut notes = Vec::new();
-    if let Some(last) = positions.last() {
-        notes.push(room_note(*last, instance, &append.room_id));
-    }
-    for (event, pos) in append.events.iter().zip(positions) {
-        if let (Some(_), Some(user)) = (&event.membership, &event.state_key) {
-            notes.push(room_user_note(*pos, user));
-        }
-    }
-    notes
-}
-
-async fn append(pool: PgPool, instance: String, append: Append) -> StoreResult<Vec<u64>> {
-    let n = append.events.len() as i64;
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let (mut held, positions) = Held::allocate(&pool, Stream::RoomEvents, n).await?;
-    let written = match held.conn() {
-        Ok(conn) => write_append(conn, &append, &positions).await,
-        Err(err) => Err(err),
-    };
-    match written {
-        Ok(()) => {
-            held.release(&append_notes(&append, &positions, &instance), true)
-                .await;
-            Ok(positions.into_iter().map(|p| p as u64).collect())
-        }
-        Err(err) => {
-            held.release(&[], false).await;
-            Err(err)
-        }
-    }
-}
-
 #[async_trait]
 impl RoomStore for PostgresStore {
     fn append_events(&self, append: Append) -> PendingAppend {
-        Box::pin(self::append(
+        Box::pin(room_append::append(
             self.pool.clone(),
             self.instance.clone(),
             append,

@@ -10,6 +10,7 @@ mod accounts;
 mod devices;
 mod dump;
 mod pool;
+mod room_append;
 mod rooms;
 mod sync;
 mod txn;

@@ -71,6 +71,9 @@ fn configure(conn: &Connection, synchronous: &str) -> rusqlite::Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "cache_size", -8000)?;
+    // Rooms brought the statements of one connection past rusqlite's default of 16: each
+    // evicted statement was parsed and planned again on its next use.
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(())
 }
 

@@ -1,16 +1,11 @@
-//! Rooms on SQLite. An append is one job of the single writer, so appends run in the order
-//! they are submitted: `core` may build an event on one whose append is still queued, and a
-//! failed append makes the next one fail its extremity check instead of forking the DAG.
-
-use std::collections::BTreeSet;
+//! Rooms on SQLite: the reads, and the trait's entry points. Appends are in
+//! [`super::room_append`].
 
 use async_trait::async_trait;
-use rusqlite::ErrorCode;
 
 use super::*;
 use crate::{
-    Append, CONFLICT_ALIAS, CONFLICT_EXTREMITIES, CONFLICT_ROOM_EXISTS, CONFLICT_TXN,
-    MembershipChange, NewEvent, PendingAppend, RoomInfo, RoomSnapshot, RoomStore, StateRow,
+    Append, MembershipChange, PendingAppend, RoomInfo, RoomSnapshot, RoomStore, StateRow,
     StoredEvent,
 };
 
@@ -42,173 +37,6 @@ pub(super) fn state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StateRow> {
         from_pos: r.get::<_, i64>(3)? as u64,
         to_pos: r.get::<_, Option<i64>>(4)?.map(|p| p as u64),
     })
-}
-
-/// A uniqueness violation becomes the given conflict; anything else stays a failure.
-fn unique_or(err: rusqlite::Error, conflict: &'static str) -> StoreError {
-    match err.sqlite_error_code() {
-        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(conflict),
-        _ => classify(err),
-    }
-}
-
-fn append_tx(conn: &Connection, append: &Append) -> StoreResult<Vec<u64>> {
-    let now = crate::now_ms();
-    match &append.new_room {
-        Some(room) => {
-            conn.prepare_cached(
-                "INSERT INTO rooms (room_id, version, creator, published, created_ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    room.room_id,
-                    room.version,
-                    room.creator,
-                    room.published,
-                    room.created_ts
-                ])
-            })
-            .map_err(|e| unique_or(e, CONFLICT_ROOM_EXISTS))?;
-        }
-        None => {
-            let current: BTreeSet<String> = conn
-                .prepare_cached("SELECT event_id FROM room_extremities WHERE room_id = ?1")
-                .and_then(|mut s| {
-                    s.query_map([&append.room_id], |r| r.get(0))?
-                        .collect::<Result<_, _>>()
-                })
-                .map_err(classify)?;
-            let expected: BTreeSet<String> = append.extremities.iter().cloned().collect();
-            if current != expected {
-                return Err(StoreError::Conflict(CONFLICT_EXTREMITIES));
-            }
-        }
-    }
-    if let Some((alias, creator)) = &append.alias {
-        conn.prepare_cached(
-            "INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .and_then(|mut s| s.execute(params![alias, append.room_id, creator, now]))
-        .map_err(|e| unique_or(e, CONFLICT_ALIAS))?;
-    }
-    let mut positions = Vec::with_capacity(append.events.len());
-    for event in &append.events {
-        let pos = next_pos(conn, Stream::RoomEvents).map_err(classify)?;
-        insert_event(conn, &append.room_id, event, pos, now)?;
-        positions.push(pos);
-    }
-    Ok(positions)
-}
-
-fn insert_event(
-    conn: &Connection,
-    room_id: &str,
-    event: &NewEvent,
-    pos: u64,
-    now: i64,
-) -> StoreResult<()> {
-    let pos_i = pos as i64;
-    let run = || -> rusqlite::Result<()> {
-        let mut replaces: Option<String> = None;
-        if let Some(state_key) = &event.state_key {
-            replaces = conn
-                .prepare_cached(
-                    "UPDATE room_state SET to_pos = ?4
-                     WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3 AND to_pos IS NULL
-                     RETURNING event_id",
-                )?
-                .query_row(params![room_id, event.event_type, state_key, pos_i], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            conn.prepare_cached(
-                "INSERT INTO room_state (room_id, event_type, state_key, from_pos, to_pos, event_id)
-                 VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
-            )?
-            .execute(params![
-                room_id,
-                event.event_type,
-                state_key,
-                pos_i,
-                event.event_id
-            ])?;
-        }
-        let (txn_device, txn_id) = match &event.txn {
-            Some(t) => (Some(t.device_id.as_str()), Some(t.txn_id.as_str())),
-            None => (None, None),
-        };
-        conn.prepare_cached(
-            "INSERT INTO events (pos, event_id, room_id, event_type, state_key, sender, depth, json,
-                                 replaces, txn_device, txn_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?
-        .execute(params![
-            pos_i,
-            event.event_id,
-            room_id,
-            event.event_type,
-            event.state_key,
-            event.sender,
-            event.depth,
-            event.json,
-            replaces,
-            txn_device,
-            txn_id
-        ])?;
-        let mut edge = conn
-            .prepare_cached("INSERT INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)")?;
-        let mut drop_extremity = conn
-            .prepare_cached("DELETE FROM room_extremities WHERE room_id = ?1 AND event_id = ?2")?;
-        for prev in &event.prev_events {
-            edge.execute(params![event.event_id, prev])?;
-            drop_extremity.execute(params![room_id, prev])?;
-        }
-        conn.prepare_cached(
-            "INSERT INTO room_extremities (room_id, event_id, depth) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![room_id, event.event_id, event.depth])?;
-        if let (Some(membership), Some(user_id)) = (&event.membership, &event.state_key) {
-            conn.prepare_cached(
-                "INSERT INTO room_members (room_id, user_id, membership, event_id, pos)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
-                     event_id = excluded.event_id, pos = excluded.pos",
-            )?
-            .execute(params![room_id, user_id, membership, event.event_id, pos_i])?;
-            conn.prepare_cached(
-                "INSERT INTO membership_log (user_id, pos, room_id, membership, event_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![user_id, pos_i, room_id, membership, event.event_id])?;
-        }
-        if let Some(redacts) = &event.redacts {
-            conn.prepare_cached(
-                "UPDATE events SET redacted_by = ?3
-                 WHERE event_id = ?1 AND room_id = ?2 AND redacted_by IS NULL",
-            )?
-            .execute(params![redacts, room_id, event.event_id])?;
-        }
-        Ok(())
-    };
-    run().map_err(classify)?;
-    if let Some(txn) = &event.txn {
-        conn.prepare_cached(
-            "INSERT INTO txn_ids (user_id, device_id, scope, event_id, created_ts)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                event.sender,
-                txn.device_id,
-                txn.scope,
-                event.event_id,
-                now
-            ])
-        })
-        .map_err(|e| unique_or(e, CONFLICT_TXN))?;
-    }
-    Ok(())
 }
 
 fn room_snapshot_tx(conn: &Connection, room_id: &str) -> StoreResult<Option<RoomSnapshot>> {
@@ -265,7 +93,9 @@ fn query_events(
 #[async_trait]
 impl RoomStore for SqliteStore {
     fn append_events(&self, append: Append) -> PendingAppend {
-        let submitted = self.pool.submit(move |conn| append_tx(conn, &append));
+        let submitted = self
+            .pool
+            .submit(move |conn| room_append::append_tx(conn, &append));
         Box::pin(async move { submitted?.await.map_err(|_| StoreError::Closed)? })
     }
 
@@ -361,10 +191,14 @@ impl RoomStore for SqliteStore {
         self.pool
             .read(move |conn| {
                 let order = if backward { "DESC" } else { "ASC" };
+                // The limit is written into the statement, not bound: SQLite plans with a
+                // bound LIMIT's value, so such a statement was parsed and planned again on
+                // every execution (a quarter of a woken sync's CPU). The few limits callers
+                // use each get a cached statement.
                 let sql = format!(
                     "SELECT {EVENT_COLUMNS} FROM events e
                      WHERE e.room_id = ?1 AND e.pos > ?2 AND e.pos <= ?3
-                     ORDER BY e.pos {order} LIMIT ?4"
+                     ORDER BY e.pos {order} LIMIT {limit}"
                 );
                 query_events(
                     conn,
@@ -372,8 +206,7 @@ impl RoomStore for SqliteStore {
                     params![
                         room_id,
                         after.map_or(-1, crate::pos_param),
-                        crate::pos_param(upto),
-                        limit as i64
+                        crate::pos_param(upto)
                     ],
                 )
             })
