@@ -32,6 +32,17 @@ pub const CONFLICT_ROOM_EXISTS: &str = "the room exists already";
 pub const CONFLICT_ALIAS: &str = "the alias is taken";
 pub const CONFLICT_TXN: &str = "the transaction ID was used meanwhile";
 
+/// A writer's hold on one room across every process sharing the database (see
+/// [`RoomStore::lock_room`]). Released by [`RoomLock::release`], or by the append it is
+/// handed to.
+#[async_trait]
+pub trait RoomLock: std::any::Any + Send {
+    async fn release(self: Box<Self>);
+
+    /// For the backend that made it, to take it back in an append.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+
 /// An append on its way: see [`RoomStore::append_events`].
 pub type PendingAppend = Pin<Box<dyn Future<Output = StoreResult<Vec<u64>>> + Send + 'static>>;
 
@@ -159,7 +170,16 @@ pub trait RoomStore: Send + Sync {
     /// the transaction ID was used meanwhile; nothing is written then.
     ///
     /// Where [`RoomStore::orders_appends`] holds, the append is queued before this returns.
-    fn append_events(&self, append: Append) -> PendingAppend;
+    /// A `lock` from [`RoomStore::lock_room`] is released when the append ends.
+    fn append_events(&self, append: Append, lock: Option<Box<dyn RoomLock>>) -> PendingAppend;
+
+    /// Where several processes may write one room, makes writers of the room wait for each
+    /// other (in turn) from before they read its head until their append ends: without it, a
+    /// writer that lost a race rebuilds while the winner builds its next event, and can lose
+    /// every round. `None` where there is one writer.
+    async fn lock_room(&self, _room_id: &str) -> StoreResult<Option<Box<dyn RoomLock>>> {
+        Ok(None)
+    }
 
     /// Whether appends are applied in the order [`RoomStore::append_events`] was *called*, so
     /// that a caller may build the next event on one whose append has not committed yet (a

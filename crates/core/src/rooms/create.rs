@@ -435,7 +435,7 @@ pub async fn create_room(
     audience.push(creator.to_string());
     services
         .detached(move |services| async move {
-            match services.store.append_events(append).await {
+            match services.store.append_events(append, None).await {
                 Ok(_) => {}
                 Err(StoreError::Conflict(CONFLICT_ALIAS)) => return Err(Error::RoomInUse),
                 Err(err) => return Err(err.into()),

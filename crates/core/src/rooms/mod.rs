@@ -166,7 +166,7 @@ pub(crate) async fn append(
     services: &Services,
     room_id: &RoomId,
     txn: Option<ClientTxn>,
-    plan: impl Fn(&Head) -> Result<Planned> + Send + 'static,
+    plan: impl Fn(&Head) -> Result<Planned> + Send + Sync + 'static,
 ) -> Result<OwnedEventId> {
     let room_id = room_id.to_owned();
     services
@@ -176,135 +176,175 @@ pub(crate) async fn append(
         .await
 }
 
+/// What one attempt of [`append_detached`] came to.
+enum Attempt {
+    Done(OwnedEventId),
+    /// The room moved under the attempt: build again.
+    Again,
+}
+
 async fn append_detached(
     services: &Services,
     room_id: &RoomId,
     txn: Option<ClientTxn>,
-    plan: impl Fn(&Head) -> Result<Planned>,
+    plan: impl Fn(&Head) -> Result<Planned> + Sync,
 ) -> Result<OwnedEventId> {
     let slot = services.rooms.slot(room_id.as_str());
-    let ordered = services.store.orders_appends();
     for _ in 0..MAX_ATTEMPTS {
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            let snapshot = services
-                .store
-                .room_snapshot(room_id.as_str())
-                .await?
-                .ok_or_else(|| not_found("Unknown room"))?;
-            *guard = Some(Head::from_snapshot(snapshot)?);
+        // Writers on other processes wait their turn here (PostgreSQL), so one that lost a
+        // race is not beaten again by the winner's next event.
+        let mut lock = services.store.lock_room(room_id.as_str()).await?;
+        let attempt = attempt(services, &slot, room_id, txn.as_ref(), &plan, &mut lock).await;
+        if let Some(lock) = lock {
+            lock.release().await;
         }
-        let Some(head) = guard.as_mut() else {
-            continue;
-        };
-        let generation = head.generation;
-        if let Some(txn) = &txn {
-            // A retry of a request still in flight: answer with its event once it is durable.
-            if let Some(pending) = head.in_flight.get(&txn_key(txn)).cloned() {
-                drop(guard);
-                if let Some(done) = durable(services, &slot, generation, &pending).await? {
-                    return Ok(done);
-                }
-                continue;
-            }
-            if let Some(existing) = earlier_txn_event(services, txn).await? {
-                return Ok(existing);
-            }
-        }
-        // A refusal or an "already done" read from a head another process may have moved on
-        // from is checked against storage first (several instances on one database).
-        let planned = plan(head);
-        if matches!(planned, Err(_) | Ok(Planned::Exists(_)))
-            && is_stale(services, room_id, head).await?
-        {
-            *guard = None;
-            continue;
-        }
-        let draft = match planned? {
-            Planned::Exists(event_id) => {
-                if !ordered {
-                    // The head holds only committed events here.
-                    return Ok(event_id);
-                }
-                drop(guard);
-                if let Some(done) = durable(services, &slot, generation, &event_id).await? {
-                    return Ok(done);
-                }
-                continue;
-            }
-            Planned::Draft(draft) => draft,
-        };
-        let built = events::build(
-            &draft,
-            &head.position(),
-            &services.key,
-            &services.config.server_name,
-            crate::now_ms(),
-        )?;
-        if let Err(refused) = events::authorize(&built.pdu, &head.rules.authorization, &head.state)
-        {
-            if is_stale(services, room_id, head).await? {
-                *guard = None;
-                continue;
-            }
-            return Err(refused);
-        }
-        let event_id = built.pdu.event_id.clone();
-        let new_event = new_event(&draft, &built, txn.as_ref().map(|t| t.txn.clone()));
-        let pending = services.store.append_events(Append {
-            room_id: room_id.to_string(),
-            new_room: None,
-            alias: None,
-            extremities: head.extremities.iter().map(ToString::to_string).collect(),
-            events: vec![new_event],
-        });
-        let pdu = Arc::new(built.pdu);
-        if let Some(redacts) = &draft.redacts {
-            head.redact_state(redacts)?;
-        }
-        head.advance(pdu.clone());
-        if let Some(txn) = &txn {
-            if head.in_flight.len() >= MAX_IN_FLIGHT_TXNS {
-                head.in_flight.clear();
-            }
-            head.in_flight.insert(txn_key(txn), event_id.clone());
-        }
-        let mut audience = head.audience();
-        if let Some(target) = &pdu.state_key
-            && draft.kind == "m.room.member"
-        {
-            audience.push(target.clone());
-        }
-        let mut held = if ordered {
-            drop(guard);
-            None
-        } else {
-            Some(guard)
-        };
-        let result = pending.await;
-        if result.is_err() {
-            // The head is past an event that was not written: build on storage again. A
-            // newer head (reloaded meanwhile, with good appends in flight) stays.
-            match held.as_mut() {
-                Some(guard) => **guard = None,
-                None => forget(&slot, generation).await,
-            }
-        }
-        drop(held);
-        match result {
-            Ok(_) => {
-                services.notifier.wake_many(&audience);
-                return Ok(event_id);
-            }
-            Err(StoreError::Conflict(CONFLICT_EXTREMITIES)) => continue,
-            // A retry of the same request committed first: answer with its event.
-            Err(StoreError::Conflict(CONFLICT_TXN)) => continue,
-            Err(err) => return Err(err.into()),
+        match attempt? {
+            Attempt::Done(event_id) => return Ok(event_id),
+            Attempt::Again => continue,
         }
     }
     Err(Error::Internal(
         "the room kept changing while the event was built".into(),
     ))
+}
+
+async fn attempt(
+    services: &Services,
+    slot: &Slot,
+    room_id: &RoomId,
+    txn: Option<&ClientTxn>,
+    plan: &(impl Fn(&Head) -> Result<Planned> + Sync),
+    lock: &mut Option<Box<dyn myelin_store::RoomLock>>,
+) -> Result<Attempt> {
+    let ordered = services.store.orders_appends();
+    let mut guard = slot.lock().await;
+    // Under the room's lock, a head another process moved past is reloaded before use.
+    if lock.is_some()
+        && let Some(head) = guard.as_ref()
+        && is_stale(services, room_id, head).await?
+    {
+        *guard = None;
+    }
+    if guard.is_none() {
+        let snapshot = services
+            .store
+            .room_snapshot(room_id.as_str())
+            .await?
+            .ok_or_else(|| not_found("Unknown room"))?;
+        *guard = Some(Head::from_snapshot(snapshot)?);
+    }
+    let Some(head) = guard.as_mut() else {
+        return Ok(Attempt::Again);
+    };
+    let generation = head.generation;
+    if let Some(txn) = txn {
+        // A retry of a request still in flight: answer with its event once it is durable.
+        if let Some(pending) = head.in_flight.get(&txn_key(txn)).cloned() {
+            drop(guard);
+            return Ok(match durable(services, slot, generation, &pending).await? {
+                Some(done) => Attempt::Done(done),
+                None => Attempt::Again,
+            });
+        }
+        if let Some(existing) = earlier_txn_event(services, txn).await? {
+            return Ok(Attempt::Done(existing));
+        }
+    }
+    // A refusal or an "already done" read from a head another process may have moved on
+    // from is checked against storage first (several instances on one database).
+    let planned = plan(head);
+    if matches!(planned, Err(_) | Ok(Planned::Exists(_)))
+        && lock.is_none()
+        && is_stale(services, room_id, head).await?
+    {
+        *guard = None;
+        return Ok(Attempt::Again);
+    }
+    let draft = match planned? {
+        Planned::Exists(event_id) => {
+            if !ordered {
+                // The head holds only committed events here.
+                return Ok(Attempt::Done(event_id));
+            }
+            drop(guard);
+            return Ok(
+                match durable(services, slot, generation, &event_id).await? {
+                    Some(done) => Attempt::Done(done),
+                    None => Attempt::Again,
+                },
+            );
+        }
+        Planned::Draft(draft) => draft,
+    };
+    let built = events::build(
+        &draft,
+        &head.position(),
+        &services.key,
+        &services.config.server_name,
+        crate::now_ms(),
+    )?;
+    if let Err(refused) = events::authorize(&built.pdu, &head.rules.authorization, &head.state) {
+        if lock.is_none() && is_stale(services, room_id, head).await? {
+            *guard = None;
+            return Ok(Attempt::Again);
+        }
+        return Err(refused);
+    }
+    let event_id = built.pdu.event_id.clone();
+    let new_event = new_event(&draft, &built, txn.map(|t| t.txn.clone()));
+    let pending = services.store.append_events(
+        Append {
+            room_id: room_id.to_string(),
+            new_room: None,
+            alias: None,
+            extremities: head.extremities.iter().map(ToString::to_string).collect(),
+            events: vec![new_event],
+        },
+        lock.take(),
+    );
+    let pdu = Arc::new(built.pdu);
+    if let Some(redacts) = &draft.redacts {
+        head.redact_state(redacts)?;
+    }
+    head.advance(pdu.clone());
+    if let Some(txn) = txn {
+        if head.in_flight.len() >= MAX_IN_FLIGHT_TXNS {
+            head.in_flight.clear();
+        }
+        head.in_flight.insert(txn_key(txn), event_id.clone());
+    }
+    let mut audience = head.audience();
+    if let Some(target) = &pdu.state_key
+        && draft.kind == "m.room.member"
+    {
+        audience.push(target.clone());
+    }
+    let mut held = if ordered {
+        drop(guard);
+        None
+    } else {
+        Some(guard)
+    };
+    let result = pending.await;
+    if result.is_err() {
+        // The head is past an event that was not written: build on storage again. A
+        // newer head (reloaded meanwhile, with good appends in flight) stays.
+        match held.as_mut() {
+            Some(guard) => **guard = None,
+            None => forget(slot, generation).await,
+        }
+    }
+    drop(held);
+    match result {
+        Ok(_) => {
+            services.notifier.wake_many(&audience);
+            Ok(Attempt::Done(event_id))
+        }
+        Err(StoreError::Conflict(CONFLICT_EXTREMITIES)) => Ok(Attempt::Again),
+        // A retry of the same request committed first: answer with its event.
+        Err(StoreError::Conflict(CONFLICT_TXN)) => Ok(Attempt::Again),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Transaction scopes remembered per head before the oldest are forgotten (a forgotten one

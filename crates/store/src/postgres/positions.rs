@@ -46,6 +46,19 @@ fn tag(stream: Stream) -> i64 {
     stream.index() as i64 + 1
 }
 
+/// The tag of rooms' write locks (see `rooms::PgRoomLock`), far above any stream's.
+const ROOM_TAG: i64 = 0x7fff;
+
+/// A room's write-lock key: its tag, and a hash of the room ID below (rooms that share a
+/// hash only wait for each other). FNV-1a, written out so that every process, whatever
+/// build it runs, computes the same key.
+pub(super) fn room_lock_key(room_id: &str) -> i64 {
+    let hash = room_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (ROOM_TAG << TAG_SHIFT) | (hash as i64 & POS_MASK)
+}
+
 /// A connection whose session holds positions in flight. Write through [`Held::conn`], then
 /// [`Held::release`]; dropping a `Held` instead closes its connection, which releases the
 /// locks just the same (a panicking or cancelled writer can never leave one behind).
@@ -62,7 +75,17 @@ impl Held {
         stream: Stream,
         n: i64,
     ) -> StoreResult<(Held, Vec<i64>)> {
-        let mut conn = pool.acquire().await.map_err(backend)?;
+        let conn = pool.acquire().await.map_err(backend)?;
+        Self::allocate_on(conn, stream, n).await
+    }
+
+    /// [`Held::allocate`] on a connection the caller already has (one holding a room's
+    /// lock: [`Held::release`] then ends that too).
+    pub(super) async fn allocate_on(
+        mut conn: PoolConnection<Postgres>,
+        stream: Stream,
+        n: i64,
+    ) -> StoreResult<(Held, Vec<i64>)> {
         let allocated = sqlx::query_scalar(
             "WITH p AS (UPDATE stream_positions SET pos = pos + $2 WHERE stream = $1 RETURNING pos)
              SELECT g FROM p, generate_series(p.pos - $2 + 1, p.pos) AS g,

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::{PgConnection, PgPool};
+use async_trait::async_trait;
+use sqlx::{PgConnection, PgPool, Postgres, pool::PoolConnection};
 
 use super::{
     classify,
@@ -13,8 +14,53 @@ use super::{
 };
 use crate::{
     Append, CONFLICT_ALIAS, CONFLICT_EXTREMITIES, CONFLICT_ROOM_EXISTS, CONFLICT_TXN, NewEvent,
-    StoreError, StoreResult, Stream,
+    RoomLock, StoreError, StoreResult, Stream,
 };
+
+/// A session holding a room's advisory write lock. An append takes the session over (its
+/// positions are taken and released on it, and the release ends the room's lock too); a
+/// writer that appends nothing releases it. Dropped unreleased, the session is closed, which
+/// releases the lock just the same.
+pub(super) struct PgRoomLock {
+    conn: Option<PoolConnection<Postgres>>,
+    key: i64,
+}
+
+impl PgRoomLock {
+    pub(super) fn new(conn: PoolConnection<Postgres>, key: i64) -> Self {
+        Self {
+            conn: Some(conn),
+            key,
+        }
+    }
+}
+
+#[async_trait]
+impl RoomLock for PgRoomLock {
+    async fn release(mut self: Box<Self>) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(self.key)
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                drop(conn.detach());
+            }
+        }
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
+
+impl Drop for PgRoomLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}
 
 /// A uniqueness violation (23505) becomes the given conflict.
 fn unique_or(err: sqlx::Error, conflict: &'static str) -> StoreError {
@@ -238,12 +284,21 @@ pub(super) async fn append(
     pool: PgPool,
     instance: String,
     append: Append,
+    lock: Option<Box<dyn RoomLock>>,
 ) -> StoreResult<Vec<u64>> {
     let n = append.events.len() as i64;
+    // The room's lock session, if the writer holds one, carries the append.
+    let session = lock
+        .and_then(|l| l.into_any().downcast::<PgRoomLock>().ok())
+        .and_then(|mut l| l.conn.take());
     if n == 0 {
+        drop(session.map(PoolConnection::detach));
         return Ok(Vec::new());
     }
-    let (mut held, positions) = Held::allocate(&pool, Stream::RoomEvents, n).await?;
+    let (mut held, positions) = match session {
+        Some(conn) => Held::allocate_on(conn, Stream::RoomEvents, n).await?,
+        None => Held::allocate(&pool, Stream::RoomEvents, n).await?,
+    };
     let written = match held.conn() {
         Ok(conn) => write_append(conn, &append, &positions).await,
         Err(err) => Err(err),

@@ -6,7 +6,7 @@ use sqlx::{Row, postgres::PgRow};
 
 use super::*;
 use crate::{
-    Append, MembershipChange, PendingAppend, RoomInfo, RoomSnapshot, RoomStore, StateRow,
+    Append, MembershipChange, PendingAppend, RoomInfo, RoomLock, RoomSnapshot, RoomStore, StateRow,
     StoredEvent,
 };
 
@@ -49,12 +49,25 @@ fn events_of(rows: Vec<PgRow>) -> StoreResult<Vec<StoredEvent>> {
 
 #[async_trait]
 impl RoomStore for PostgresStore {
-    fn append_events(&self, append: Append) -> PendingAppend {
+    fn append_events(&self, append: Append, lock: Option<Box<dyn RoomLock>>) -> PendingAppend {
         Box::pin(room_append::append(
             self.pool.clone(),
             self.instance.clone(),
             append,
+            lock,
         ))
+    }
+
+    async fn lock_room(&self, room_id: &str) -> StoreResult<Option<Box<dyn RoomLock>>> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        let key = positions::room_lock_key(room_id);
+        let locked = sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await;
+        let lock = room_append::PgRoomLock::new(conn, key);
+        locked.map_err(classify)?;
+        Ok(Some(Box::new(lock)))
     }
 
     async fn extremities(&self, room_id: &str) -> StoreResult<Vec<String>> {

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::{
-    Append, MembershipChange, PendingAppend, RoomInfo, RoomSnapshot, RoomStore, StateRow,
+    Append, MembershipChange, PendingAppend, RoomInfo, RoomLock, RoomSnapshot, RoomStore, StateRow,
     StoredEvent,
 };
 
@@ -92,7 +92,7 @@ fn query_events(
 
 #[async_trait]
 impl RoomStore for SqliteStore {
-    fn append_events(&self, append: Append) -> PendingAppend {
+    fn append_events(&self, append: Append, _lock: Option<Box<dyn RoomLock>>) -> PendingAppend {
         let submitted = self
             .pool
             .submit(move |conn| room_append::append_tx(conn, &append));
