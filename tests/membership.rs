@@ -695,3 +695,50 @@ async fn mb08_mb12_mb13_acting_in_an_unknown_room_is_403() {
             .assert_error(403, "M_FORBIDDEN");
     }
 }
+
+#[tokio::test]
+async fn membership_changes_are_rate_limited_per_user() {
+    let server = TestServer::with(|config, _| {
+        config.rate_limits.room_membership_per_user = myelin_core::config::RateLimit {
+            per_second: 0.01,
+            burst: 2,
+        };
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = public_room(&server, &alice).await;
+    server.join(&bob, &room).await;
+    server
+        .room_post(&bob, &room, "leave", json!({}))
+        .await
+        .assert_ok();
+    let limited = server.room_post(&bob, &room, "join", json!({})).await;
+    limited.assert_error(429, "M_LIMIT_EXCEEDED");
+    assert!(limited.body["retry_after_ms"].as_u64().unwrap() > 0);
+    // Another user's allowance is their own.
+    let carol = server.register("carol").await;
+    server.join(&carol, &room).await;
+}
+
+#[tokio::test]
+async fn mb20_knocking_on_an_unknown_room_is_404() {
+    let server = TestServer::start().await;
+    let bob = server.register("bob").await;
+    server
+        .post(
+            &format!("/knock/{}", enc("!nowhere:localhost")),
+            &bob.token,
+            json!({}),
+        )
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    server
+        .post(
+            &format!("/knock/{}", enc("#nowhere:localhost")),
+            &bob.token,
+            json!({}),
+        )
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+}

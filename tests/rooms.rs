@@ -1036,3 +1036,28 @@ async fn st19_state_keys_and_types_are_free_strings_percent_decoded() {
     let ids = ids_of(&all_events(&server, &alice, &room).await.into());
     assert!(ids.contains(&put.body["event_id"].as_str().unwrap().to_owned()));
 }
+
+#[tokio::test]
+async fn rm_parameters_the_rules_refuse_are_400_invalid_room_state() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    // Power levels that leave the creator unable to set the name it asks for.
+    let resp = server
+        .post(
+            "/createRoom",
+            &alice.token,
+            json!({
+                "room_version": "11",
+                "name": "Locked out",
+                "initial_state": [{ "type": "m.room.power_levels", "content": {
+                    "users": { alice.user_id.clone(): 10 }, "state_default": 50, "events": {} } }],
+            }),
+        )
+        .await;
+    resp.assert_error(400, "M_INVALID_ROOM_STATE");
+    assert_eq!(
+        server.get("/joined_rooms", &alice.token).await.assert_ok()["joined_rooms"],
+        json!([]),
+        "nothing was created"
+    );
+}

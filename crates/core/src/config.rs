@@ -193,6 +193,9 @@ pub struct RateLimitsConfig {
     /// Devices an application service may create (unless its registration says
     /// `rate_limited: false`).
     pub appservice_device_creation: RateLimit,
+    /// Joins, leaves, invites, knocks, kicks and bans a user makes (the spec's 429 for
+    /// the membership endpoints; appservices are exempt unless `rate_limited`).
+    pub room_membership_per_user: RateLimit,
 }
 
 impl Default for RateLimitsConfig {
@@ -217,6 +220,10 @@ impl Default for RateLimitsConfig {
             appservice_device_creation: RateLimit {
                 per_second: 10.0,
                 burst: 100,
+            },
+            room_membership_per_user: RateLimit {
+                per_second: 2.0,
+                burst: 50,
             },
         }
     }
@@ -393,6 +400,10 @@ impl Config {
             (
                 "rate_limits.appservice_device_creation",
                 self.rate_limits.appservice_device_creation,
+            ),
+            (
+                "rate_limits.room_membership_per_user",
+                self.rate_limits.room_membership_per_user,
             ),
         ] {
             if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {

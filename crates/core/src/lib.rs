@@ -39,6 +39,7 @@ pub struct Limiters {
     pub registration_per_address: KeyedLimiter,
     pub registration_token_validity_per_address: KeyedLimiter,
     pub appservice_device_creation: KeyedLimiter,
+    pub room_membership_per_user: KeyedLimiter,
 }
 
 /// Everything a request needs, built once at start and shared.
@@ -77,6 +78,7 @@ impl Services {
                 limits.registration_token_validity_per_address,
             ),
             appservice_device_creation: KeyedLimiter::new(limits.appservice_device_creation),
+            room_membership_per_user: KeyedLimiter::new(limits.room_membership_per_user),
         };
         let services = Arc::new_cyclic(|me| Self {
             me: me.clone(),

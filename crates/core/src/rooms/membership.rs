@@ -68,6 +68,23 @@ fn content(membership: &str, reason: Option<String>) -> Map<String, Value> {
     content
 }
 
+/// Membership changes count against the user's allowance (429 `M_LIMIT_EXCEEDED`): an
+/// appservice acting for its users is limited only if its registration says so.
+fn spend_allowance(services: &Services, requester: &Requester) -> Result<()> {
+    if requester
+        .appservice
+        .as_ref()
+        .is_some_and(|a| !a.rate_limited)
+    {
+        return Ok(());
+    }
+    services
+        .limiters
+        .room_membership_per_user
+        .check(&requester.user_id)
+        .map_err(crate::error::limit_exceeded)
+}
+
 /// Acting in a room that does not exist is acting in one the user is not in (the spec lists
 /// only 403 for these), which does not tell strangers which rooms exist.
 fn forbidden_if_unknown(err: Error) -> Error {
@@ -88,6 +105,7 @@ pub async fn join(
     id_or_alias: &str,
     body: &[u8],
 ) -> Result<String> {
+    spend_allowance(services, requester)?;
     let body = optional_object(body)?;
     let room_id = resolve_room(services, id_or_alias).await?;
     let sender = user(&requester.user_id)?;
@@ -166,6 +184,7 @@ pub async fn invite(
     room_id: &str,
     body: &[u8],
 ) -> Result<()> {
+    spend_allowance(services, requester)?;
     let room_id = parse_room_id(room_id)?;
     let body = optional_object(body)?;
     let invitee = target(&body)?;
@@ -205,6 +224,7 @@ pub async fn leave(
     room_id: &str,
     body: &[u8],
 ) -> Result<()> {
+    spend_allowance(services, requester)?;
     let room_id = parse_room_id(room_id)?;
     let body = optional_object(body)?;
     let reason = reason(&body)?;
@@ -230,6 +250,7 @@ pub async fn kick(
     room_id: &str,
     body: &[u8],
 ) -> Result<()> {
+    spend_allowance(services, requester)?;
     let room_id = parse_room_id(room_id)?;
     let body = optional_object(body)?;
     let target = target(&body)?;
@@ -263,6 +284,7 @@ pub async fn ban(
     room_id: &str,
     body: &[u8],
 ) -> Result<()> {
+    spend_allowance(services, requester)?;
     let room_id = parse_room_id(room_id)?;
     let body = optional_object(body)?;
     let target = target(&body)?;
@@ -290,6 +312,7 @@ pub async fn unban(
     room_id: &str,
     body: &[u8],
 ) -> Result<()> {
+    spend_allowance(services, requester)?;
     let room_id = parse_room_id(room_id)?;
     let body = optional_object(body)?;
     let target = target(&body)?;
@@ -317,6 +340,7 @@ pub async fn knock(
     id_or_alias: &str,
     body: &[u8],
 ) -> Result<String> {
+    spend_allowance(services, requester)?;
     let body = optional_object(body)?;
     let reason = reason(&body)?;
     let room_id = resolve_room(services, id_or_alias).await?;
