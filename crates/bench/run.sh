@@ -41,6 +41,8 @@ if [[ -z "${SKIP_SYNAPSE:-}" ]]; then
   SYNAPSE_PEER_VERSION="${SYNAPSE_PEER_VERSION:-matrix-synapse==1.163.2}" bash "$peer" start
   SPID="$(bash "$peer" pid)"
   "$B" --url http://127.0.0.1:18008 --pid "$SPID" --label "Synapse 1.163.2 (SQLite)" --out synapse.json
+  # Left running, its background work would take CPU from the legs that follow.
+  bash "$peer" stop
 fi
 
 if [[ -z "${SKIP_POSTGRES:-}" ]]; then

@@ -243,12 +243,24 @@ pub async fn leave(
     Ok(())
 }
 
-/// `POST /rooms/{roomId}/kick`: the target leaves, by the sender's hand (MB-12).
-pub async fn kick(
+/// What a moderator's action asks of the memberships before the rules decide.
+#[derive(Clone, Copy)]
+enum Moderation {
+    /// MB-12: the target must be in the room (joined, invited or knocking).
+    Kick,
+    /// MB-13: anyone, even a user never in the room.
+    Ban,
+    /// MB-14: only a banned user.
+    Unban,
+}
+
+/// A membership one user sets for another (`/kick`, `/ban`, `/unban`).
+async fn moderate(
     services: &Services,
     requester: &Requester,
     room_id: &str,
     body: &[u8],
+    action: Moderation,
 ) -> Result<()> {
     spend_allowance(services, requester)?;
     let room_id = parse_room_id(room_id)?;
@@ -257,19 +269,24 @@ pub async fn kick(
     let reason = reason(&body)?;
     let sender = user(&requester.user_id)?;
     append(services, &room_id, None, move |head| {
-        if head.membership(sender.as_str()) != Some("join") {
-            return Err(forbidden("You are not in this room"));
-        }
-        if !matches!(
-            head.membership(target.as_str()),
-            Some("join" | "invite" | "knock")
-        ) {
-            return Err(forbidden("The user is not in the room"));
-        }
+        let theirs = head.membership(target.as_str());
+        let membership = match action {
+            Moderation::Kick | Moderation::Ban if head.membership(sender.as_str()) != Some("join") => {
+                return Err(forbidden("You are not in this room"));
+            }
+            Moderation::Kick if !matches!(theirs, Some("join" | "invite" | "knock")) => {
+                return Err(forbidden("The user is not in the room"));
+            }
+            Moderation::Unban if theirs != Some("ban") => {
+                return Err(forbidden("The user is not banned"));
+            }
+            Moderation::Ban => "ban",
+            Moderation::Kick | Moderation::Unban => "leave",
+        };
         Ok(Planned::Draft(member(
             &sender,
             target.as_str(),
-            content("leave", reason.clone()),
+            content(membership, reason.clone()),
         )?))
     })
     .await
@@ -277,60 +294,19 @@ pub async fn kick(
     Ok(())
 }
 
-/// `POST /rooms/{roomId}/ban` (MB-13): works on users who were never in the room.
-pub async fn ban(
-    services: &Services,
-    requester: &Requester,
-    room_id: &str,
-    body: &[u8],
-) -> Result<()> {
-    spend_allowance(services, requester)?;
-    let room_id = parse_room_id(room_id)?;
-    let body = optional_object(body)?;
-    let target = target(&body)?;
-    let reason = reason(&body)?;
-    let sender = user(&requester.user_id)?;
-    append(services, &room_id, None, move |head| {
-        if head.membership(sender.as_str()) != Some("join") {
-            return Err(forbidden("You are not in this room"));
-        }
-        Ok(Planned::Draft(member(
-            &sender,
-            target.as_str(),
-            content("ban", reason.clone()),
-        )?))
-    })
-    .await
-    .map_err(forbidden_if_unknown)?;
-    Ok(())
+/// `POST /rooms/{roomId}/kick`: the target leaves, by the sender's hand.
+pub async fn kick(services: &Services, requester: &Requester, room_id: &str, body: &[u8]) -> Result<()> {
+    moderate(services, requester, room_id, body, Moderation::Kick).await
 }
 
-/// `POST /rooms/{roomId}/unban` (MB-14): only a banned user can be unbanned.
-pub async fn unban(
-    services: &Services,
-    requester: &Requester,
-    room_id: &str,
-    body: &[u8],
-) -> Result<()> {
-    spend_allowance(services, requester)?;
-    let room_id = parse_room_id(room_id)?;
-    let body = optional_object(body)?;
-    let target = target(&body)?;
-    let reason = reason(&body)?;
-    let sender = user(&requester.user_id)?;
-    append(services, &room_id, None, move |head| {
-        if head.membership(target.as_str()) != Some("ban") {
-            return Err(forbidden("The user is not banned"));
-        }
-        Ok(Planned::Draft(member(
-            &sender,
-            target.as_str(),
-            content("leave", reason.clone()),
-        )?))
-    })
-    .await
-    .map_err(forbidden_if_unknown)?;
-    Ok(())
+/// `POST /rooms/{roomId}/ban`.
+pub async fn ban(services: &Services, requester: &Requester, room_id: &str, body: &[u8]) -> Result<()> {
+    moderate(services, requester, room_id, body, Moderation::Ban).await
+}
+
+/// `POST /rooms/{roomId}/unban`: the target's membership becomes `leave`.
+pub async fn unban(services: &Services, requester: &Requester, room_id: &str, body: &[u8]) -> Result<()> {
+    moderate(services, requester, room_id, body, Moderation::Unban).await
 }
 
 /// `POST /knock/{roomIdOrAlias}` (MB-20): the room's ID.

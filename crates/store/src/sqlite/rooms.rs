@@ -39,9 +39,8 @@ pub(super) fn state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StateRow> {
     })
 }
 
-fn room_snapshot_tx(conn: &Connection, room_id: &str) -> StoreResult<Option<RoomSnapshot>> {
-    let info = conn
-        .prepare_cached("SELECT room_id, version, creator, published FROM rooms WHERE room_id = ?1")
+fn room_info(conn: &Connection, room_id: &str) -> StoreResult<Option<RoomInfo>> {
+    conn.prepare_cached("SELECT room_id, version, creator, published FROM rooms WHERE room_id = ?1")
         .and_then(|mut s| {
             s.query_row([room_id], |r| {
                 Ok(RoomInfo {
@@ -53,8 +52,11 @@ fn room_snapshot_tx(conn: &Connection, room_id: &str) -> StoreResult<Option<Room
             })
             .optional()
         })
-        .map_err(classify)?;
-    let Some(info) = info else {
+        .map_err(classify)
+}
+
+fn room_snapshot_tx(conn: &Connection, room_id: &str) -> StoreResult<Option<RoomSnapshot>> {
+    let Some(info) = room_info(conn, room_id)? else {
         return Ok(None);
     };
     let sql = format!(
@@ -121,25 +123,7 @@ impl RoomStore for SqliteStore {
 
     async fn room(&self, room_id: &str) -> StoreResult<Option<RoomInfo>> {
         let room_id = room_id.to_owned();
-        self.pool
-            .read(move |conn| {
-                conn.prepare_cached(
-                    "SELECT room_id, version, creator, published FROM rooms WHERE room_id = ?1",
-                )
-                .and_then(|mut s| {
-                    s.query_row([room_id], |r| {
-                        Ok(RoomInfo {
-                            room_id: r.get(0)?,
-                            version: r.get(1)?,
-                            creator: r.get(2)?,
-                            published: r.get(3)?,
-                        })
-                    })
-                    .optional()
-                })
-                .map_err(classify)
-            })
-            .await
+        self.pool.read(move |conn| room_info(conn, &room_id)).await
     }
 
     async fn room_snapshot(&self, room_id: &str) -> StoreResult<Option<RoomSnapshot>> {
