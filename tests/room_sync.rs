@@ -823,3 +823,70 @@ async fn rs20_a_ban_after_leaving_brings_no_later_state() {
         "{names:?}"
     );
 }
+
+#[tokio::test]
+async fn many_concurrent_writers_never_exhaust_the_database_pool() {
+    // More writers of one room than the PostgreSQL pool has connections (16): each must
+    // wait its turn without holding a connection the lock's holder needs.
+    let server = Arc::new(TestServer::start().await);
+    let alice = server.register("alice").await;
+    let room = public_room(&server, &alice).await;
+    let mut senders = Vec::new();
+    for s in 0..24 {
+        let user = server.register(&format!("crowd{s}")).await;
+        server.join(&user, &room).await;
+        senders.push(user);
+    }
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for user in senders {
+        let (server, room) = (server.clone(), room.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..3 {
+                server
+                    .send_text(&user, &room, &format!("{}:{i}", user.localpart))
+                    .await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    let page = server
+        .get(
+            &format!("/rooms/{}/messages?dir=b&limit=100", enc(&room)),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(bodies(&page.assert_ok()["chunk"]).len(), 72);
+    // And more rooms written at once than the pool has connections.
+    let mut rooms = Vec::new();
+    for r in 0..24 {
+        let user = server.register(&format!("owner{r}")).await;
+        let own = server.create_room(&user, json!({})).await;
+        rooms.push((user, own));
+    }
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for (user, own) in rooms {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..3 {
+                server.send_text(&user, &own, &format!("own {i}")).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}

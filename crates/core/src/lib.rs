@@ -66,6 +66,7 @@ impl Services {
         config.validate().map_err(|e| e.to_string())?;
         let appservices = Appservices::load(&config.appservices, &config.server_name)?;
         let passwords = Passwords::new(&config.password).map_err(|e| e.to_string())?;
+        let pool_size = config.database.pool_size as usize;
         let key = keys::SigningKey::load(store.as_ref())
             .await
             .map_err(|e| format!("loading the signing key: {e}"))?;
@@ -92,7 +93,7 @@ impl Services {
             tokens: auth::TokenCache::new(!store.is_shared()),
             uia_sessions: uia::SessionTracker::default(),
             key,
-            rooms: rooms::Rooms::default(),
+            rooms: rooms::Rooms::new(pool_size),
         });
         // Changes made by other processes on a shared database wake this one's syncs.
         if let Some(mut wakeups) = services.store.take_wakeups() {

@@ -271,7 +271,9 @@ async fn moderate(
     append(services, &room_id, None, move |head| {
         let theirs = head.membership(target.as_str());
         let membership = match action {
-            Moderation::Kick | Moderation::Ban if head.membership(sender.as_str()) != Some("join") => {
+            Moderation::Kick | Moderation::Ban
+                if head.membership(sender.as_str()) != Some("join") =>
+            {
                 return Err(forbidden("You are not in this room"));
             }
             Moderation::Kick if !matches!(theirs, Some("join" | "invite" | "knock")) => {
@@ -295,17 +297,32 @@ async fn moderate(
 }
 
 /// `POST /rooms/{roomId}/kick`: the target leaves, by the sender's hand.
-pub async fn kick(services: &Services, requester: &Requester, room_id: &str, body: &[u8]) -> Result<()> {
+pub async fn kick(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    body: &[u8],
+) -> Result<()> {
     moderate(services, requester, room_id, body, Moderation::Kick).await
 }
 
 /// `POST /rooms/{roomId}/ban`.
-pub async fn ban(services: &Services, requester: &Requester, room_id: &str, body: &[u8]) -> Result<()> {
+pub async fn ban(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    body: &[u8],
+) -> Result<()> {
     moderate(services, requester, room_id, body, Moderation::Ban).await
 }
 
 /// `POST /rooms/{roomId}/unban`: the target's membership becomes `leave`.
-pub async fn unban(services: &Services, requester: &Requester, room_id: &str, body: &[u8]) -> Result<()> {
+pub async fn unban(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    body: &[u8],
+) -> Result<()> {
     moderate(services, requester, room_id, body, Moderation::Unban).await
 }
 

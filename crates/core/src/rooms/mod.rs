@@ -48,10 +48,25 @@ type Slot = Arc<tokio::sync::Mutex<Option<Head>>>;
 
 /// The heads of rooms in use, each behind its room's write lock, and every room's version
 /// (which never changes).
-#[derive(Default)]
 pub struct Rooms {
     slots: Mutex<HashMap<String, Slot>>,
     versions: Mutex<HashMap<String, String>>,
+    /// Writers holding a room's lock in storage at once. Each holds one database connection
+    /// for the lock and needs at most one more at a time for its reads, so with at most half
+    /// the pool's connections in lock sessions the other half always serves those reads:
+    /// without the bound, sixteen writers of one room took all sixteen connections waiting
+    /// for the lock, and its holder waited for a connection until the statement timeout.
+    writers: tokio::sync::Semaphore,
+}
+
+impl Rooms {
+    pub fn new(database_connections: usize) -> Self {
+        Self {
+            slots: Mutex::default(),
+            versions: Mutex::default(),
+            writers: tokio::sync::Semaphore::new((database_connections / 2).max(1)),
+        }
+    }
 }
 
 /// Room versions remembered before the cache starts over.
@@ -190,11 +205,36 @@ async fn append_detached(
     plan: impl Fn(&Head) -> Result<Planned> + Sync,
 ) -> Result<OwnedEventId> {
     let slot = services.rooms.slot(room_id.as_str());
+    let shared = services.store.is_shared();
     for _ in 0..MAX_ATTEMPTS {
-        // Writers on other processes wait their turn here (PostgreSQL), so one that lost a
-        // race is not beaten again by the winner's next event.
+        // In turn: this process's writers of the room on its mutex (holding nothing), then
+        // at most half the connection pool's worth of writers of any rooms, then the writers
+        // of other processes on the room's lock in storage (PostgreSQL), so that one that
+        // lost a race is not beaten again by the winner's next event.
+        let guard = slot.lock().await;
+        let _permit = if shared {
+            Some(
+                services
+                    .rooms
+                    .writers
+                    .acquire()
+                    .await
+                    .map_err(|_| Error::Internal("the server is shutting down".into()))?,
+            )
+        } else {
+            None
+        };
         let mut lock = services.store.lock_room(room_id.as_str()).await?;
-        let attempt = attempt(services, &slot, room_id, txn.as_ref(), &plan, &mut lock).await;
+        let attempt = attempt(
+            services,
+            &slot,
+            guard,
+            room_id,
+            txn.as_ref(),
+            &plan,
+            &mut lock,
+        )
+        .await;
         if let Some(lock) = lock {
             lock.release().await;
         }
@@ -211,13 +251,13 @@ async fn append_detached(
 async fn attempt(
     services: &Services,
     slot: &Slot,
+    mut guard: tokio::sync::MutexGuard<'_, Option<Head>>,
     room_id: &RoomId,
     txn: Option<&ClientTxn>,
     plan: &(impl Fn(&Head) -> Result<Planned> + Sync),
     lock: &mut Option<Box<dyn myelin_store::RoomLock>>,
 ) -> Result<Attempt> {
     let ordered = services.store.orders_appends();
-    let mut guard = slot.lock().await;
     // Under the room's lock, a head another process moved past is reloaded before use.
     if lock.is_some()
         && let Some(head) = guard.as_ref()
