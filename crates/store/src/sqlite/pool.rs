@@ -29,6 +29,12 @@ type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// not touch the database and only report the failure.
 type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
 
+/// Page cache per connection. The operating system caches the file for every connection
+/// alike, so the readers' own caches only spare a copy: small ones keep the server's memory
+/// low (8 MiB each counted against the process as the database grew past them).
+const WRITER_CACHE_KIB: i64 = 8000;
+const READER_CACHE_KIB: i64 = 2000;
+
 /// How many jobs at most share one transaction; bounds the latency a batch adds.
 const MAX_BATCH: usize = 256;
 
@@ -66,11 +72,11 @@ pub(crate) fn classify(err: rusqlite::Error) -> StoreError {
     }
 }
 
-fn configure(conn: &Connection, synchronous: &str) -> rusqlite::Result<()> {
+fn configure(conn: &Connection, synchronous: &str, cache_kib: i64) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
-    conn.pragma_update(None, "cache_size", -8000)?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
     // Rooms brought the statements of one connection past rusqlite's default of 16: each
     // evicted statement was parsed and planned again on its next use.
     conn.set_prepared_statement_cache_capacity(128);
@@ -103,7 +109,7 @@ impl Pool {
         writer
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
-        configure(&writer, synchronous).map_err(backend)?;
+        configure(&writer, synchronous, WRITER_CACHE_KIB).map_err(backend)?;
         migrate(&mut writer)?;
 
         let watermarks = Arc::new(Watermarks::default());
@@ -116,7 +122,7 @@ impl Pool {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(backend)?;
-            configure(&conn, synchronous).map_err(backend)?;
+            configure(&conn, synchronous, READER_CACHE_KIB).map_err(backend)?;
             pool.push(conn);
         }
 
