@@ -890,3 +890,67 @@ async fn many_concurrent_writers_never_exhaust_the_database_pool() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn rs26_rs30_lazy_members_are_sent_once_per_device_unless_asked_again() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = public_room(&server, &alice).await;
+    server.join(&bob, &room).await;
+    let lazy =
+        json!({ "room": { "state": { "lazy_load_members": true }, "timeline": { "limit": 10 } } })
+            .to_string();
+    let first = server.sync(&alice, &[("filter", &lazy)]).await;
+    let members_in = |body: &Value| -> Vec<String> {
+        body["rooms"]["join"][&room]["state"]["events"]
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .filter(|e| e["type"] == "m.room.member")
+                    .map(|e| e["state_key"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    server.send_text(&bob, &room, "one").await;
+    let second = server
+        .sync(&alice, &[("since", &next(&first)), ("filter", &lazy)])
+        .await;
+    // Bob's join was in the first sync's timeline: the device has him already.
+    assert!(members_in(&second).is_empty(), "{second}");
+    // Alice's second device has nothing yet: it gets Bob with his message.
+    let other = server.login(&alice, None).await;
+    let other_first = server
+        .sync(&other, &[("filter", &lazy), ("since", &next(&first))])
+        .await;
+    assert_eq!(
+        members_in(&other_first),
+        [bob.user_id.as_str()],
+        "{other_first}"
+    );
+    // A retry of the same since (the response was lost) carries him again (RS-30).
+    let retry = server
+        .sync(&other, &[("filter", &lazy), ("since", &next(&first))])
+        .await;
+    assert_eq!(members_in(&retry), [bob.user_id.as_str()]);
+    // Once the device synced from a later token, he is not sent again (RS-26)...
+    server.send_text(&bob, &room, "two").await;
+    let later = server
+        .sync(&other, &[("filter", &lazy), ("since", &next(&retry))])
+        .await;
+    assert_eq!(
+        bodies(&later["rooms"]["join"][&room]["timeline"]["events"]),
+        ["two"]
+    );
+    assert!(members_in(&later).is_empty(), "{later}");
+    // ...unless the filter asks for redundant members.
+    let redundant = json!({ "room": { "state": { "lazy_load_members": true, "include_redundant_members": true } } })
+        .to_string();
+    server.send_text(&bob, &room, "three").await;
+    let again = server
+        .sync(&other, &[("filter", &redundant), ("since", &next(&later))])
+        .await;
+    assert_eq!(members_in(&again), [bob.user_id.as_str()]);
+}

@@ -152,6 +152,15 @@ impl StateRow {
     }
 }
 
+/// Members a response sent a device in one room; with `replace`, they are all the device
+/// has of the room (a full-state answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LazyMembers {
+    pub room_id: String,
+    pub members: Vec<String>,
+    pub replace: bool,
+}
+
 /// A change of one user's membership in one room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembershipChange {
@@ -272,6 +281,26 @@ pub trait RoomStore: Send + Sync {
     async fn forgotten_rooms(&self, user_id: &str) -> StoreResult<Vec<(String, u64)>>;
 
     async fn resolve_alias(&self, alias: &str) -> StoreResult<Option<String>>;
+
+    /// The members whose events this device was sent in the room, in responses at or
+    /// before `upto` (lazy loading: what the client has, since it syncs from there).
+    async fn lazy_members_sent(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        room_id: &str,
+        upto: u64,
+    ) -> StoreResult<Vec<String>>;
+
+    /// Records, in one write, which members one response at `pos` sent the device in each
+    /// room.
+    async fn record_lazy_members(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        rooms: Vec<LazyMembers>,
+        pos: u64,
+    ) -> StoreResult<()>;
 
     /// This server's signing key `(key_id, secret)`; the first caller's `candidate` is kept
     /// (several processes may start at once on one database).

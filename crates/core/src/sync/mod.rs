@@ -129,7 +129,7 @@ async fn build(
     full_state: bool,
 ) -> Result<SyncResponse> {
     let mut response = SyncResponse::empty(upto.to_string());
-    let rooms = rooms::fill(
+    let mut rooms = rooms::fill(
         services,
         requester,
         from,
@@ -139,6 +139,21 @@ async fn build(
         &mut response,
     )
     .await?;
+    // Lazy-loaded members are remembered in one write, before the answer leaves, so the
+    // next sync from this response's token knows the device has them.
+    if !rooms.lazy.is_empty() {
+        let device = requester.device_id.as_deref().unwrap_or_default();
+        let lazy = std::mem::take(&mut rooms.lazy);
+        let pos = upto.get(myelin_store::Stream::RoomEvents);
+        if let Err(err) = services
+            .store
+            .record_lazy_members(&requester.user_id, device, lazy, pos)
+            .await
+        {
+            // Only a hint: the members are sent again next time.
+            tracing::warn!(error = %err, "recording lazy-loaded members failed");
+        }
+    }
     // A full-state sync carries all account data, as an initial one does.
     account_data::fill(
         services,

@@ -10,15 +10,16 @@
 //!   the timeline (RS-02), a gap's state changes arrive (RS-07), and a sync without a gap
 //!   sends none (RS-08).
 //! - **Lazy loading** (`room.state.lazy_load_members`, RS-25): member events only for the
-//!   timeline's senders, the user and the heroes. Members are re-sent on every incremental
-//!   sync that shows their events (as `include_redundant_members` would); per-device
-//!   tracking of what was sent is not built yet.
+//!   timeline's senders, the user and the heroes. An incremental sync leaves out those the
+//!   device already has (RS-26): sent in a response whose token the client has synced from
+//!   since, so a retry of the same `since` carries them again (RS-30). A gap's membership
+//!   changes are always sent (RS-27), and `include_redundant_members` sends every sender's.
 
 mod state;
 
 use std::collections::{BTreeMap, HashSet};
 
-use myelin_store::StoredEvent;
+use myelin_store::{LazyMembers, StoredEvent};
 use ruma_common::room_version_rules::RoomVersionRules;
 
 use super::{
@@ -223,6 +224,56 @@ impl<'a> Room<'a> {
     }
 }
 
+/// What the device already has of the room's members (RS-26): sent in a response whose
+/// token the client has since synced from. Nothing for a full-state answer, or when the
+/// filter asks for redundant members.
+async fn lazy_members_sent(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    window: Window,
+    filter: &EventFilter,
+) -> Result<HashSet<String>> {
+    let wanted = filter.lazy_members()
+        && filter.include_redundant_members != Some(true)
+        && window.state != StateMode::Full;
+    let Some(since) = window.since.filter(|_| wanted) else {
+        return Ok(HashSet::new());
+    };
+    let device = requester.device_id.as_deref().unwrap_or_default();
+    Ok(services
+        .store
+        .lazy_members_sent(&requester.user_id, device, room_id, since)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// The members this response carries in the room, to remember at the response's position
+/// (RS-30: they count once the client syncs from it).
+fn lazy_record(
+    room_id: &str,
+    window: Window,
+    filter: &EventFilter,
+    groups: [&[StoredEvent]; 2],
+) -> Option<LazyMembers> {
+    if !filter.lazy_members() {
+        return None;
+    }
+    let members: Vec<String> = groups
+        .iter()
+        .flat_map(|g| g.iter())
+        .filter(|e| e.event_type == "m.room.member")
+        .filter_map(|e| e.state_key.clone())
+        .collect();
+    let replace = window.state == StateMode::Full;
+    (replace || !members.is_empty()).then(|| LazyMembers {
+        room_id: room_id.to_owned(),
+        members,
+        replace,
+    })
+}
+
 /// A joined room's section; `None` when an incremental sync has nothing to show in it (its
 /// new events were all hidden or filtered out).
 pub(super) async fn joined(
@@ -233,7 +284,7 @@ pub(super) async fn joined(
     window: Window,
     room_filter: &RoomFilter,
     filter: &Filter,
-) -> Result<Option<JoinedRoom>> {
+) -> Result<(Option<JoinedRoom>, Option<LazyMembers>)> {
     let mut room = Room::load(
         services,
         room_id,
@@ -245,7 +296,7 @@ pub(super) async fn joined(
     let content = room.content(window, room_filter).await?;
     let full = window.state == StateMode::Full;
     if !full && content.timeline.is_empty() && content.state.is_empty() {
-        return Ok(None);
+        return Ok((None, None));
     }
     let members_changed = content
         .timeline
@@ -259,16 +310,19 @@ pub(super) async fn joined(
     };
     let state_filter = room_filter.state.clone().unwrap_or_default();
     let heroes = summary.heroes.clone().unwrap_or_default();
+    let already_sent =
+        lazy_members_sent(services, requester, room_id, window, &state_filter).await?;
     let state = room
         .filter_state(
             content.state,
             &content.timeline,
             content.start,
             full,
-            (&requester.user_id, &heroes),
+            (&requester.user_id, &heroes, &already_sent),
             &state_filter,
         )
         .await?;
+    let lazy = lazy_record(room_id, window, &state_filter, [&content.timeline, &state]);
     let [timeline, state] = room
         .serve(
             requester,
@@ -282,18 +336,21 @@ pub(super) async fn joined(
         .as_ref()
         .and_then(|t| t.unread_thread_notifications)
         == Some(true);
-    Ok(Some(JoinedRoom {
-        state: RoomEvents { events: state },
-        summary,
-        timeline: Timeline {
-            events: timeline,
-            limited: content.limited,
-            prev_batch: room_token(content.start),
-        },
-        unread_notifications: UnreadNotifications::default(),
-        unread_thread_notifications: threads.then(BTreeMap::new),
-        ..JoinedRoom::default()
-    }))
+    Ok((
+        Some(JoinedRoom {
+            state: RoomEvents { events: state },
+            summary,
+            timeline: Timeline {
+                events: timeline,
+                limited: content.limited,
+                prev_batch: room_token(content.start),
+            },
+            unread_notifications: UnreadNotifications::default(),
+            unread_thread_notifications: threads.then(BTreeMap::new),
+            ..JoinedRoom::default()
+        }),
+        lazy,
+    ))
 }
 
 /// A left room's section: its history up to the leave (RS-17, RS-20, RS-21).
@@ -324,7 +381,7 @@ pub(super) async fn left(
             &content.timeline,
             content.start,
             window.state == StateMode::Full,
-            (&requester.user_id, &[]),
+            (&requester.user_id, &[], &HashSet::new()),
             &state_filter,
         )
         .await?

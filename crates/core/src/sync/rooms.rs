@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use myelin_store::{MembershipChange, Stream};
+use myelin_store::{LazyMembers, MembershipChange, Stream};
 
 use super::{
     filter::{Filter, RoomFilter},
@@ -54,6 +54,8 @@ pub(super) struct RoomSets {
     /// Joined rooms that get all their account data, not only the changes.
     pub newly_joined: HashSet<String>,
     pub left: HashSet<String>,
+    /// Lazy-loaded members the response sends, to record for the device.
+    pub lazy: Vec<LazyMembers>,
 }
 
 pub(super) async fn fill(
@@ -161,6 +163,8 @@ pub(super) async fn fill(
                     filter,
                 )
                 .await?;
+                let (joined, lazy) = joined;
+                sets.lazy.extend(lazy);
                 sets.joined.insert(room_id.to_owned());
                 if newly && since.is_some() {
                     sets.newly_joined.insert(room_id.to_owned());

@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "rooms",
         include_str!("../../migrations/postgres/0003_rooms.sql"),
     ),
+    (
+        4,
+        "lazy_members",
+        include_str!("../../migrations/postgres/0004_lazy_members.sql"),
+    ),
 ];
 
 /// Serialises migrations when several processes start at once.

@@ -6,8 +6,8 @@ use sqlx::{Row, postgres::PgRow};
 
 use super::*;
 use crate::{
-    Append, MembershipChange, PendingAppend, RoomInfo, RoomLock, RoomSnapshot, RoomStore, StateRow,
-    StoredEvent,
+    Append, LazyMembers, MembershipChange, PendingAppend, RoomInfo, RoomLock, RoomSnapshot,
+    RoomStore, StateRow, StoredEvent,
 };
 
 pub(super) const EVENT_COLUMNS: &str = "e.pos, e.event_id, e.room_id, e.event_type, e.state_key, \
@@ -349,6 +349,65 @@ impl RoomStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)
+    }
+
+    async fn lazy_members_sent(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        room_id: &str,
+        upto: u64,
+    ) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT member FROM lazy_members
+             WHERE user_id = $1 AND device_id = $2 AND room_id = $3 AND pos <= $4",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(room_id)
+        .bind(crate::pos_param(upto))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn record_lazy_members(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        rooms: Vec<LazyMembers>,
+        pos: u64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        for room in &rooms {
+            if room.replace {
+                sqlx::query(
+                    "DELETE FROM lazy_members
+                     WHERE user_id = $1 AND device_id = $2 AND room_id = $3",
+                )
+                .bind(user_id)
+                .bind(device_id)
+                .bind(&room.room_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            }
+            sqlx::query(
+                "INSERT INTO lazy_members (user_id, device_id, room_id, member, pos)
+                 SELECT $1, $2, $3, UNNEST($4::TEXT[]), $5
+                 ON CONFLICT (user_id, device_id, room_id, member)
+                 DO UPDATE SET pos = excluded.pos",
+            )
+            .bind(user_id)
+            .bind(device_id)
+            .bind(&room.room_id)
+            .bind(&room.members)
+            .bind(crate::pos_param(pos))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
     }
 
     async fn signing_key(&self, candidate: (String, Vec<u8>)) -> StoreResult<(String, Vec<u8>)> {

@@ -116,6 +116,12 @@ impl Txn for PgTxn {
     }
 
     async fn delete_devices(&mut self, device_ids: &[String]) -> StoreResult<()> {
+        sqlx::query("DELETE FROM lazy_members WHERE user_id = $1 AND device_id = ANY($2)")
+            .bind(&self.user_id)
+            .bind(device_ids)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(classify)?;
         // The devices' tokens go with them (ON DELETE CASCADE).
         sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)")
             .bind(&self.user_id)

@@ -38,6 +38,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "rooms",
         include_str!("../../migrations/sqlite/0002_rooms.sql"),
     ),
+    (
+        3,
+        "lazy_members",
+        include_str!("../../migrations/sqlite/0003_lazy_members.sql"),
+    ),
 ];
 
 /// `synchronous` levels accepted in the configuration.

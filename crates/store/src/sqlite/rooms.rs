@@ -5,8 +5,8 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::{
-    Append, MembershipChange, PendingAppend, RoomInfo, RoomLock, RoomSnapshot, RoomStore, StateRow,
-    StoredEvent,
+    Append, LazyMembers, MembershipChange, PendingAppend, RoomInfo, RoomLock, RoomSnapshot,
+    RoomStore, StateRow, StoredEvent,
 };
 
 pub(super) const EVENT_COLUMNS: &str = "e.pos, e.event_id, e.room_id, e.event_type, e.state_key, \
@@ -414,6 +414,75 @@ impl RoomStore for SqliteStore {
                 conn.prepare_cached("SELECT room_id FROM room_aliases WHERE alias = ?1")
                     .and_then(|mut s| s.query_row([alias], |r| r.get(0)).optional())
                     .map_err(classify)
+            })
+            .await
+    }
+
+    async fn lazy_members_sent(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        room_id: &str,
+        upto: u64,
+    ) -> StoreResult<Vec<String>> {
+        let (user_id, device_id, room_id) =
+            (user_id.to_owned(), device_id.to_owned(), room_id.to_owned());
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT member FROM lazy_members
+                     WHERE user_id = ?1 AND device_id = ?2 AND room_id = ?3 AND pos <= ?4",
+                )
+                .and_then(|mut s| {
+                    s.query_map(
+                        params![user_id, device_id, room_id, crate::pos_param(upto)],
+                        |r| r.get(0),
+                    )?
+                    .collect()
+                })
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn record_lazy_members(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        rooms: Vec<LazyMembers>,
+        pos: u64,
+    ) -> StoreResult<()> {
+        let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+        self.pool
+            .write(move |conn| {
+                let run = || -> rusqlite::Result<()> {
+                    let mut clear = conn.prepare_cached(
+                        "DELETE FROM lazy_members
+                         WHERE user_id = ?1 AND device_id = ?2 AND room_id = ?3",
+                    )?;
+                    let mut insert = conn.prepare_cached(
+                        "INSERT INTO lazy_members (user_id, device_id, room_id, member, pos)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (user_id, device_id, room_id, member)
+                         DO UPDATE SET pos = excluded.pos",
+                    )?;
+                    for room in &rooms {
+                        if room.replace {
+                            clear.execute(params![user_id, device_id, room.room_id])?;
+                        }
+                        for member in &room.members {
+                            insert.execute(params![
+                                user_id,
+                                device_id,
+                                room.room_id,
+                                member,
+                                crate::pos_param(pos)
+                            ])?;
+                        }
+                    }
+                    Ok(())
+                };
+                run().map_err(classify)
             })
             .await
     }

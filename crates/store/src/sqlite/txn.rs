@@ -170,9 +170,12 @@ impl Txn for SqliteTxn {
             )?;
             let mut devices =
                 conn.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2")?;
+            let mut lazy = conn
+                .prepare_cached("DELETE FROM lazy_members WHERE user_id = ?1 AND device_id = ?2")?;
             for device_id in device_ids {
                 tokens.execute(params![user_id, device_id])?;
                 devices.execute(params![user_id, device_id])?;
+                lazy.execute(params![user_id, device_id])?;
             }
             Ok(())
         })

@@ -155,7 +155,7 @@ impl Room<'_> {
         timeline: &[StoredEvent],
         start: u64,
         full: bool,
-        (user_id, heroes): (&str, &[String]),
+        (user_id, heroes, already_sent): (&str, &[String], &HashSet<String>),
         filter: &EventFilter,
     ) -> Result<Vec<StoredEvent>> {
         let mut state: Vec<StoredEvent> = state
@@ -176,7 +176,8 @@ impl Room<'_> {
             return Ok(state);
         }
         // Incremental: the gap's membership changes stay (RS-27); the senders' members are
-        // added where the timeline does not carry them.
+        // added where the timeline does not carry them and the device does not have them
+        // (RS-26).
         let have: HashSet<String> = state
             .iter()
             .filter(|e| e.event_type == "m.room.member")
@@ -188,7 +189,10 @@ impl Room<'_> {
                     .filter_map(|e| e.state_key.clone()),
             )
             .collect();
-        let missing: Vec<&str> = wanted.into_iter().filter(|u| !have.contains(*u)).collect();
+        let missing: Vec<&str> = wanted
+            .into_iter()
+            .filter(|u| !have.contains(*u) && !already_sent.contains(*u))
+            .collect();
         if !missing.is_empty() {
             let members = self
                 .services
