@@ -288,6 +288,38 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         .await
         .body["verify_keys"]
         .clone();
+    // End-to-end encryption: keys, a queued to-device message and a key backup.
+    let keys = json!({
+        "device_keys": { "user_id": alice.user_id, "device_id": alice.device_id,
+            "algorithms": ["a"], "keys": { "k": "v" }, "signatures": {} },
+        "one_time_keys": { "signed_curve25519:OLD": "old" },
+    });
+    server
+        .post("/keys/upload", &alice.token, keys)
+        .await
+        .assert_ok();
+    server
+        .put(
+            "/sendToDevice/m.test/moved",
+            &bob.token,
+            json!({ "messages": { alice.user_id.clone(): { laptop.device_id.clone(): { "m": 1 } } } }),
+        )
+        .await
+        .assert_ok();
+    let backup = json!({ "algorithm": "m.megolm_backup.v1", "auth_data": {} });
+    server
+        .post("/room_keys/version", &alice.token, backup)
+        .await
+        .assert_ok();
+    let session = json!({ "first_message_index": 0, "forwarded_count": 0, "is_verified": true, "session_data": {} });
+    server
+        .put(
+            "/room_keys/keys/!r:localhost/S?version=1",
+            &alice.token,
+            session.clone(),
+        )
+        .await
+        .assert_ok();
     let since = next_batch(&server.get("/sync", &alice.token).await);
     let devices_before = server.get("/devices", &alice.token).await.body;
     server.stop().await;
@@ -376,6 +408,33 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         events(fresh.assert_ok()),
         vec![("after.move".to_owned(), json!({"ok": true}))]
     );
+    // Keys, their upload order, queued messages and backups moved too.
+    let query = json!({ "device_keys": { alice.user_id.clone(): [] } });
+    let got = moved.post("/keys/query", &bob.token, query).await;
+    assert_eq!(
+        got.assert_ok()["device_keys"][&alice.user_id][&alice.device_id]["keys"],
+        json!({ "k": "v" })
+    );
+    let newer = json!({ "one_time_keys": { "signed_curve25519:AAA": "new" } });
+    moved
+        .post("/keys/upload", &alice.token, newer)
+        .await
+        .assert_ok();
+    let claim = json!({ "one_time_keys": { alice.user_id.clone(): { alice.device_id.clone(): "signed_curve25519" } } });
+    let got = moved.post("/keys/claim", &bob.token, claim).await;
+    assert_eq!(
+        got.assert_ok()["one_time_keys"][&alice.user_id][&alice.device_id],
+        json!({ "signed_curve25519:OLD": "old" })
+    );
+    let inbox = moved.get("/sync", &laptop.token).await;
+    assert_eq!(
+        inbox.assert_ok()["to_device"]["events"][0]["content"],
+        json!({ "m": 1 })
+    );
+    let backed_up = moved
+        .get("/room_keys/keys/!r:localhost/S?version=1", &alice.token)
+        .await;
+    assert_eq!(backed_up.assert_ok(), &session);
     // Rooms moved with their events and the key that signed them.
     let key_after = moved
         .call(reqwest::Method::GET, "/_matrix/key/v2/server", None, None)
@@ -765,7 +824,7 @@ async fn a_lost_notification_connection_wakes_every_waiting_sync() {
         loop {
             match wakeups.recv().await {
                 Some(Wakeup::All) => return true,
-                Some(Wakeup::User(_) | Wakeup::Room(_)) => continue,
+                Some(Wakeup::User(_) | Wakeup::Room(_) | Wakeup::RoomMates(_)) => continue,
                 None => return false,
             }
         }

@@ -117,6 +117,15 @@ impl From<Error> for ApiError {
                 "Guest access is not available on this server",
             ),
             Error::NotFound(m) => matrix(S::NOT_FOUND, "M_NOT_FOUND", m),
+            Error::WrongRoomKeysVersion(current) => ApiError::Matrix(MatrixError {
+                status: S::FORBIDDEN,
+                errcode: "M_WRONG_ROOM_KEYS_VERSION",
+                message: "Wrong backup version.".into(),
+                extra: Some(Map::from_iter([(
+                    "current_version".to_owned(),
+                    Value::String(current),
+                )])),
+            }),
             Error::BadJson(m) => matrix(S::BAD_REQUEST, "M_BAD_JSON", m),
             Error::NotJson(m) => matrix(S::BAD_REQUEST, "M_NOT_JSON", m),
             Error::MissingParam(m) => matrix(S::BAD_REQUEST, "M_MISSING_PARAM", m),

@@ -81,6 +81,43 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         // The trailing slashes are part of the spec's paths (PR-01, PR-03).
         ("/pushrules/", get(push_rules::get_push_rules)),
         ("/pushrules/global/", get(push_rules::get_global_push_rules)),
+        // End-to-end encryption.
+        ("/keys/upload", post(keys::upload_keys)),
+        ("/keys/query", post(keys::query_keys)),
+        ("/keys/claim", post(keys::claim_keys)),
+        ("/keys/changes", get(keys::key_changes)),
+        (
+            "/sendToDevice/{event_type}/{txn_id}",
+            put(keys::send_to_device),
+        ),
+        (
+            "/room_keys/version",
+            get(backup::latest_version).post(backup::create_version),
+        ),
+        (
+            "/room_keys/version/{version}",
+            get(backup::get_version)
+                .put(backup::update_version)
+                .delete(backup::delete_version),
+        ),
+        (
+            "/room_keys/keys",
+            get(backup::get_all)
+                .put(backup::put_all)
+                .delete(backup::delete_all),
+        ),
+        (
+            "/room_keys/keys/{room_id}",
+            get(backup::get_room)
+                .put(backup::put_room)
+                .delete(backup::delete_room),
+        ),
+        (
+            "/room_keys/keys/{room_id}/{session_id}",
+            get(backup::get_session)
+                .put(backup::put_session)
+                .delete(backup::delete_session),
+        ),
         ("/user/{user_id}/filter", post(sync::create_filter)),
         ("/user/{user_id}/filter/{filter_id}", get(sync::get_filter)),
     ]

@@ -64,6 +64,9 @@ pub enum Error {
     /// A request the server does not understand (400 `M_UNKNOWN`), e.g. a bad login type.
     #[error("unknown: {0}")]
     Unknown(Msg),
+    /// A key-backup write to a version that is not the current one: 403 with the current.
+    #[error("wrong room keys version; current is {0}")]
+    WrongRoomKeysVersion(String),
     /// The server failed; the message is logged, never sent.
     #[error("internal: {0}")]
     Internal(Msg),

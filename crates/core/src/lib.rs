@@ -14,6 +14,7 @@ pub mod appservice;
 pub mod auth;
 pub mod config;
 pub mod devices;
+pub mod e2ee;
 pub mod error;
 pub mod events;
 pub mod ids;
@@ -106,6 +107,9 @@ impl Services {
                     match wakeup {
                         Wakeup::User(user_id) => services.notifier.wake(&user_id),
                         Wakeup::Room(room_id) => rooms::wake_members(&services, &room_id).await,
+                        Wakeup::RoomMates(user_id) => {
+                            e2ee::notify_device_change(&services, &user_id).await
+                        }
                         Wakeup::All => services.notifier.wake_all(),
                     }
                 }

@@ -13,10 +13,14 @@
 
 use async_trait::async_trait;
 
+mod backup;
+mod e2ee;
 pub mod postgres;
 mod rooms;
 pub mod sqlite;
 
+pub use backup::*;
+pub use e2ee::*;
 pub use rooms::*;
 
 /// Errors every backend maps its own failures into.
@@ -141,16 +145,27 @@ pub enum Stream {
     AccountData,
     /// Every room event, membership changes included (see [`RoomStore`]).
     RoomEvents,
+    /// Changes of a user's devices or keys (see [`E2eeStore`]).
+    DeviceLists,
+    /// Messages to devices, one position per send request.
+    ToDevice,
 }
 
 impl Stream {
-    pub const ALL: [Stream; 2] = [Stream::AccountData, Stream::RoomEvents];
+    pub const ALL: [Stream; 4] = [
+        Stream::AccountData,
+        Stream::RoomEvents,
+        Stream::DeviceLists,
+        Stream::ToDevice,
+    ];
 
     /// The stream's row in `stream_positions`.
     pub const fn name(self) -> &'static str {
         match self {
             Stream::AccountData => "account_data",
             Stream::RoomEvents => "room_events",
+            Stream::DeviceLists => "device_lists",
+            Stream::ToDevice => "to_device",
         }
     }
 
@@ -158,6 +173,8 @@ impl Stream {
         match self {
             Stream::AccountData => 0,
             Stream::RoomEvents => 1,
+            Stream::DeviceLists => 2,
+            Stream::ToDevice => 3,
         }
     }
 
@@ -172,6 +189,8 @@ pub enum Wakeup {
     User(String),
     /// Something happened in this room: its members look.
     Room(String),
+    /// This user's devices changed: the user and everyone sharing a room with them look.
+    RoomMates(String),
     /// Changes may have been missed (the notification connection was lost): everyone looks.
     All,
 }
@@ -212,6 +231,7 @@ pub struct Dump {
     pub filters: Vec<(String, i64, String)>,
     pub positions: StreamPositions,
     pub rooms: RoomsDump,
+    pub e2ee: E2eeDump,
 }
 
 /// The rooms part of a [`Dump`], table by table.
@@ -244,7 +264,14 @@ pub struct RoomsDump {
 /// the backends split their files.
 #[async_trait]
 pub trait Store:
-    AccountStore + DeviceStore + AccountDataStore + SyncStore + RoomStore + 'static
+    AccountStore
+    + DeviceStore
+    + AccountDataStore
+    + SyncStore
+    + RoomStore
+    + E2eeStore
+    + KeyBackupStore
+    + 'static
 {
     /// Opens a transaction on one user's data (see [`Txn`]). Units of work on the same user
     /// run one after another; the backend locks the user first, so two of them can never
@@ -294,7 +321,8 @@ pub trait DeviceStore: Send + Sync {
     async fn get_device(&self, user_id: &str, device_id: &str) -> StoreResult<Option<Device>>;
 
     /// Renames a device (`display_name: None` leaves the name as it is) or, with `create`,
-    /// creates it.
+    /// creates it; either records a device-list change (a call that changes nothing does
+    /// not).
     async fn upsert_device(
         &self,
         user_id: &str,
@@ -374,7 +402,7 @@ pub trait SyncStore: Send + Sync {
 /// While a `Txn` is open its holder must not wait for another write to the store: on SQLite
 /// the single writer is busy with this transaction until it ends.
 #[async_trait]
-pub trait Txn: Send {
+pub trait Txn: KeysTxn + Send {
     /// Which of these devices of the user exist, in device-ID order (rows locked in that
     /// order, so concurrent units of work never lock two devices in opposite orders).
     async fn existing_devices(&mut self, device_ids: &[String]) -> StoreResult<Vec<String>>;
@@ -384,7 +412,7 @@ pub trait Txn: Send {
     /// The `n` devices unused for longest (by `last_seen_ts`, else creation time).
     async fn least_recently_used(&mut self, n: u64) -> StoreResult<Vec<String>>;
 
-    /// Creates the device a login asked for, seen now.
+    /// Creates the device a login asked for, seen now, and records a device-list change.
     async fn create_device(&mut self, login: &NewLogin) -> StoreResult<()>;
 
     /// Marks an existing device used now (a login reusing it).
@@ -395,8 +423,9 @@ pub trait Txn: Send {
 
     async fn add_token(&mut self, login: &NewLogin) -> StoreResult<()>;
 
-    /// Deletes these devices' rows and tokens. Data a device owns elsewhere (account data,
-    /// and later keys and to-device messages) is removed by `core` through the other methods.
+    /// Deletes these devices' rows and tokens, with their keys, one-time and fallback keys,
+    /// to-device messages and lazy-loading records, and records a device-list change. Data
+    /// whose removal is a rule of `core` (account data) goes through the other methods.
     /// Methods take many items at once so that a large deletion is a few steps, not a few per
     /// device.
     async fn delete_devices(&mut self, device_ids: &[String]) -> StoreResult<()>;

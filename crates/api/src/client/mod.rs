@@ -2,8 +2,10 @@
 //! the result.
 
 pub mod account_data;
+pub mod backup;
 pub mod capabilities;
 pub mod devices;
+pub mod keys;
 pub mod membership;
 pub mod push_rules;
 pub mod register;

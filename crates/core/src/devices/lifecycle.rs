@@ -87,7 +87,12 @@ pub(crate) async fn sign_in(services: &Services, user_id: &str, login: NewLogin)
                 services.last_seen.forget(&user_id, &evicted);
             }
             // A reused device's old tokens were revoked: wake its waiting syncs so they notice.
-            services.notifier.wake(&user_id);
+            // A new device (or an evicted one) is a device-list change for room-mates too.
+            if reused && evicted.is_empty() {
+                services.notifier.wake(&user_id);
+            } else {
+                crate::e2ee::notify_device_change(&services, &user_id).await;
+            }
             outcome.map(drop)
         })
         .await
@@ -159,9 +164,9 @@ async fn remove_now(services: &Services, user_id: &str, mut device_ids: Vec<Stri
         let gone = outcome?;
         services.last_seen.forget(user_id, &gone);
         deleted += gone.len();
-        // The device-list change notification for other users will be sent from here once
-        // device lists exist.
-        services.notifier.wake(user_id);
+        // Long-polls holding a deleted token wake to be refused; room-mates learn of the
+        // device-list change (DD-04).
+        crate::e2ee::notify_device_change(services, user_id).await;
     }
     if deleted > 0 {
         tracing::info!(%user_id, deleted, "deleted devices");

@@ -85,13 +85,20 @@ pub async fn update(
         if !ids::could_be_device_id(device_id) {
             return Err(not_found("Device not found"));
         }
+        let renamed = body.display_name.is_some();
         return match services
             .store
             .upsert_device(&requester.user_id, device_id, body.display_name, false, 0)
             .await?
         {
             DeviceUpsert::NotFound => Err(not_found("Device not found")),
-            _ => Ok(false),
+            _ => {
+                // DD-05: a rename reaches room-mates through their device lists.
+                if renamed {
+                    crate::e2ee::notify_device_change(services, &requester.user_id).await;
+                }
+                Ok(false)
+            }
         };
     };
     // MSC4190: an appservice may create devices for its users, rate-limited.
@@ -119,6 +126,7 @@ pub async fn update(
             crate::now_ms(),
         )
         .await?;
+    crate::e2ee::notify_device_change(services, &requester.user_id).await;
     Ok(outcome == DeviceUpsert::Created)
 }
 

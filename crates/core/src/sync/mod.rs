@@ -15,10 +15,12 @@
 //!   so a device deleted while its sync waits is refused at once.
 //!
 //! Layout: [`token`] (the versioned token), [`notifier`] (wake-ups), [`filter`], [`response`],
-//! and one module per section ([`account_data`], [`rooms`] with each room's content in
+//! and one module per section ([`account_data`], [`devices`] (to-device, device lists, key
+//! counts), [`rooms`] with each room's content in
 //! [`room`]); the waiting logic stays here, in one place.
 
 mod account_data;
+mod devices;
 mod filter;
 mod notifier;
 mod response;
@@ -114,7 +116,11 @@ pub async fn sync(
     .await;
     drop(wakeups);
     services.notifier.release(&requester.user_id);
-    result
+    let mut response = result?;
+    if response.device_one_time_keys_count.is_none() {
+        devices::fill_counts(services, requester, since, &mut response).await?;
+    }
+    Ok(response)
 }
 
 /// Fills every section from the changes in `(from, upto]`. Each section sends *all* of its
@@ -154,6 +160,8 @@ async fn build(
             tracing::warn!(error = %err, "recording lazy-loaded members failed");
         }
     }
+    let next = devices::fill(services, requester, from, upto, &mut response).await?;
+    response.next_batch = next.to_string();
     // A full-state sync carries all account data, as an initial one does.
     account_data::fill(
         services,

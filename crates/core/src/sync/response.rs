@@ -125,8 +125,35 @@ impl Rooms {
     }
 }
 
+/// A to-device message as delivered: exactly these three keys (TD-02).
+#[derive(Debug, Serialize)]
+pub struct ToDeviceEvent {
+    pub sender: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub content: Box<RawValue>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ToDevice {
+    pub events: Vec<ToDeviceEvent>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct DeviceLists {
+    pub changed: Vec<String>,
+    pub left: Vec<String>,
+}
+
+impl DeviceLists {
+    pub(super) fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.left.is_empty()
+    }
+}
+
 /// The `/sync` response. Sections with nothing to say are left out, as the reference server
-/// does; clients treat a missing section as empty.
+/// does; clients treat a missing section as empty. The device's key counts are the exception:
+/// every response has them (DL-15, DL-16), so they do not make a response worth sending.
 #[derive(Debug, Serialize)]
 pub struct SyncResponse {
     pub next_batch: String,
@@ -134,11 +161,28 @@ pub struct SyncResponse {
     pub account_data: Events,
     #[serde(skip_serializing_if = "Rooms::is_empty")]
     pub rooms: Rooms,
+    #[serde(skip_serializing_if = "ToDevice::is_empty")]
+    pub to_device: ToDevice,
+    #[serde(skip_serializing_if = "DeviceLists::is_empty")]
+    pub device_lists: DeviceLists,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_one_time_keys_count: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_unused_fallback_key_types: Option<Vec<String>>,
+}
+
+impl ToDevice {
+    pub(super) fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
 }
 
 impl SyncResponse {
     pub(super) fn is_empty(&self) -> bool {
-        self.account_data.is_empty() && self.rooms.is_empty()
+        self.account_data.is_empty()
+            && self.rooms.is_empty()
+            && self.to_device.is_empty()
+            && self.device_lists.is_empty()
     }
 }
 
@@ -148,6 +192,10 @@ impl SyncResponse {
             next_batch,
             account_data: Events::default(),
             rooms: Rooms::default(),
+            to_device: ToDevice::default(),
+            device_lists: DeviceLists::default(),
+            device_one_time_keys_count: None,
+            device_unused_fallback_key_types: None,
         }
     }
 }

@@ -28,11 +28,14 @@ impl AccountStore for PostgresStore {
         if inserted.rows_affected() == 0 {
             return Err(StoreError::Conflict("user already exists"));
         }
+        let mut notes = Vec::new();
         if let Some(login) = login {
-            insert_device(&mut tx, &user.user_id, &login).await?;
+            notes.push(insert_device(&mut tx, &user.user_id, &login).await?);
             insert_token(&mut tx, &user.user_id, &login).await?;
         }
-        tx.commit().await.map_err(classify)
+        tx.commit().await.map_err(classify)?;
+        positions::notify(&self.fast, &notes).await;
+        Ok(())
     }
 
     async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>> {

@@ -46,6 +46,7 @@ impl DeviceStore for PostgresStore {
         create: bool,
         now_ms: i64,
     ) -> StoreResult<DeviceUpsert> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
         let updated = sqlx::query(
             "UPDATE devices SET display_name = COALESCE($3, display_name)
              WHERE user_id = $1 AND device_id = $2",
@@ -53,31 +54,39 @@ impl DeviceStore for PostgresStore {
         .bind(user_id)
         .bind(device_id)
         .bind(&display_name)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        if updated.rows_affected() > 0 {
-            return Ok(DeviceUpsert::Updated);
-        }
-        if !create {
-            return Ok(DeviceUpsert::NotFound);
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO devices (user_id, device_id, display_name, created_ts)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(user_id)
-        .bind(device_id)
-        .bind(&display_name)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(if inserted.rows_affected() > 0 {
-            DeviceUpsert::Created
-        } else {
+        let outcome = if updated.rows_affected() > 0 {
             DeviceUpsert::Updated
-        })
+        } else if !create {
+            return Ok(DeviceUpsert::NotFound);
+        } else {
+            let inserted = sqlx::query(
+                "INSERT INTO devices (user_id, device_id, display_name, created_ts)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(user_id)
+            .bind(device_id)
+            .bind(&display_name)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            if inserted.rows_affected() > 0 {
+                DeviceUpsert::Created
+            } else {
+                DeviceUpsert::Updated
+            }
+        };
+        // DL-02: a rename or a new device changes what `/keys/query` answers.
+        let mut notes = Vec::new();
+        if outcome == DeviceUpsert::Created || display_name.is_some() {
+            notes.push(e2ee::record_device_change(&mut tx, user_id).await?);
+        }
+        tx.commit().await.map_err(classify)?;
+        positions::notify(&self.fast, &notes).await;
+        Ok(outcome)
     }
 
     async fn stale_devices(&self, before_ms: i64, limit: u32) -> StoreResult<Vec<TokenOwner>> {

@@ -53,6 +53,7 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
         }
     }
     let rooms = export_rooms(&mut tx).await?;
+    let e2ee = e2ee_dump::export(&mut tx).await?;
     tx.commit().await.map_err(classify)?;
     Ok(Dump {
         users: users
@@ -103,6 +104,7 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
         filters,
         positions,
         rooms,
+        e2ee,
     })
 }
 
@@ -180,6 +182,7 @@ pub(super) async fn import(pool: &PgPool, dump: Dump) -> StoreResult<()> {
             .map_err(classify)?;
     }
     import_rooms(&mut tx, &dump.rooms).await?;
+    e2ee_dump::import(&mut tx, &dump.e2ee).await?;
     for stream in Stream::ALL {
         sqlx::query("UPDATE stream_positions SET pos = GREATEST(pos, $2) WHERE stream = $1")
             .bind(stream.name())

@@ -5,8 +5,11 @@
 
 mod account_data;
 mod accounts;
+mod backup;
 mod devices;
 mod dump;
+mod e2ee;
+mod e2ee_dump;
 mod positions;
 mod room_append;
 mod rooms;
@@ -48,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "lazy_members",
         include_str!("../../migrations/postgres/0004_lazy_members.sql"),
+    ),
+    (
+        5,
+        "e2ee",
+        include_str!("../../migrations/postgres/0005_e2ee.sql"),
     ),
 ];
 
@@ -286,11 +294,12 @@ fn device_from_row(r: &sqlx::postgres::PgRow) -> Result<Device, sqlx::Error> {
     })
 }
 
+/// Creates a device and records the device-list change; returns its notification.
 async fn insert_device(
     tx: &mut Transaction<'static, Postgres>,
     user_id: &str,
     login: &NewLogin,
-) -> StoreResult<()> {
+) -> StoreResult<String> {
     sqlx::query(
         "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts)
          VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING",
@@ -303,7 +312,7 @@ async fn insert_device(
     .execute(&mut **tx)
     .await
     .map_err(classify)?;
-    Ok(())
+    e2ee::record_device_change(tx, user_id).await
 }
 
 async fn upsert_account_data<'e>(

@@ -182,6 +182,16 @@ pub(super) fn devices_note(user_id: &str) -> String {
     format!("dev:{user_id}")
 }
 
+/// A user's devices changed at device-list position `pos`: they and their room-mates look.
+pub(super) fn device_list_note(pos: i64, user_id: &str) -> String {
+    format!("dl:{pos}:{user_id}")
+}
+
+/// A to-device message for this user at to-device position `pos`.
+pub(super) fn to_device_note(pos: i64, user_id: &str) -> String {
+    format!("td:{pos}:{user_id}")
+}
+
 /// Something was appended to a room by process `instance`, the last event at `pos`: the
 /// room's members look. The writing process woke its own waiters already.
 pub(super) fn room_note(pos: i64, instance: &str, room_id: &str) -> String {
@@ -209,6 +219,8 @@ fn parse_held(payload: &str, own: &str) -> Option<(Stream, i64, Wakeup)> {
             (Stream::RoomEvents, Wakeup::Room(room.to_owned()))
         }
         "ru" => (Stream::RoomEvents, Wakeup::User(id.to_owned())),
+        "dl" => (Stream::DeviceLists, Wakeup::RoomMates(id.to_owned())),
+        "td" => (Stream::ToDevice, Wakeup::User(id.to_owned())),
         _ => return None,
     };
     Some((stream, pos, wakeup))
@@ -244,7 +256,7 @@ pub(super) async fn watermarks(pool: &PgPool) -> StoreResult<StreamPositions> {
 }
 
 /// Receives notifications from every process and turns them into wake-ups, holding those of
-/// a stream (account data, room events) until the stream's watermark covers their position.
+/// a stream (account data, room events, device lists, to-device) until the stream's watermark covers their position.
 pub(super) async fn listen(
     mut listener: PgListener,
     pool: PgPool,

@@ -35,6 +35,19 @@ impl PgTxn {
         })
     }
 
+    pub(super) fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    pub(super) fn conn(&mut self) -> &mut sqlx::PgConnection {
+        &mut self.tx
+    }
+
+    /// A notification to send once the transaction has committed.
+    pub(super) fn note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
     fn devices_changed(&mut self) {
         let note = devices_note(&self.user_id);
         if !self.notes.contains(&note) {
@@ -79,7 +92,8 @@ impl Txn for PgTxn {
     }
 
     async fn create_device(&mut self, login: &NewLogin) -> StoreResult<()> {
-        insert_device(&mut self.tx, &self.user_id, login).await?;
+        let note = insert_device(&mut self.tx, &self.user_id, login).await?;
+        self.notes.push(note);
         self.devices_changed();
         Ok(())
     }
@@ -122,6 +136,7 @@ impl Txn for PgTxn {
             .execute(&mut *self.tx)
             .await
             .map_err(classify)?;
+        super::e2ee::delete_device_keys(&mut self.tx, &self.user_id, device_ids).await?;
         // The devices' tokens go with them (ON DELETE CASCADE).
         sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)")
             .bind(&self.user_id)
@@ -129,6 +144,10 @@ impl Txn for PgTxn {
             .execute(&mut *self.tx)
             .await
             .map_err(classify)?;
+        if !device_ids.is_empty() {
+            let note = super::e2ee::record_device_change(&mut self.tx, &self.user_id).await?;
+            self.notes.push(note);
+        }
         self.devices_changed();
         Ok(())
     }

@@ -60,6 +60,10 @@ impl DeviceStore for SqliteStore {
                         )?
                         .execute(params![user_id, device_id, display_name])?;
                     if changed > 0 {
+                        // DL-02: a rename changes what `/keys/query` answers.
+                        if display_name.is_some() {
+                            e2ee::record_device_change(conn, &user_id)?;
+                        }
                         return Ok(DeviceUpsert::Updated);
                     }
                     if !create {
@@ -75,6 +79,7 @@ impl DeviceStore for SqliteStore {
                         display_name,
                         now_ms
                     ])?;
+                    e2ee::record_device_change(conn, &user_id)?;
                     Ok(DeviceUpsert::Created)
                 };
                 run().map_err(classify)

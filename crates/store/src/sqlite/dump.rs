@@ -75,6 +75,7 @@ pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
         filters,
         positions,
         rooms: export_rooms(conn)?,
+        e2ee: e2ee_dump::export(conn)?,
     })
 }
 
@@ -320,6 +321,7 @@ pub(super) fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
             )?;
         }
         import_rooms(conn, &dump.rooms)?;
+        e2ee_dump::import(conn, &dump.e2ee)?;
         for stream in Stream::ALL {
             conn.execute(
                 "UPDATE stream_positions SET pos = MAX(pos, ?2) WHERE stream = ?1",

@@ -7,8 +7,11 @@
 
 mod account_data;
 mod accounts;
+mod backup;
 mod devices;
 mod dump;
+mod e2ee;
+mod e2ee_dump;
 mod pool;
 mod room_append;
 mod rooms;
@@ -42,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "lazy_members",
         include_str!("../../migrations/sqlite/0003_lazy_members.sql"),
+    ),
+    (
+        4,
+        "e2ee",
+        include_str!("../../migrations/sqlite/0004_e2ee.sql"),
     ),
 ];
 
@@ -138,7 +146,7 @@ fn insert_device(conn: &Connection, user_id: &str, login: &NewLogin) -> rusqlite
         login.ip,
         login.now_ms
     ])?;
-    Ok(())
+    e2ee::record_device_change(conn, user_id).map(drop)
 }
 
 fn insert_token(conn: &Connection, user_id: &str, login: &NewLogin) -> rusqlite::Result<()> {

@@ -62,7 +62,7 @@ impl SqliteTxn {
         })
     }
 
-    async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    pub(super) async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &str) -> rusqlite::Result<T> + Send + 'static,
@@ -172,10 +172,14 @@ impl Txn for SqliteTxn {
                 conn.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2")?;
             let mut lazy = conn
                 .prepare_cached("DELETE FROM lazy_members WHERE user_id = ?1 AND device_id = ?2")?;
-            for device_id in device_ids {
+            for device_id in &device_ids {
                 tokens.execute(params![user_id, device_id])?;
                 devices.execute(params![user_id, device_id])?;
                 lazy.execute(params![user_id, device_id])?;
+                super::e2ee::delete_device_keys(conn, user_id, device_id)?;
+            }
+            if !device_ids.is_empty() {
+                super::e2ee::record_device_change(conn, user_id)?;
             }
             Ok(())
         })

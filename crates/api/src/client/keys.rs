@@ -1,0 +1,75 @@
+//! End-to-end encryption keys (`keys.yaml`) and send-to-device (`to_device.yaml`).
+
+use axum::{Json, extract::State};
+use myelin_core::e2ee;
+use serde_json::{Value, json};
+
+use crate::{
+    AppState,
+    error::ApiResult,
+    extract::{Auth, QueryParams, RawBody},
+    path::Segments,
+};
+
+/// # `POST /_matrix/client/v3/keys/upload`
+///
+/// Device keys, one-time keys and fallback keys of the requesting device; answers its
+/// one-time key counts (`signed_curve25519` always present).
+pub async fn upload_keys(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    let body = body.object_or_empty()?;
+    Ok(Json(e2ee::upload(&state.0, &requester, body).await?))
+}
+
+/// # `POST /_matrix/client/v3/keys/query`
+pub async fn query_keys(
+    State(state): State<AppState>,
+    Auth(_requester): Auth,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    let body = body.object()?;
+    Ok(Json(e2ee::query(&state.0, body).await?))
+}
+
+/// # `POST /_matrix/client/v3/keys/claim`
+pub async fn claim_keys(
+    State(state): State<AppState>,
+    Auth(_requester): Auth,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    let body = body.object()?;
+    Ok(Json(e2ee::claim(&state.0, body).await?))
+}
+
+/// # `GET /_matrix/client/v3/keys/changes`
+pub async fn key_changes(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    QueryParams(query): QueryParams,
+) -> ApiResult<Json<Value>> {
+    let (from, to) = (query.get("from"), query.get("to"));
+    Ok(Json(
+        e2ee::changes(
+            &state.0,
+            &requester,
+            from.map(String::as_str),
+            to.map(String::as_str),
+        )
+        .await?,
+    ))
+}
+
+/// # `PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}`
+pub async fn send_to_device(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments((event_type, txn_id)): Segments<(String, String)>,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    let body = body.object()?;
+    e2ee::send(&state.0, &requester, &event_type, &txn_id, body).await?;
+    Ok(Json(json!({})))
+}
