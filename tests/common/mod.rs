@@ -82,6 +82,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.listen = "127.0.0.1:0".into();
     config.database.url = format!("sqlite://{}", dir.join("myelin.db").display());
     config.database.synchronous = "normal".into();
+    config.media.path = dir.join("media");
     config.registration.enabled = true;
     config.password.memory_kib = 256;
     config.password.iterations = 1;

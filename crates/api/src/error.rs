@@ -117,6 +117,8 @@ impl From<Error> for ApiError {
                 "Guest access is not available on this server",
             ),
             Error::NotFound(m) => matrix(S::NOT_FOUND, "M_NOT_FOUND", m),
+            Error::KeyTooLarge(m) => matrix(S::BAD_REQUEST, "M_KEY_TOO_LARGE", m),
+            Error::ProfileTooLarge(m) => matrix(S::BAD_REQUEST, "M_PROFILE_TOO_LARGE", m),
             Error::WrongRoomKeysVersion(current) => ApiError::Matrix(MatrixError {
                 status: S::FORBIDDEN,
                 errcode: "M_WRONG_ROOM_KEYS_VERSION",

@@ -118,6 +118,14 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
                 .put(backup::put_session)
                 .delete(backup::delete_session),
         ),
+        ("/profile/{user_id}", get(profile::get_profile)),
+        (
+            "/profile/{user_id}/{key}",
+            get(profile::get_field)
+                .put(profile::set_field)
+                .delete(profile::delete_field),
+        ),
+        ("/voip/turnServer", get(voip::turn_server)),
         ("/user/{user_id}/filter", post(sync::create_filter)),
         ("/user/{user_id}/filter/{filter_id}", get(sync::get_filter)),
     ]
@@ -130,6 +138,33 @@ pub fn routes(state: AppState) -> Router {
         .route(
             "/_matrix/key/v2/server",
             get(crate::server_keys::get_server_keys),
+        )
+        .route("/_matrix/media/v3/upload", post(media::upload))
+        .route("/_matrix/media/v3/config", get(media::config))
+        .route(
+            "/_matrix/media/v3/download/{server}/{media_id}",
+            get(media::legacy_download),
+        )
+        .route(
+            "/_matrix/media/v3/download/{server}/{media_id}/{name}",
+            get(media::legacy_download_named),
+        )
+        .route(
+            "/_matrix/media/v3/thumbnail/{server}/{media_id}",
+            get(media::legacy_thumbnail),
+        )
+        .route("/_matrix/client/v1/media/config", get(media::config))
+        .route(
+            "/_matrix/client/v1/media/download/{server}/{media_id}",
+            get(media::download),
+        )
+        .route(
+            "/_matrix/client/v1/media/download/{server}/{media_id}/{name}",
+            get(media::download_named),
+        )
+        .route(
+            "/_matrix/client/v1/media/thumbnail/{server}/{media_id}",
+            get(media::thumbnail),
         )
         .route(
             "/_matrix/client/v1/register/m.login.registration_token/validity",

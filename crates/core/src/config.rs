@@ -25,6 +25,8 @@ pub struct Config {
     pub uia: UiaConfig,
     pub sync: SyncConfig,
     pub rooms: RoomsConfig,
+    pub voip: VoipConfig,
+    pub media: MediaConfig,
     /// Paths to application-service registration files (YAML).
     pub appservices: Vec<PathBuf>,
     /// Addresses of reverse proxies whose `X-Forwarded-For` header is believed.
@@ -49,6 +51,8 @@ impl Default for Config {
             uia: UiaConfig::default(),
             sync: SyncConfig::default(),
             rooms: RoomsConfig::default(),
+            voip: VoipConfig::default(),
+            media: MediaConfig::default(),
             appservices: Vec::new(),
             trusted_proxies: Vec::new(),
             workers: None,
@@ -292,6 +296,55 @@ impl Default for SyncConfig {
     }
 }
 
+/// TURN servers for calls (`GET /voip/turnServer`). With `turn_shared_secret` each user gets
+/// time-limited credentials (the TURN REST API that coturn's `use-auth-secret` speaks);
+/// otherwise the fixed `turn_username` and `turn_password`. Without `turn_uris` clients are
+/// told there is no TURN server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoipConfig {
+    pub turn_uris: Vec<String>,
+    pub turn_shared_secret: Option<String>,
+    pub turn_username: Option<String>,
+    pub turn_password: Option<String>,
+    /// How long credentials made from the shared secret are valid.
+    pub turn_user_lifetime_secs: u64,
+}
+
+impl Default for VoipConfig {
+    fn default() -> Self {
+        Self {
+            turn_uris: Vec::new(),
+            turn_shared_secret: None,
+            turn_username: None,
+            turn_password: None,
+            turn_user_lifetime_secs: 86_400,
+        }
+    }
+}
+
+/// The media repository: files under `path`, their metadata in the database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    pub path: PathBuf,
+    /// Largest upload; larger ones are 413 `M_TOO_LARGE`.
+    pub max_upload_bytes: u64,
+    /// Serve the deprecated unauthenticated `/_matrix/media/v3/download` and `thumbnail`
+    /// endpoints; off, they answer 404 `M_NOT_FOUND`, as the spec now allows.
+    pub serve_unauthenticated: bool,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("myelin-data/media"),
+            max_upload_bytes: 50 * 1024 * 1024,
+            serve_unauthenticated: false,
+        }
+    }
+}
+
 /// A configuration value that is well-typed but unusable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration key `{key}`: {problem}")]
@@ -322,6 +375,17 @@ impl Config {
             return Err(invalid(
                 "database.tls",
                 "must be one of disable, prefer, require, verify-ca, verify-full",
+            ));
+        }
+        if let Some(uri) = self
+            .voip
+            .turn_uris
+            .iter()
+            .find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+        {
+            return Err(invalid(
+                "voip.turn_uris",
+                format!("{uri} is not a turn: or turns: URI"),
             ));
         }
         if self.workers == Some(0) {

@@ -64,6 +64,12 @@ pub enum Error {
     /// A request the server does not understand (400 `M_UNKNOWN`), e.g. a bad login type.
     #[error("unknown: {0}")]
     Unknown(Msg),
+    /// A profile field name over 255 bytes: 400 `M_KEY_TOO_LARGE`.
+    #[error("key too large: {0}")]
+    KeyTooLarge(Msg),
+    /// A profile over 64 KiB: 400 `M_PROFILE_TOO_LARGE`.
+    #[error("profile too large: {0}")]
+    ProfileTooLarge(Msg),
     /// A key-backup write to a version that is not the current one: 403 with the current.
     #[error("wrong room keys version; current is {0}")]
     WrongRoomKeysVersion(String),

@@ -19,12 +19,15 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod keys;
+pub mod media;
 pub mod password;
+pub mod profile;
 pub mod push;
 pub mod ratelimit;
 pub mod rooms;
 pub mod sync;
 pub mod uia;
+pub mod voip;
 
 pub use error::{Error, Result};
 

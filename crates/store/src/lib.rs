@@ -15,12 +15,16 @@ use async_trait::async_trait;
 
 mod backup;
 mod e2ee;
+mod media;
 pub mod postgres;
+mod profile;
 mod rooms;
 pub mod sqlite;
 
 pub use backup::*;
 pub use e2ee::*;
+pub use media::*;
+pub use profile::*;
 pub use rooms::*;
 
 /// Errors every backend maps its own failures into.
@@ -232,6 +236,11 @@ pub struct Dump {
     pub positions: StreamPositions,
     pub rooms: RoomsDump,
     pub e2ee: E2eeDump,
+    /// (user_id, field, JSON value)
+    pub profile_fields: Vec<(String, String, String)>,
+    /// Media metadata; the files stay where they are.
+    pub media: Vec<MediaRecord>,
+    pub thumbnails: Vec<ThumbnailRecord>,
 }
 
 /// The rooms part of a [`Dump`], table by table.
@@ -271,6 +280,8 @@ pub trait Store:
     + RoomStore
     + E2eeStore
     + KeyBackupStore
+    + ProfileStore
+    + MediaStore
     + 'static
 {
     /// Opens a transaction on one user's data (see [`Txn`]). Units of work on the same user
@@ -291,8 +302,9 @@ pub trait Store:
 /// Accounts, access tokens and UIA sessions.
 #[async_trait]
 pub trait AccountStore: Send + Sync {
-    /// Creates the account and, unless `login` is `None`, its first device and token, in one
-    /// transaction. `Conflict` if the user ID is taken.
+    /// Creates the account, with its localpart as display name, and, unless `login` is
+    /// `None`, its first device and token, in one transaction. `Conflict` if the user ID is
+    /// taken.
     async fn create_user(
         &self,
         user: User,

@@ -18,6 +18,7 @@ pub async fn get_capabilities(
         .map(|v| ((*v).to_owned(), json!("stable")))
         .collect();
     let disabled = json!({ "enabled": false });
+    let enabled = json!({ "enabled": true });
     Ok(Json(json!({
         "capabilities": {
             "m.room_versions": {
@@ -25,11 +26,11 @@ pub async fn get_capabilities(
                 "available": available,
             },
             "m.change_password": disabled,
-            "m.set_displayname": disabled,
-            "m.set_avatar_url": disabled,
+            "m.set_displayname": enabled,
+            "m.set_avatar_url": enabled,
             "m.3pid_changes": disabled,
             "m.get_login_token": disabled,
-            "m.profile_fields": disabled,
+            "m.profile_fields": enabled,
         }
     })))
 }

@@ -54,6 +54,12 @@ pub struct StrippedEvent {
     pub state_key: String,
     #[serde(rename = "type")]
     pub kind: String,
+    /// Only on the reader's own member event: clients date an invite by it (Cinny shows
+    /// 1970 without it), and the reference server sends that event whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_server_ts: Option<i64>,
 }
 
 /// Who reads, and the events the ones being served refer to.
@@ -238,12 +244,17 @@ pub fn federation(event: &StoredEvent) -> Result<Box<RawValue>> {
     RawValue::from_string(event.json.clone()).map_err(internal)
 }
 
-pub fn stripped(event: &StoredEvent, rules: &RedactionRules) -> Result<StrippedEvent> {
+/// An event as stripped state; `dated` adds its ID and timestamp (the reader's own member
+/// event).
+pub fn stripped(event: &StoredEvent, rules: &RedactionRules, dated: bool) -> Result<StrippedEvent> {
+    let (content, ts) = served_content(event, rules, event.redacted_by.is_some())?;
     Ok(StrippedEvent {
-        content: served_content(event, rules, event.redacted_by.is_some())?.0,
+        content,
         sender: event.sender.clone(),
         state_key: event.state_key.clone().unwrap_or_default(),
         kind: event.event_type.clone(),
+        event_id: dated.then(|| event.event_id.clone()),
+        origin_server_ts: dated.then_some(ts),
     })
 }
 

@@ -275,12 +275,14 @@ pub async fn create_room(
     builder.head.advance(Arc::new(built.pdu.clone()));
     builder.drafts.push((create, built));
 
-    // 2. The creator joins.
+    // 2. The creator joins, with their profile (MB-03).
+    let mut join = crate::profile::member_fields(services, creator.as_str()).await?;
+    join.insert("membership".into(), json!("join"));
     builder.push(Draft::new(
         "m.room.member",
         Some(creator.as_str()),
         &creator,
-        json!({ "membership": "join" }),
+        Value::Object(join),
     )?)?;
 
     // 3. Power levels: the defaults with the override merged key by key (RM-06), unless

@@ -116,6 +116,10 @@ pub async fn join(
     wanted.remove("join_authorised_via_users_server");
     reason(&body)?;
     wanted.insert("membership".into(), json!("join"));
+    // MB-03: the profile, unless the request says otherwise.
+    for (field, value) in crate::profile::member_fields(services, &requester.user_id).await? {
+        wanted.entry(field).or_insert(value);
+    }
     let joined_elsewhere = joined_rooms_set(services, &requester.user_id).await?;
     append(services, &room_id, None, move |head| {
         let current = head.membership(sender.as_str());
@@ -380,6 +384,16 @@ async fn joined_rooms_set(services: &Services, user_id: &str) -> Result<HashSet<
         .filter(|(_, (_, m))| m == "join")
         .map(|(room, _)| room)
         .collect())
+}
+
+/// The rooms the user has joined, sorted.
+pub(crate) async fn joined_room_ids(services: &Services, user_id: &str) -> Result<Vec<String>> {
+    let mut rooms: Vec<String> = joined_rooms_set(services, user_id)
+        .await?
+        .into_iter()
+        .collect();
+    rooms.sort();
+    Ok(rooms)
 }
 
 /// `GET /joined_rooms` (MB-27): joined rooms only.

@@ -268,7 +268,7 @@ async fn stripped_state(
         .filter(|e| {
             STRIPPED_TYPES.contains(&e.event_type.as_str()) || e.event_id == membership.event_id
         })
-        .map(|e| client::stripped(e, &rules.redaction))
+        .map(|e| client::stripped(e, &rules.redaction, e.event_id == membership.event_id))
         .collect::<Result<_>>()?;
     Ok(StrippedState { events })
 }

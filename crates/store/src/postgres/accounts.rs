@@ -28,6 +28,14 @@ impl AccountStore for PostgresStore {
         if inserted.rows_affected() == 0 {
             return Err(StoreError::Conflict("user already exists"));
         }
+        sqlx::query(
+            "INSERT INTO profile_fields (user_id, field, value) VALUES ($1, 'displayname', $2)",
+        )
+        .bind(&user.user_id)
+        .bind(crate::profile::default_displayname(&user.user_id))
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
         let mut notes = Vec::new();
         if let Some(login) = login {
             notes.push(insert_device(&mut tx, &user.user_id, &login).await?);

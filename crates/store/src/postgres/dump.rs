@@ -54,6 +54,27 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
     }
     let rooms = export_rooms(&mut tx).await?;
     let e2ee = e2ee_dump::export(&mut tx).await?;
+    let media: Vec<media::MediaRow> = sqlx::query_as(
+        "SELECT media_id, uploader, content_type, filename, size, created_ts FROM media",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(classify)?;
+    let media = media.into_iter().map(media::media_from_row).collect();
+    let thumbnails: Vec<media::ThumbnailRow> = sqlx::query_as(
+        "SELECT media_id, width, height, method, content_type, size FROM media_thumbnails",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(classify)?;
+    let thumbnails = thumbnails
+        .into_iter()
+        .map(media::thumbnail_from_row)
+        .collect();
+    let profile_fields = sqlx::query_as("SELECT user_id, field, value FROM profile_fields")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
     tx.commit().await.map_err(classify)?;
     Ok(Dump {
         users: users
@@ -105,6 +126,9 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
         positions,
         rooms,
         e2ee,
+        profile_fields,
+        media,
+        thumbnails,
     })
 }
 
@@ -183,6 +207,45 @@ pub(super) async fn import(pool: &PgPool, dump: Dump) -> StoreResult<()> {
     }
     import_rooms(&mut tx, &dump.rooms).await?;
     e2ee_dump::import(&mut tx, &dump.e2ee).await?;
+    for m in &dump.media {
+        sqlx::query(
+            "INSERT INTO media (media_id, uploader, content_type, filename, size, created_ts)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&m.media_id)
+        .bind(&m.uploader)
+        .bind(&m.content_type)
+        .bind(&m.filename)
+        .bind(m.size as i64)
+        .bind(m.created_ts)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
+    for t in &dump.thumbnails {
+        sqlx::query(
+            "INSERT INTO media_thumbnails (media_id, width, height, method, content_type, size)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&t.media_id)
+        .bind(i64::from(t.width))
+        .bind(i64::from(t.height))
+        .bind(&t.method)
+        .bind(&t.content_type)
+        .bind(t.size as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
+    for (user_id, field, value) in &dump.profile_fields {
+        sqlx::query("INSERT INTO profile_fields (user_id, field, value) VALUES ($1, $2, $3)")
+            .bind(user_id)
+            .bind(field)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
     for stream in Stream::ALL {
         sqlx::query("UPDATE stream_positions SET pos = GREATEST(pos, $2) WHERE stream = $1")
             .bind(stream.name())

@@ -10,7 +10,9 @@ mod devices;
 mod dump;
 mod e2ee;
 mod e2ee_dump;
+mod media;
 mod positions;
+mod profile;
 mod room_append;
 mod rooms;
 mod sync;
@@ -56,6 +58,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "e2ee",
         include_str!("../../migrations/postgres/0005_e2ee.sql"),
+    ),
+    (
+        6,
+        "profiles",
+        include_str!("../../migrations/postgres/0006_profiles.sql"),
+    ),
+    (
+        7,
+        "media",
+        include_str!("../../migrations/postgres/0007_media.sql"),
     ),
 ];
 

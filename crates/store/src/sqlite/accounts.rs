@@ -32,6 +32,16 @@ impl AccountStore for SqliteStore {
                 if inserted == 0 {
                     return Err(StoreError::Conflict("user already exists"));
                 }
+                conn.prepare_cached(
+                    "INSERT INTO profile_fields (user_id, field, value) VALUES (?1, 'displayname', ?2)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        user.user_id,
+                        crate::profile::default_displayname(&user.user_id)
+                    ])
+                })
+                .map_err(classify)?;
                 if let Some(login) = login {
                     insert_device(conn, &user.user_id, &login).map_err(classify)?;
                     insert_token(conn, &user.user_id, &login).map_err(classify)?;

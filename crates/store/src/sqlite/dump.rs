@@ -75,6 +75,30 @@ pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
         filters,
         positions,
         rooms: export_rooms(conn)?,
+        media: all(
+            conn,
+            "SELECT media_id, uploader, content_type, filename, size, created_ts FROM media",
+            |r| {
+                Ok(crate::MediaRecord {
+                    media_id: r.get(0)?,
+                    uploader: r.get(1)?,
+                    content_type: r.get(2)?,
+                    filename: r.get(3)?,
+                    size: r.get::<_, i64>(4)? as u64,
+                    created_ts: r.get(5)?,
+                })
+            },
+        )?,
+        thumbnails: all(
+            conn,
+            "SELECT media_id, width, height, method, content_type, size FROM media_thumbnails",
+            media::thumbnail_from_row,
+        )?,
+        profile_fields: all(
+            conn,
+            "SELECT user_id, field, value FROM profile_fields",
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?,
         e2ee: e2ee_dump::export(conn)?,
     })
 }
@@ -322,6 +346,40 @@ pub(super) fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
         }
         import_rooms(conn, &dump.rooms)?;
         e2ee_dump::import(conn, &dump.e2ee)?;
+        for m in &dump.media {
+            conn.execute(
+                "INSERT INTO media (media_id, uploader, content_type, filename, size, created_ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    m.media_id,
+                    m.uploader,
+                    m.content_type,
+                    m.filename,
+                    m.size as i64,
+                    m.created_ts
+                ],
+            )?;
+        }
+        for t in &dump.thumbnails {
+            conn.execute(
+                "INSERT INTO media_thumbnails (media_id, width, height, method, content_type, size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    t.media_id,
+                    t.width,
+                    t.height,
+                    t.method,
+                    t.content_type,
+                    t.size as i64
+                ],
+            )?;
+        }
+        for (user_id, field, value) in &dump.profile_fields {
+            conn.execute(
+                "INSERT INTO profile_fields (user_id, field, value) VALUES (?1, ?2, ?3)",
+                params![user_id, field, value],
+            )?;
+        }
         for stream in Stream::ALL {
             conn.execute(
                 "UPDATE stream_positions SET pos = MAX(pos, ?2) WHERE stream = ?1",

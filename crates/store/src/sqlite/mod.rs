@@ -12,7 +12,9 @@ mod devices;
 mod dump;
 mod e2ee;
 mod e2ee_dump;
+mod media;
 mod pool;
+mod profile;
 mod room_append;
 mod rooms;
 mod sync;
@@ -50,6 +52,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "e2ee",
         include_str!("../../migrations/sqlite/0004_e2ee.sql"),
+    ),
+    (
+        5,
+        "profiles",
+        include_str!("../../migrations/sqlite/0005_profiles.sql"),
+    ),
+    (
+        6,
+        "media",
+        include_str!("../../migrations/sqlite/0006_media.sql"),
     ),
 ];
 
