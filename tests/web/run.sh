@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Runs the browser steps (Cinny in headless Chromium) against a freshly started Myelin.
+#
+#   tests/web/run.sh                          # builds target/debug/myelin first
+#   MYELIN_BIN=target/debug/myelin tests/web/run.sh
+#   WEB_STEPS=1,2 tests/web/run.sh            # only these steps
+#
+# Needs node >= 20 and npm, and Debian's chromium (CHROMIUM to use another). CINNY_DIR is the
+# built client (default: ../shared/web-clients/cinny beside the repository); without it the
+# steps are skipped, saying so. Artifacts (screenshots, console logs, failed requests, the
+# request report, the server log) go to WEB_ARTIFACTS (default: tests/web/artifacts).
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+web="$root/tests/web"
+
+cinny="${CINNY_DIR:-$root/../shared/web-clients/cinny}"
+if [[ ! -f "$cinny/index.html" ]]; then
+    echo "SKIPPED: tests/web needs the built Cinny client at $cinny (set CINNY_DIR); not run."
+    exit 0
+fi
+cinny="$(cd "$cinny" && pwd)"
+
+chromium_bin="${CHROMIUM:-/usr/bin/chromium}"
+if [[ ! -x "$chromium_bin" ]]; then
+    echo "tests/web needs Chromium at $chromium_bin: apt-get install -y chromium (or set CHROMIUM)" >&2
+    exit 1
+fi
+
+bin="${MYELIN_BIN:-}"
+if [[ -z "$bin" ]]; then
+    cargo build --quiet --bin myelin
+    bin=target/debug/myelin
+fi
+bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+# The server reads every MYELIN_* variable as configuration and refuses unknown keys, so
+# MYELIN_BIN (this script's own input) must not reach it.
+unset MYELIN_BIN
+
+# npm ci wipes node_modules first, so only when the lock file changed since the last install.
+lock_sum="$(sha256sum "$web/package-lock.json" | cut -d' ' -f1)"
+if [[ "$(cat "$web/node_modules/.installed-lock" 2>/dev/null)" != "$lock_sum" ]]; then
+    (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_sum" >"$web/node_modules/.installed-lock"
+fi
+
+# The default directory holds only the last run's files; one given by WEB_ARTIFACTS is left as is.
+if [[ -z "${WEB_ARTIFACTS:-}" ]]; then
+    rm -rf "$web/artifacts"
+fi
+artifacts="${WEB_ARTIFACTS:-$web/artifacts}"
+mkdir -p "$artifacts"
+artifacts="$(cd "$artifacts" && pwd)"
+
+work="$(mktemp -d)"
+port="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+url="http://127.0.0.1:$port"
+
+server_pid=""
+cleanup() {
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill "$server_pid"
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+MYELIN_LISTEN="127.0.0.1:$port" \
+MYELIN_REGISTRATION__ENABLED=true \
+MYELIN_DATABASE__URL="sqlite://$work/web.db" \
+    "$bin" serve >"$work/server.log" 2>&1 &
+server_pid=$!
+
+ready=""
+for _ in $(seq 1 150); do
+    if curl -fsS -o /dev/null --max-time 1 "$url/_matrix/client/versions" 2>/dev/null; then
+        ready=1
+        break
+    fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "myelin exited before it was ready:" >&2
+        cat "$work/server.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+if [[ -z "$ready" ]]; then
+    echo "myelin did not answer $url/_matrix/client/versions within 15 s:" >&2
+    cat "$work/server.log" >&2
+    exit 1
+fi
+
+status=0
+MYELIN_URL="$url" CINNY_DIR="$cinny" WEB_ARTIFACTS="$artifacts" CHROMIUM="$chromium_bin" \
+    node "$web/run.mjs" || status=$?
+cp "$work/server.log" "$artifacts/server.log"
+if [[ $status -ne 0 ]]; then
+    echo "--- server log (last 30 lines; all of it in $artifacts/server.log) ---" >&2
+    tail -n 30 "$work/server.log" >&2
+fi
+exit $status

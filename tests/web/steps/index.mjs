@@ -1,0 +1,5 @@
+// The person's steps of issue 13, in order. Each is independent: it registers its own users,
+// so any subset can run (WEB_STEPS).
+import { login } from "./login.mjs";
+
+export const STEPS = [login];
