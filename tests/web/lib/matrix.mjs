@@ -40,10 +40,18 @@ export class Api {
     return body;
   }
 
-  /** Registers through the dummy UIA stage; resolves to the login response. */
-  async register(username, password, deviceName = "harness (API)") {
+  /**
+   * Registers through the dummy UIA stage; resolves to the login response. `inhibitLogin`
+   * leaves the account without a device, for steps that count sessions.
+   */
+  async register(username, password, { deviceName = "harness (API)", inhibitLogin = false } = {}) {
     const path = "/_matrix/client/v3/register";
-    const request = { username, password, initial_device_display_name: deviceName };
+    const request = {
+      username,
+      password,
+      initial_device_display_name: deviceName,
+      inhibit_login: inhibitLogin,
+    };
     const first = await this.raw("POST", path, { body: request });
     if (first.status === 200) return first.body;
     if (first.status !== 401 || !first.body.session) {

@@ -54,6 +54,15 @@ export class Session {
       const entry = entries.get(response.request());
       if (!entry) return;
       entry.status = response.status();
+      entry.answeredAt = Date.now() - this.started;
+      if (entry.route === "/_matrix/client/v3/sync" && entry.status === 200) {
+        // Kept because the device list in Cinny refreshes only on these.
+        try {
+          entry.deviceListsChanged = (await response.json()).device_lists?.changed ?? [];
+        } catch {
+          entry.deviceListsChanged = null;
+        }
+      }
       if (entry.status >= 400) {
         try {
           const body = JSON.parse(await response.text());
@@ -102,6 +111,11 @@ export class Session {
         characterData: true,
       });
     }, WARNINGS);
+  }
+
+  /** Milliseconds on this session's clock, as in `requests[].at`. */
+  now() {
+    return Date.now() - this.started;
   }
 
   goto(path) {

@@ -1,5 +1,6 @@
 // The person's steps of issue 13, in order. Each is independent: it registers its own users,
 // so any subset can run (WEB_STEPS).
+import { devices } from "./devices.mjs";
 import { login } from "./login.mjs";
 
-export const STEPS = [login];
+export const STEPS = [login, devices];

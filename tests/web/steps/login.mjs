@@ -1,7 +1,8 @@
 // Step 1: log in with a password; the home screen shows, the sync loop runs, and no
 // "Connection Lost" bar ever shows.
 import { uniqueName } from "../lib/matrix.mjs";
-import { expect, waitFor } from "./assert.mjs";
+import { expect } from "./assert.mjs";
+import { homeScreenShows } from "./ui.mjs";
 
 export const login = {
   id: "1",
@@ -25,6 +26,8 @@ export const login = {
     });
     await alice.page.getByText(name, { exact: true }).first().waitFor({ timeout: 5_000 });
     log(`a room created through the API showed in the room list after ${Date.now() - sent} ms`);
+    // Cinny says "Connecting..." until its first long-poll returns; it must be gone by now.
+    await alice.page.getByText("Connecting...").waitFor({ state: "detached", timeout: 2_000 });
 
     // Long enough for a failed sync to be retried and the bar to show.
     await alice.page.waitForTimeout(3_000);
@@ -39,13 +42,3 @@ export const login = {
     );
   },
 };
-
-/** The client is past its "Heating up" screen and shows the home room list. */
-export async function homeScreenShows(session) {
-  const { page } = session;
-  await waitFor(() => page.url().includes("/home"), 30_000, () => `still at ${page.url()}`);
-  await page.getByText("Heating up").waitFor({ state: "detached", timeout: 30_000 });
-  // The sidebar's own entries, and the welcome pane that /home shows while no room is open.
-  await page.getByText("Create Room", { exact: true }).first().waitFor({ timeout: 10_000 });
-  await page.getByText("Welcome to Cinny").waitFor({ timeout: 10_000 });
-}
