@@ -60,6 +60,8 @@ async function runStep(step, browser, clientUrl) {
       return session;
     },
     log: (msg) => console.log(`   ${msg}`),
+    // A picture of a moment worth seeing on the way, kept whether the step passes or not.
+    snap: (session, what) => session.screenshot(artifacts, `${label}-${session.name}-${slug(what)}`),
   };
 
   const started = Date.now();
@@ -74,7 +76,9 @@ async function runStep(step, browser, clientUrl) {
   // A step whose own checks passed still fails when the client hit a missing endpoint on the
   // way: the person may not have noticed, but the client did.
   if (!error && unexpected.length) {
-    error = new Error(`${unexpected.length} request(s) got an unexpected answer`);
+    error = new Error(
+      `the step's own checks passed, but ${unexpected.length} request(s) got an unexpected answer`,
+    );
   }
 
   for (const s of sessions) {

@@ -4,6 +4,7 @@
 #   tests/web/run.sh                          # builds target/debug/myelin first
 #   MYELIN_BIN=target/debug/myelin tests/web/run.sh
 #   WEB_STEPS=1,2 tests/web/run.sh            # only these steps
+#   WEB_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres tests/web/run.sh
 #
 # Needs node >= 20 and npm, and Debian's chromium (CHROMIUM to use another). CINNY_DIR is the
 # built client (default: ../shared/web-clients/cinny beside the repository); without it the
@@ -58,18 +59,32 @@ port="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>
 url="http://127.0.0.1:$port"
 
 server_pid=""
+pg_db=""
 cleanup() {
     if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
         kill "$server_pid"
         wait "$server_pid" 2>/dev/null || true
     fi
+    if [[ -n "$pg_db" ]]; then
+        psql -q "$WEB_POSTGRES_URL" -c "DROP DATABASE IF EXISTS $pg_db" || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
 
+# SQLite unless WEB_POSTGRES_URL names a PostgreSQL server (an admin URL such as
+# postgres://postgres@127.0.0.1:5432/postgres) to make a fresh database on.
+database="sqlite://$work/web.db"
+if [[ -n "${WEB_POSTGRES_URL:-}" ]]; then
+    pg_db="myelin_web_$(date +%s)_$$"
+    psql -q -v ON_ERROR_STOP=1 "$WEB_POSTGRES_URL" -c "CREATE DATABASE $pg_db"
+    database="$(node -e 'const u=new URL(process.argv[1]);u.pathname="/"+process.argv[2];console.log(u.href)' "$WEB_POSTGRES_URL" "$pg_db")"
+fi
+echo "database: ${database%%://*}"
+
 MYELIN_LISTEN="127.0.0.1:$port" \
 MYELIN_REGISTRATION__ENABLED=true \
-MYELIN_DATABASE__URL="sqlite://$work/web.db" \
+MYELIN_DATABASE__URL="$database" \
     "$bin" serve >"$work/server.log" 2>&1 &
 server_pid=$!
 

@@ -11,7 +11,7 @@ const LAST_SEEN = /Last activity\s*\d\d:\d\d [AP]M, \d\d\/\d\d\/\d{4} at (\S+)/;
 export const devices = {
   id: "2",
   title: "Settings, Devices: list, rename, sign out",
-  async run({ api, open, log }) {
+  async run({ api, open, log, snap }) {
     const username = uniqueName("dana");
     const password = "devices are people too";
     await api.register(username, password, { inhibitLogin: true });
@@ -44,6 +44,7 @@ export const devices = {
     }
     expect((await second.innerText()).includes("Second phone"), "the second session's name is not shown");
     log("both sessions listed with last activity and address");
+    await snap(dana, "sessions");
 
     // Cinny reloads this list only when a /sync names the user in device_lists.changed and
     // its /keys/query for the user then succeeds; say which of the two was missing.

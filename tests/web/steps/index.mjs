@@ -2,5 +2,6 @@
 // so any subset can run (WEB_STEPS).
 import { devices } from "./devices.mjs";
 import { login } from "./login.mjs";
+import { rooms } from "./rooms.mjs";
 
-export const STEPS = [login, devices];
+export const STEPS = [login, devices, rooms];
