@@ -43,6 +43,15 @@ export const rooms = {
     });
     await card.last().waitFor({ timeout: 5_000 });
     await snap(bob, "invitation");
+    // Checked at the end, so the rest of the step still runs.
+    const oddities = [];
+    const cardText = await card.last().innerText();
+    if (cardText.includes("1970")) {
+      oddities.push(
+        `the invitation is dated "${cardText.match(/[^\n]*1970[^\n]*/)[0]}" (Cinny dates it by ` +
+          "the invite event's origin_server_ts in the sync's invite_state)",
+      );
+    }
     await card.last().getByRole("button", { name: "Accept" }).click();
     await waitFor(
       () => decodeURIComponent(bob.page.url()).includes(roomId),
@@ -58,6 +67,7 @@ export const rooms = {
     log(`bob's message reached alice in ${second} ms`);
     expect(first <= DELIVERY_MS, `alice's message took ${first} ms to show to bob`);
     expect(second <= DELIVERY_MS, `bob's message took ${second} ms to show to alice`);
+    expect(oddities.length === 0, oddities.join("; "));
   },
 };
 
