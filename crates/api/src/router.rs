@@ -78,6 +78,20 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/rooms/{room_id}/context/{event_id}",
             get(rooms::get_context),
         ),
+        (
+            "/rooms/{room_id}/receipt/{receipt_type}/{event_id}",
+            post(receipts::post_receipt),
+        ),
+        (
+            "/rooms/{room_id}/read_markers",
+            post(receipts::read_markers),
+        ),
+        ("/rooms/{room_id}/typing/{user_id}", put(typing::put_typing)),
+        ("/user/{user_id}/rooms/{room_id}/tags", get(tags::get_tags)),
+        (
+            "/user/{user_id}/rooms/{room_id}/tags/{tag}",
+            put(tags::put_tag).delete(tags::delete_tag),
+        ),
         // The trailing slashes are part of the spec's paths (PR-01, PR-03).
         ("/pushrules/", get(push_rules::get_push_rules)),
         ("/pushrules/global/", get(push_rules::get_global_push_rules)),

@@ -24,8 +24,11 @@ pub mod password;
 pub mod profile;
 pub mod push;
 pub mod ratelimit;
+pub mod receipts;
 pub mod rooms;
 pub mod sync;
+pub mod tags;
+pub mod typing;
 pub mod uia;
 pub mod voip;
 
@@ -62,6 +65,7 @@ pub struct Services {
     /// The key every event this server builds is signed with.
     pub key: keys::SigningKey,
     pub rooms: rooms::Rooms,
+    pub(crate) typing_here: typing::TypingHere,
 }
 
 impl Services {
@@ -98,7 +102,9 @@ impl Services {
             uia_sessions: uia::SessionTracker::default(),
             key,
             rooms: rooms::Rooms::new(pool_size),
+            typing_here: typing::TypingHere::default(),
         });
+        tokio::spawn(typing::expire(Arc::downgrade(&services)));
         // Changes made by other processes on a shared database wake this one's syncs.
         if let Some(mut wakeups) = services.store.take_wakeups() {
             let weak = Arc::downgrade(&services);

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 
 mod backup;
 mod e2ee;
+mod ephemeral;
 mod media;
 pub mod postgres;
 mod profile;
@@ -23,6 +24,7 @@ pub mod sqlite;
 
 pub use backup::*;
 pub use e2ee::*;
+pub use ephemeral::*;
 pub use media::*;
 pub use profile::*;
 pub use rooms::*;
@@ -153,14 +155,20 @@ pub enum Stream {
     DeviceLists,
     /// Messages to devices, one position per send request.
     ToDevice,
+    /// Read receipts (see [`EphemeralStore`]).
+    Receipts,
+    /// Changes of a room's typing list.
+    Typing,
 }
 
 impl Stream {
-    pub const ALL: [Stream; 4] = [
+    pub const ALL: [Stream; 6] = [
         Stream::AccountData,
         Stream::RoomEvents,
         Stream::DeviceLists,
         Stream::ToDevice,
+        Stream::Receipts,
+        Stream::Typing,
     ];
 
     /// The stream's row in `stream_positions`.
@@ -170,6 +178,8 @@ impl Stream {
             Stream::RoomEvents => "room_events",
             Stream::DeviceLists => "device_lists",
             Stream::ToDevice => "to_device",
+            Stream::Receipts => "receipts",
+            Stream::Typing => "typing",
         }
     }
 
@@ -179,6 +189,8 @@ impl Stream {
             Stream::RoomEvents => 1,
             Stream::DeviceLists => 2,
             Stream::ToDevice => 3,
+            Stream::Receipts => 4,
+            Stream::Typing => 5,
         }
     }
 
@@ -238,6 +250,8 @@ pub struct Dump {
     pub e2ee: E2eeDump,
     /// (user_id, field, JSON value)
     pub profile_fields: Vec<(String, String, String)>,
+    /// Receipts with their event positions and stream positions (typing is not kept).
+    pub receipts: Vec<(Receipt, u64, u64)>,
     /// Media metadata; the files stay where they are.
     pub media: Vec<MediaRecord>,
     pub thumbnails: Vec<ThumbnailRecord>,
@@ -282,6 +296,7 @@ pub trait Store:
     + KeyBackupStore
     + ProfileStore
     + MediaStore
+    + EphemeralStore
     + 'static
 {
     /// Opens a transaction on one user's data (see [`Txn`]). Units of work on the same user

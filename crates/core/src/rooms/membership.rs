@@ -244,6 +244,16 @@ pub async fn leave(
         )?))
     })
     .await?;
+    // TY-10: leaving ends typing, wherever it was started.
+    let now = crate::now_ms();
+    if services
+        .store
+        .set_typing(room_id.as_str(), &requester.user_id, None, now)
+        .await?
+        .is_some()
+    {
+        super::wake_members(services, room_id.as_str()).await;
+    }
     Ok(())
 }
 

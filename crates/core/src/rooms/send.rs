@@ -69,11 +69,14 @@ pub async fn send_message(
         content: canonical_object(Value::Object(content))?,
         redacts: None,
     };
-    append(services, &room, Some(txn), move |_head| {
+    let sent = append(services, &room, Some(txn), move |_head| {
         Ok(Planned::Draft(draft.clone()))
     })
     .await
-    .map_err(not_in_unknown_room)
+    .map_err(not_in_unknown_room)?;
+    // A message ends its sender's typing.
+    crate::typing::stop(services, room.as_str(), &requester.user_id).await;
+    Ok(sent)
 }
 
 /// `PUT /rooms/{roomId}/state/{eventType}/{stateKey}`.

@@ -16,11 +16,12 @@
 //!
 //! Layout: [`token`] (the versioned token), [`notifier`] (wake-ups), [`filter`], [`response`],
 //! and one module per section ([`account_data`], [`devices`] (to-device, device lists, key
-//! counts), [`rooms`] with each room's content in
+//! counts), [`ephemeral`] (receipts, typing), [`rooms`] with each room's content in
 //! [`room`]); the waiting logic stays here, in one place.
 
 mod account_data;
 mod devices;
+mod ephemeral;
 mod filter;
 mod notifier;
 mod response;
@@ -160,6 +161,16 @@ async fn build(
             tracing::warn!(error = %err, "recording lazy-loaded members failed");
         }
     }
+    ephemeral::fill(
+        services,
+        requester,
+        from,
+        upto,
+        filter,
+        &rooms,
+        &mut response,
+    )
+    .await?;
     let next = devices::fill(services, requester, from, upto, &mut response).await?;
     response.next_batch = next.to_string();
     // A full-state sync carries all account data, as an initial one does.

@@ -54,6 +54,21 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
     }
     let rooms = export_rooms(&mut tx).await?;
     let e2ee = e2ee_dump::export(&mut tx).await?;
+    type ReceiptDumpRow = (String, String, String, String, String, i64, i64, i64);
+    let receipts: Vec<ReceiptDumpRow> = sqlx::query_as(
+        "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, event_pos, stream_pos
+         FROM receipts",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(classify)?;
+    let receipts = receipts
+        .into_iter()
+        .map(|(room, user, kind, thread, event, ts, event_pos, pos)| {
+            let receipt = ephemeral::receipt_from_row((room, user, kind, thread, event, ts));
+            (receipt, event_pos as u64, pos as u64)
+        })
+        .collect();
     let media: Vec<media::MediaRow> = sqlx::query_as(
         "SELECT media_id, uploader, content_type, filename, size, created_ts FROM media",
     )
@@ -127,6 +142,7 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
         rooms,
         e2ee,
         profile_fields,
+        receipts,
         media,
         thumbnails,
     })
@@ -207,6 +223,24 @@ pub(super) async fn import(pool: &PgPool, dump: Dump) -> StoreResult<()> {
     }
     import_rooms(&mut tx, &dump.rooms).await?;
     e2ee_dump::import(&mut tx, &dump.e2ee).await?;
+    for (rc, event_pos, pos) in &dump.receipts {
+        sqlx::query(
+            "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, event_pos,
+                                   ts, stream_pos)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&rc.room_id)
+        .bind(&rc.user_id)
+        .bind(&rc.receipt_type)
+        .bind(rc.thread_id.clone().unwrap_or_default())
+        .bind(&rc.event_id)
+        .bind(*event_pos as i64)
+        .bind(rc.ts)
+        .bind(*pos as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
     for m in &dump.media {
         sqlx::query(
             "INSERT INTO media (media_id, uploader, content_type, filename, size, created_ts)

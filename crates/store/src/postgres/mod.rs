@@ -10,6 +10,7 @@ mod devices;
 mod dump;
 mod e2ee;
 mod e2ee_dump;
+mod ephemeral;
 mod media;
 mod positions;
 mod profile;
@@ -68,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "media",
         include_str!("../../migrations/postgres/0007_media.sql"),
+    ),
+    (
+        8,
+        "ephemeral",
+        include_str!("../../migrations/postgres/0008_ephemeral.sql"),
     ),
 ];
 

@@ -192,6 +192,21 @@ pub(super) fn to_device_note(pos: i64, user_id: &str) -> String {
     format!("td:{pos}:{user_id}")
 }
 
+/// A public receipt in this room at receipts position `pos`: its members look.
+pub(super) fn receipt_note(pos: i64, room_id: &str) -> String {
+    format!("rc:{pos}:{room_id}")
+}
+
+/// A private receipt: only its owner looks.
+pub(super) fn private_receipt_note(pos: i64, user_id: &str) -> String {
+    format!("rp:{pos}:{user_id}")
+}
+
+/// This room's typing list changed at typing position `pos`.
+pub(super) fn typing_note(pos: i64, room_id: &str) -> String {
+    format!("ty:{pos}:{room_id}")
+}
+
 /// Something was appended to a room by process `instance`, the last event at `pos`: the
 /// room's members look. The writing process woke its own waiters already.
 pub(super) fn room_note(pos: i64, instance: &str, room_id: &str) -> String {
@@ -221,6 +236,9 @@ fn parse_held(payload: &str, own: &str) -> Option<(Stream, i64, Wakeup)> {
         "ru" => (Stream::RoomEvents, Wakeup::User(id.to_owned())),
         "dl" => (Stream::DeviceLists, Wakeup::RoomMates(id.to_owned())),
         "td" => (Stream::ToDevice, Wakeup::User(id.to_owned())),
+        "rc" => (Stream::Receipts, Wakeup::Room(id.to_owned())),
+        "rp" => (Stream::Receipts, Wakeup::User(id.to_owned())),
+        "ty" => (Stream::Typing, Wakeup::Room(id.to_owned())),
         _ => return None,
     };
     Some((stream, pos, wakeup))

@@ -75,6 +75,18 @@ pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
         filters,
         positions,
         rooms: export_rooms(conn)?,
+        receipts: all(
+            conn,
+            "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, event_pos, stream_pos
+             FROM receipts",
+            |r| {
+                Ok((
+                    ephemeral::receipt_from_row(r)?,
+                    r.get::<_, i64>(6)? as u64,
+                    r.get::<_, i64>(7)? as u64,
+                ))
+            },
+        )?,
         media: all(
             conn,
             "SELECT media_id, uploader, content_type, filename, size, created_ts FROM media",
@@ -346,6 +358,23 @@ pub(super) fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
         }
         import_rooms(conn, &dump.rooms)?;
         e2ee_dump::import(conn, &dump.e2ee)?;
+        for (rc, event_pos, pos) in &dump.receipts {
+            conn.execute(
+                "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id,
+                                       event_pos, ts, stream_pos)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    rc.room_id,
+                    rc.user_id,
+                    rc.receipt_type,
+                    rc.thread_id.clone().unwrap_or_default(),
+                    rc.event_id,
+                    *event_pos as i64,
+                    rc.ts,
+                    *pos as i64
+                ],
+            )?;
+        }
         for m in &dump.media {
             conn.execute(
                 "INSERT INTO media (media_id, uploader, content_type, filename, size, created_ts)

@@ -12,6 +12,7 @@ mod devices;
 mod dump;
 mod e2ee;
 mod e2ee_dump;
+mod ephemeral;
 mod media;
 mod pool;
 mod profile;
@@ -62,6 +63,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "media",
         include_str!("../../migrations/sqlite/0006_media.sql"),
+    ),
+    (
+        7,
+        "ephemeral",
+        include_str!("../../migrations/sqlite/0007_ephemeral.sql"),
     ),
 ];
 
