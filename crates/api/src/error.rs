@@ -117,6 +117,11 @@ impl From<Error> for ApiError {
                 "Guest access is not available on this server",
             ),
             Error::NotFound(m) => matrix(S::NOT_FOUND, "M_NOT_FOUND", m),
+            Error::InviteBlocked => matrix(
+                S::FORBIDDEN,
+                "M_INVITE_BLOCKED",
+                "The invited user does not accept invites",
+            ),
             Error::KeyTooLarge(m) => matrix(S::BAD_REQUEST, "M_KEY_TOO_LARGE", m),
             Error::ProfileTooLarge(m) => matrix(S::BAD_REQUEST, "M_PROFILE_TOO_LARGE", m),
             Error::WrongRoomKeysVersion(current) => ApiError::Matrix(MatrixError {

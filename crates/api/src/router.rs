@@ -95,6 +95,16 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         // The trailing slashes are part of the spec's paths (PR-01, PR-03).
         ("/pushrules/", get(push_rules::get_push_rules)),
         ("/pushrules/global/", get(push_rules::get_global_push_rules)),
+        (
+            "/pushrules/{scope}/{kind}/{rule_id}",
+            get(push_rules::get_rule)
+                .put(push_rules::put_rule)
+                .delete(push_rules::delete_rule),
+        ),
+        (
+            "/pushrules/{scope}/{kind}/{rule_id}/{attribute}",
+            get(push_rules::get_attribute).put(push_rules::put_attribute),
+        ),
         // End-to-end encryption.
         ("/keys/upload", post(keys::upload_keys)),
         ("/keys/query", post(keys::query_keys)),

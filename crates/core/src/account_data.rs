@@ -60,6 +60,41 @@ fn check_writable(data_type: &str) -> Result<()> {
 }
 
 /// `PUT /user/{userId}[/rooms/{roomId}]/account_data/{type}`; `body` is the raw request body.
+/// The account-data type listing the users a user ignores.
+pub const IGNORED_USERS: &str = "m.ignored_user_list";
+
+/// The users `user_id` ignores; a malformed list ignores nobody (IG-08).
+pub async fn ignored_users(
+    services: &Services,
+    user_id: &str,
+) -> Result<std::collections::HashSet<String>> {
+    let stored = services
+        .store
+        .get_account_data(user_id, None, IGNORED_USERS)
+        .await?;
+    Ok(stored
+        .filter(|c| c != TOMBSTONE)
+        .and_then(|c| serde_json::from_str::<Value>(&c).ok())
+        .and_then(|c| {
+            c.get("ignored_users")
+                .and_then(Value::as_object)
+                .map(|users| users.keys().cloned().collect())
+        })
+        .unwrap_or_default())
+}
+
+/// Whether `user_id` blocks every invite (`m.invite_permission_config`, v1.18).
+pub async fn invites_blocked(services: &Services, user_id: &str) -> Result<bool> {
+    let stored = services
+        .store
+        .get_account_data(user_id, None, "m.invite_permission_config")
+        .await?;
+    Ok(stored
+        .filter(|c| c != TOMBSTONE)
+        .and_then(|c| serde_json::from_str::<Value>(&c).ok())
+        .is_some_and(|c| c.get("default_action").and_then(Value::as_str) == Some("block")))
+}
+
 pub async fn put(
     services: &Services,
     requester: &Requester,
@@ -78,6 +113,16 @@ pub async fn put(
     };
     if object.is_empty() {
         return remove(services, user_id, room_id, data_type).await;
+    }
+    // IG-08: ignoring oneself makes no sense.
+    if room_id.is_none()
+        && data_type == IGNORED_USERS
+        && object
+            .get("ignored_users")
+            .and_then(Value::as_object)
+            .is_some_and(|users| users.contains_key(user_id))
+    {
+        return Err(invalid_param("You cannot ignore yourself"));
     }
     let text = content.to_string();
     let max = services.config.limits.account_data_max_bytes;

@@ -70,6 +70,9 @@ pub enum Error {
     /// A profile over 64 KiB: 400 `M_PROFILE_TOO_LARGE`.
     #[error("profile too large: {0}")]
     ProfileTooLarge(Msg),
+    /// The invitee blocks invites (`m.invite_permission_config`): 403 `M_INVITE_BLOCKED`.
+    #[error("invite blocked")]
+    InviteBlocked,
     /// A key-backup write to a version that is not the current one: 403 with the current.
     #[error("wrong room keys version; current is {0}")]
     WrongRoomKeysVersion(String),

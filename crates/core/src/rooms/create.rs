@@ -462,6 +462,11 @@ pub(super) async fn check_local_invitee(services: &Services, user: &UserId) -> R
     if services.store.get_user(user.as_str()).await?.is_none() {
         return Err(invalid_param(format!("No such user: {user}")));
     }
+    // Invite permission (v1.18): a user who blocks invites is not invited, and createRoom
+    // refuses before it makes the room.
+    if crate::account_data::invites_blocked(services, user.as_str()).await? {
+        return Err(Error::InviteBlocked);
+    }
     Ok(())
 }
 

@@ -109,6 +109,11 @@ pub async fn put_state(
                     "join_authorised_via_users_server is set by the server, through /join",
                 ));
             }
+            if content.get("membership").and_then(Value::as_str) == Some("invite")
+                && crate::account_data::invites_blocked(services, state_key).await?
+            {
+                return Err(Error::InviteBlocked);
+            }
         }
         "m.room.canonical_alias" => check_canonical_alias(services, &room, &content).await?,
         _ => {}

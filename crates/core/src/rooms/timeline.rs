@@ -93,11 +93,21 @@ pub struct MessagesQuery<'a> {
     pub filter: Option<&'a str>,
 }
 
-fn parse_filter(filter: Option<&str>) -> Result<EventFilter> {
-    match filter {
-        None | Some("") => Ok(EventFilter::default()),
-        Some(f) => EventFilter::parse_room_event_filter(f),
+/// The request's filter, with the reader's ignored users left out (IG-02).
+async fn parse_filter(
+    services: &Services,
+    user_id: &str,
+    filter: Option<&str>,
+) -> Result<EventFilter> {
+    let mut filter = match filter {
+        None | Some("") => EventFilter::default(),
+        Some(f) => EventFilter::parse_room_event_filter(f)?,
+    };
+    let ignored = crate::account_data::ignored_users(services, user_id).await?;
+    if !ignored.is_empty() {
+        filter.ignored = Some(std::sync::Arc::new(ignored));
     }
+    Ok(filter)
 }
 
 /// `GET /rooms/{roomId}/messages` (TL-01..12).
@@ -108,7 +118,7 @@ pub async fn messages(
     query: MessagesQuery<'_>,
 ) -> Result<Messages> {
     let room = parse_room_id(room_id)?;
-    let filter = parse_filter(query.filter)?;
+    let filter = parse_filter(services, &requester.user_id, query.filter).await?;
     let from = query.from.map(parse_room_token).transpose()?;
     let to = query.to.map(parse_room_token).transpose()?;
     let limit = query.limit.unwrap_or(10).clamp(1, MAX_LIMIT);
@@ -208,7 +218,7 @@ pub async fn context(
 ) -> Result<Context> {
     let room = parse_room_id(room_id)?;
     crate::ids::check_event_id(event_id)?;
-    let filter = parse_filter(filter)?;
+    let filter = parse_filter(services, &requester.user_id, filter).await?;
     let limit = limit.unwrap_or(10).min(MAX_LIMIT);
     let access = access(services, room.as_str(), &requester.user_id).await?;
     let event = services

@@ -67,6 +67,8 @@ pub(super) async fn fill(
                     .await?,
             );
         }
+        // IG-10: nothing of ignored users, receipts and typing included.
+        receipts.retain(|r| !filter.ignored.contains(&r.user_id));
         for (room, content) in receipt_contents(receipts) {
             events
                 .entry(room)
@@ -85,7 +87,8 @@ pub(super) async fn fill(
             let after = from.map(|f| f.get(Stream::Typing));
             lists.extend(services.store.typing(known, after, upto_pos, now).await?);
         }
-        for (room, users) in lists {
+        for (room, mut users) in lists {
+            users.retain(|u| !filter.ignored.contains(u));
             events
                 .entry(room)
                 .or_default()

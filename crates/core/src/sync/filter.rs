@@ -23,6 +23,12 @@ pub struct Filter {
     pub event_fields: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_format: Option<EventFormat>,
+    /// The reader's ignored users, for invites and ephemeral events (IG-05, IG-10).
+    #[serde(skip)]
+    pub(crate) ignored: std::sync::Arc<std::collections::HashSet<String>>,
+    /// Whether the reader blocks invites (`m.invite_permission_config`): then none is served.
+    #[serde(skip)]
+    pub(crate) invites_blocked: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
@@ -57,6 +63,10 @@ pub struct EventFilter {
     pub include_redundant_members: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unread_thread_notifications: Option<bool>,
+    /// The reader's ignored users (`m.ignored_user_list`), whose non-state events are left
+    /// out (IG-02, IG-03). Never part of a stored filter.
+    #[serde(skip)]
+    pub(crate) ignored: Option<std::sync::Arc<std::collections::HashSet<String>>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -156,6 +166,14 @@ impl EventFilter {
         if !self.allows_type(&event.event_type) || !self.allows_sender(&event.sender) {
             return false;
         }
+        if event.state_key.is_none()
+            && self
+                .ignored
+                .as_ref()
+                .is_some_and(|ignored| ignored.contains(&event.sender))
+        {
+            return false;
+        }
         match self.contains_url {
             None => true,
             Some(wanted) => {
@@ -187,6 +205,23 @@ impl EventFilter {
 
     pub(crate) fn allows_room(&self, room_id: &str) -> bool {
         room_allowed(self.rooms.as_deref(), self.not_rooms.as_deref(), room_id)
+    }
+}
+
+impl Filter {
+    /// Applies the reader's ignore list to every part of the filter that needs it.
+    pub(crate) fn ignoring(mut self, ignored: std::collections::HashSet<String>) -> Self {
+        if ignored.is_empty() {
+            return self;
+        }
+        let ignored = std::sync::Arc::new(ignored);
+        self.room
+            .get_or_insert_with(RoomFilter::default)
+            .timeline
+            .get_or_insert_with(EventFilter::default)
+            .ignored = Some(ignored.clone());
+        self.ignored = ignored;
+        self
     }
 }
 

@@ -72,10 +72,13 @@ pub async fn sync(
             ));
         }
     }
-    let filter = match params.filter.as_deref() {
+    let mut filter = match params.filter.as_deref() {
         Some(f) if !f.is_empty() => resolve_filter(services, requester, f).await?,
         _ => Filter::default(),
-    };
+    }
+    .ignoring(crate::account_data::ignored_users(services, &requester.user_id).await?);
+    filter.invites_blocked =
+        crate::account_data::invites_blocked(services, &requester.user_id).await?;
     let timeout = Duration::from_millis(
         params
             .timeout_ms
@@ -172,6 +175,17 @@ async fn build(
     )
     .await?;
     let next = devices::fill(services, requester, from, upto, &mut response).await?;
+    // IG-04 (RS-05): a joined room whose new events were all filtered out (from ignored users,
+    // say) is absent, not present and empty.
+    if from.is_some() && !full_state {
+        response.rooms.join.retain(|room_id, room| {
+            rooms.newly_joined.contains(room_id)
+                || !(room.timeline.events.is_empty()
+                    && room.state.events.is_empty()
+                    && room.account_data.is_empty()
+                    && room.ephemeral.is_empty())
+        });
+    }
     response.next_batch = next.to_string();
     // A full-state sync carries all account data, as an initial one does.
     account_data::fill(

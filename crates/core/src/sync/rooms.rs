@@ -175,6 +175,15 @@ pub(super) async fn fill(
             }
             "invite" | "knock" if since.is_none() || changed || full_state => {
                 let stripped = stripped_state(services, room_id, last).await?;
+                // IG-05 (MB-26): an invite from an ignored user is not delivered.
+                let from_ignored = stripped.events.iter().any(|e| {
+                    e.kind == "m.room.member"
+                        && e.state_key == user_id
+                        && filter.ignored.contains(&e.sender)
+                });
+                if last.membership == "invite" && (from_ignored || filter.invites_blocked) {
+                    continue;
+                }
                 if last.membership == "invite" {
                     response.rooms.invite.insert(
                         room_id.to_owned(),
