@@ -220,25 +220,8 @@ async fn dl12_a_room_mates_new_device_wakes_a_long_poll() {
     let bob = server.register("bob").await;
     shared_room(&server, &alice, &bob).await;
     let since = next_batch(&server, &bob).await;
-    let (base, client, token) = (
-        server.base.clone(),
-        server.client.clone(),
-        bob.token.clone(),
-    );
     let started = Instant::now();
-    let poll = tokio::spawn(async move {
-        client
-            .get(format!(
-                "{base}/_matrix/client/v3/sync?since={since}&timeout=10000"
-            ))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    });
+    let poll = server.spawn_sync(&bob, &since, 10_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.login(&alice, None).await;
     let body = poll.await.unwrap();
@@ -412,24 +395,7 @@ async fn td13_a_message_wakes_the_long_poll_and_dd03_deletion_drops_the_queue() 
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
     let since = next_batch(&server, &bob).await;
-    let (base, client, token) = (
-        server.base.clone(),
-        server.client.clone(),
-        bob.token.clone(),
-    );
-    let poll = tokio::spawn(async move {
-        client
-            .get(format!(
-                "{base}/_matrix/client/v3/sync?since={since}&timeout=10000"
-            ))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    });
+    let poll = server.spawn_sync(&bob, &since, 10_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     send_to_device(

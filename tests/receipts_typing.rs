@@ -224,24 +224,7 @@ async fn rc07_a_receipt_wakes_the_other_members_long_poll() {
     let (alice, bob, room) = pair(&server).await;
     let event = server.send_text(&alice, &room, "one").await;
     let since = next(&server.sync(&alice, &[]).await);
-    let (base, client, token) = (
-        server.base.clone(),
-        server.client.clone(),
-        alice.token.clone(),
-    );
-    let poll = tokio::spawn(async move {
-        client
-            .get(format!(
-                "{base}/_matrix/client/v3/sync?since={since}&timeout=10000"
-            ))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    });
+    let poll = server.spawn_sync(&alice, &since, 10_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     receipt(&server, &bob, &room, "m.read", &event, json!({}))

@@ -379,6 +379,28 @@ impl TestServer {
         .assert_ok();
     }
 
+    /// A long-polling `GET /sync` from `since`, running on its own task; its body.
+    pub fn spawn_sync(
+        &self,
+        user: &User,
+        since: &str,
+        timeout_ms: u64,
+    ) -> tokio::task::JoinHandle<Value> {
+        let url = self.url(&format!("/sync?since={}&timeout={timeout_ms}", enc(since)));
+        let (client, token) = (self.client.clone(), user.token.clone());
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    }
+
     /// `GET /sync` with query pairs (values encoded here), asserting success.
     pub async fn sync(&self, user: &User, query: &[(&str, &str)]) -> Value {
         let query: Vec<String> = query
