@@ -62,8 +62,8 @@ pub(super) async fn delete_device_keys(
     Ok(())
 }
 
-async fn key_counts<'e>(
-    conn: impl sqlx::PgExecutor<'e> + Copy,
+async fn key_counts(
+    conn: &mut PgConnection,
     user_id: &str,
     device_id: &str,
 ) -> StoreResult<KeyCounts> {
@@ -73,7 +73,7 @@ async fn key_counts<'e>(
     )
     .bind(user_id)
     .bind(device_id)
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await
     .map_err(classify)?;
     let unused_fallback = sqlx::query_scalar(
@@ -82,7 +82,7 @@ async fn key_counts<'e>(
     )
     .bind(user_id)
     .bind(device_id)
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await
     .map_err(classify)?;
     Ok(KeyCounts {
@@ -301,7 +301,10 @@ impl E2eeStore for PostgresStore {
                 })
                 .collect(),
             acknowledged_left,
-            counts: key_counts(&self.pool, user_id, device_id).await?,
+            counts: {
+                let mut conn = self.pool.acquire().await.map_err(classify)?;
+                key_counts(&mut conn, user_id, device_id).await?
+            },
         })
     }
 
@@ -483,28 +486,6 @@ impl KeysTxn for PgTxn {
 
     async fn key_counts(&mut self, device_id: &str) -> StoreResult<KeyCounts> {
         let user_id = self.user_id().to_owned();
-        let conn = self.conn();
-        let one_time: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT algorithm, COUNT(*) FROM one_time_keys
-             WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm",
-        )
-        .bind(&user_id)
-        .bind(device_id)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(classify)?;
-        let unused_fallback = sqlx::query_scalar(
-            "SELECT algorithm FROM fallback_keys
-             WHERE user_id = $1 AND device_id = $2 AND NOT used ORDER BY algorithm",
-        )
-        .bind(&user_id)
-        .bind(device_id)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(classify)?;
-        Ok(KeyCounts {
-            one_time: one_time.into_iter().map(|(a, n)| (a, n as u64)).collect(),
-            unused_fallback,
-        })
+        key_counts(self.conn(), &user_id, device_id).await
     }
 }
