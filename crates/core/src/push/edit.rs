@@ -7,7 +7,7 @@
 //! ruleset goes out as `m.push_rules` account data, which wakes the user's syncs (PR-28).
 
 use ruma_common::{
-    OwnedRoomId, OwnedUserId, UserId,
+    OwnedRoomId, OwnedUserId,
     push::{
         Action, InsertPushRuleError, NewConditionalPushRule, NewPatternedPushRule, NewPushRule,
         NewSimplePushRule, PushCondition, RemovePushRuleError, RuleKind, Ruleset,
@@ -15,7 +15,7 @@ use ruma_common::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{PUSH_RULES, load, to_json};
+use super::{PUSH_RULES, default_ruleset, load, to_json};
 use crate::{
     Error, Services,
     auth::Requester,
@@ -51,31 +51,6 @@ fn kind_name(kind: &RuleKind) -> &'static str {
     }
 }
 
-/// The user's ruleset as it is now, defaults merged in.
-async fn current(services: &Services, user_id: &str) -> Result<Ruleset> {
-    let stored = services
-        .store
-        .get_account_data(user_id, None, PUSH_RULES)
-        .await?;
-    Ok(load(stored.as_deref(), user_id).unwrap_or_else(|| defaults(user_id)))
-}
-
-fn defaults(user_id: &str) -> Ruleset {
-    <&UserId>::try_from(user_id)
-        .map(Ruleset::server_default)
-        .unwrap_or_default()
-}
-
-/// One rule as clients see it.
-fn find(ruleset: &Ruleset, kind: &RuleKind, rule_id: &str) -> Option<Value> {
-    let json = to_json(ruleset);
-    json[kind_name(kind)]
-        .as_array()?
-        .iter()
-        .find(|r| r["rule_id"] == rule_id)
-        .cloned()
-}
-
 /// `GET /pushrules/global/{kind}/{ruleId}`.
 pub async fn get_rule(
     services: &Services,
@@ -83,8 +58,12 @@ pub async fn get_rule(
     kind: &RuleKind,
     rule_id: &str,
 ) -> Result<Value> {
-    let ruleset = current(services, &requester.user_id).await?;
-    find(&ruleset, kind, rule_id).ok_or_else(rule_not_found)
+    let ruleset = super::ruleset(services, &requester.user_id).await?;
+    ruleset[kind_name(kind)]
+        .as_array()
+        .and_then(|rules| rules.iter().find(|r| r["rule_id"] == rule_id))
+        .cloned()
+        .ok_or_else(rule_not_found)
 }
 
 /// `GET /pushrules/global/{kind}/{ruleId}/{enabled|actions}`.
@@ -182,7 +161,7 @@ async fn modify(
                 .account_data_among(None, &[PUSH_RULES.to_owned()])
                 .await?;
             let mut ruleset = load(stored.first().map(|(_, c)| c.as_str()), &user)
-                .unwrap_or_else(|| defaults(&user));
+                .unwrap_or_else(|| default_ruleset(&user));
             change(&mut ruleset)?;
             let content = json!({ "global": to_json(&ruleset) }).to_string();
             tx.put_account_data(None, PUSH_RULES, &content).await?;

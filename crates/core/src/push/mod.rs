@@ -63,11 +63,15 @@ pub(crate) fn to_json(ruleset: &Ruleset) -> Value {
 
 /// The server-default ruleset of the current spec for this user.
 pub fn server_default(user_id: &str) -> Value {
-    match <&UserId>::try_from(user_id) {
-        Ok(user_id) => to_json(&Ruleset::server_default(user_id)),
-        // Every user ID reaching here was validated at registration.
-        Err(_) => to_json(&Ruleset::new()),
-    }
+    to_json(&default_ruleset(user_id))
+}
+
+/// The same as a ruleset; empty for an ID that cannot have rules (every user ID reaching
+/// here was validated at registration).
+pub(crate) fn default_ruleset(user_id: &str) -> Ruleset {
+    <&UserId>::try_from(user_id)
+        .map(Ruleset::server_default)
+        .unwrap_or_default()
 }
 
 /// The rule kinds of a ruleset, in the order of evaluation.
