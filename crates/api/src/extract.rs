@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     AppState,
-    error::{ApiError, bad_json, body_timeout, not_json, too_large},
+    error::{ApiError, bad_json, body_timeout, invalid_param, not_json, too_large},
 };
 
 /// The authenticated party, resolved from `Authorization: Bearer` or `?access_token=`.
@@ -89,6 +89,19 @@ impl FromRequestParts<AppState> for ClientIp {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         Ok(Self(client_ip(parts, &state.0)))
+    }
+}
+
+impl QueryParams {
+    /// A non-negative integer parameter; 400 `M_INVALID_PARAM` when it is not one.
+    pub fn number(&self, name: &str) -> Result<Option<usize>, ApiError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<usize>()
+                .map(Some)
+                .map_err(|_| invalid_param(format!("{name} must be a non-negative integer"))),
+        }
     }
 }
 

@@ -105,6 +105,7 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/pushrules/{scope}/{kind}/{rule_id}/{attribute}",
             get(push_rules::get_attribute).put(push_rules::put_attribute),
         ),
+        ("/notifications", get(notifications::get_notifications)),
         // End-to-end encryption.
         ("/keys/upload", post(keys::upload_keys)),
         ("/keys/query", post(keys::query_keys)),

@@ -72,15 +72,20 @@ pub async fn ignored_users(
         .store
         .get_account_data(user_id, None, IGNORED_USERS)
         .await?;
-    Ok(stored
-        .filter(|c| c != TOMBSTONE)
-        .and_then(|c| serde_json::from_str::<Value>(&c).ok())
+    Ok(ignored_from(stored.as_deref()))
+}
+
+/// The users an `m.ignored_user_list` content names.
+pub(crate) fn ignored_from(stored: Option<&str>) -> std::collections::HashSet<String> {
+    stored
+        .filter(|c| *c != TOMBSTONE)
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
         .and_then(|c| {
             c.get("ignored_users")
                 .and_then(Value::as_object)
                 .map(|users| users.keys().cloned().collect())
         })
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// Whether `user_id` blocks every invite (`m.invite_permission_config`, v1.18).
@@ -172,6 +177,9 @@ async fn write(
                 }
             };
             if written {
+                if room.is_none() && myelin_store::PUSH_INPUT_TYPES.contains(&kind.as_str()) {
+                    services.push_recipients.forget(&user);
+                }
                 services.notifier.wake(&user);
             }
             Ok(written)

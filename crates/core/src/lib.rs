@@ -65,6 +65,8 @@ pub struct Services {
     /// The key every event this server builds is signed with.
     pub key: keys::SigningKey,
     pub rooms: rooms::Rooms,
+    /// Push rules and ignore lists of the members an event is evaluated for.
+    pub push_recipients: push::eval::RecipientCache,
     pub(crate) typing_here: typing::TypingHere,
 }
 
@@ -102,6 +104,7 @@ impl Services {
             uia_sessions: uia::SessionTracker::default(),
             key,
             rooms: rooms::Rooms::new(pool_size),
+            push_recipients: push::eval::RecipientCache::new(!store.is_shared()),
             typing_here: typing::TypingHere::default(),
         });
         tokio::spawn(typing::expire(Arc::downgrade(&services)));

@@ -19,6 +19,7 @@ mod ephemeral;
 mod media;
 pub mod postgres;
 mod profile;
+mod push;
 mod rooms;
 pub mod sqlite;
 
@@ -27,6 +28,7 @@ pub use e2ee::*;
 pub use ephemeral::*;
 pub use media::*;
 pub use profile::*;
+pub use push::*;
 pub use rooms::*;
 
 /// Errors every backend maps its own failures into.
@@ -255,6 +257,8 @@ pub struct Dump {
     /// Media metadata; the files stay where they are.
     pub media: Vec<MediaRecord>,
     pub thumbnails: Vec<ThumbnailRecord>,
+    /// (user_id, row)
+    pub push_actions: Vec<(String, PushActionRow)>,
 }
 
 /// The rooms part of a [`Dump`], table by table.
@@ -297,6 +301,7 @@ pub trait Store:
     + ProfileStore
     + MediaStore
     + EphemeralStore
+    + PushStore
     + 'static
 {
     /// Opens a transaction on one user's data (see [`Txn`]). Units of work on the same user

@@ -91,6 +91,8 @@ pub struct NewEvent {
     /// For an `m.room.redaction` that takes effect: the event it redacts.
     pub redacts: Option<String>,
     pub txn: Option<EventTxn>,
+    /// Whom the event notifies (see [`crate::PushStore`]).
+    pub push: Vec<crate::PushAction>,
 }
 
 /// A batch of events to append to one room (see the module docs).
@@ -232,6 +234,10 @@ pub trait RoomStore: Send + Sync {
     /// Rooms with events in `(after, upto]`, with the position of the latest one. Syncs ask
     /// for short windows; core keeps the rooms it cares about.
     async fn rooms_with_events(&self, after: u64, upto: u64) -> StoreResult<Vec<(String, u64)>>;
+
+    /// Whether any room has a member event in `(after, upto]`: only then can memberships, and
+    /// with them who shares a room with whom, have changed.
+    async fn member_events_between(&self, after: u64, upto: u64) -> StoreResult<bool>;
 
     /// The state after the event at `at` (the current state when `None`), optionally only
     /// entries of one type.

@@ -8,6 +8,7 @@ pub mod devices;
 pub mod keys;
 pub mod media;
 pub mod membership;
+pub mod notifications;
 pub mod profile;
 pub mod push_rules;
 pub mod receipts;

@@ -22,16 +22,6 @@ fn event_id(id: impl std::fmt::Display) -> Json<Value> {
     Json(json!({ "event_id": id.to_string() }))
 }
 
-fn number(query: &QueryParams, name: &str) -> ApiResult<Option<usize>> {
-    match query.0.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .parse::<usize>()
-            .map(Some)
-            .map_err(|_| invalid_param(format!("{name} must be a non-negative integer"))),
-    }
-}
-
 /// # `POST /_matrix/client/v3/createRoom`
 ///
 /// Creates the room with its first events in one transaction; the creator is joined and
@@ -225,7 +215,7 @@ pub async fn get_messages(
             from: q.get("from").map(String::as_str),
             to: q.get("to").map(String::as_str),
             backward,
-            limit: number(&query, "limit")?,
+            limit: query.number("limit")?,
             filter: q.get("filter").map(String::as_str),
         },
     )
@@ -245,7 +235,7 @@ pub async fn get_context(
         &requester,
         &room_id,
         &event_id,
-        number(&query, "limit")?,
+        query.number("limit")?,
         query.0.get("filter").map(String::as_str),
     )
     .await?;

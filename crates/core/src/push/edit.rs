@@ -166,6 +166,7 @@ async fn modify(
             let content = json!({ "global": to_json(&ruleset) }).to_string();
             tx.put_account_data(None, PUSH_RULES, &content).await?;
             tx.commit().await?;
+            services.push_recipients.forget(&user);
             services.notifier.wake(&user);
             Ok(())
         })

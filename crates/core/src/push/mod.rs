@@ -11,6 +11,8 @@
 //! while keeping what they changed of the old ones.
 
 pub mod edit;
+pub mod eval;
+pub mod notifications;
 
 use ruma_common::{UserId, push::Ruleset};
 use serde_json::{Value, json};

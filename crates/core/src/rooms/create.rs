@@ -416,10 +416,16 @@ pub async fn create_room(
     }
 
     let Builder { head, drafts, .. } = builder;
-    let events = drafts
-        .iter()
-        .map(|(draft, built)| new_event(draft, built, None))
-        .collect();
+    let mut events = Vec::with_capacity(drafts.len());
+    for (draft, built) in &drafts {
+        let mut event = new_event(draft, built, None);
+        // Only the invites can notify anyone: nobody else is in the room yet.
+        if event.membership.as_deref() == Some("invite") {
+            event.push =
+                crate::push::eval::evaluate(services, &head, &built.pdu, &built.json).await;
+        }
+        events.push(event);
+    }
     let append = Append {
         room_id: room_id.to_string(),
         new_room: Some(NewRoom {

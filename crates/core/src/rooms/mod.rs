@@ -331,7 +331,8 @@ async fn attempt(
         return Err(refused);
     }
     let event_id = built.pdu.event_id.clone();
-    let new_event = new_event(&draft, &built, txn.map(|t| t.txn.clone()));
+    let mut new_event = new_event(&draft, &built, txn.map(|t| t.txn.clone()));
+    new_event.push = crate::push::eval::evaluate(services, head, &built.pdu, &built.json).await;
     let pending = services.store.append_events(
         Append {
             room_id: room_id.to_string(),
@@ -499,5 +500,6 @@ fn new_event(draft: &Draft, built: &events::Built, txn: Option<EventTxn>) -> New
         membership,
         redacts: draft.redacts.as_ref().map(ToString::to_string),
         txn,
+        push: Vec::new(),
     }
 }

@@ -65,9 +65,11 @@ pub(super) async fn fill(
     }
     // DL-11: device lists only say what changed since a token.
     if let Some(from) = from {
-        let moved = [Stream::DeviceLists, Stream::RoomEvents]
-            .into_iter()
-            .any(|s| upto.get(s) > from.get(s));
+        // Room events change device lists only through memberships; most windows (a
+        // long-poll woken by a message) have none and skip the delta's joins.
+        let (after, end) = (from.get(Stream::RoomEvents), upto.get(Stream::RoomEvents));
+        let moved = upto.get(Stream::DeviceLists) > from.get(Stream::DeviceLists)
+            || (end > after && services.store.member_events_between(after, end).await?);
         if moved {
             let delta = services
                 .store

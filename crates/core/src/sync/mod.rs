@@ -23,6 +23,7 @@ mod account_data;
 mod devices;
 mod ephemeral;
 mod filter;
+mod notifications;
 mod notifier;
 mod response;
 mod room;
@@ -198,5 +199,6 @@ async fn build(
         &mut response,
     )
     .await?;
+    notifications::fill(services, &requester.user_id, upto, filter, &mut response).await?;
     Ok(response)
 }

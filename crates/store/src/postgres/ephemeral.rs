@@ -87,6 +87,16 @@ impl EphemeralStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
+        if matches!(receipt.receipt_type.as_str(), "m.read" | "m.read.private") {
+            push::read_up_to(
+                &mut tx,
+                &receipt.user_id,
+                &receipt.room_id,
+                receipt.thread_id.as_deref(),
+                event_pos,
+            )
+            .await?;
+        }
         tx.commit().await.map_err(classify)?;
         let note = if receipt.receipt_type == "m.read.private" {
             positions::private_receipt_note(pos, &receipt.user_id)

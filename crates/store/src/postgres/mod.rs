@@ -14,6 +14,7 @@ mod ephemeral;
 mod media;
 mod positions;
 mod profile;
+mod push;
 mod room_append;
 mod rooms;
 mod sync;
@@ -74,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "ephemeral",
         include_str!("../../migrations/postgres/0008_ephemeral.sql"),
+    ),
+    (
+        9,
+        "push_actions",
+        include_str!("../../migrations/postgres/0009_push_actions.sql"),
     ),
 ];
 

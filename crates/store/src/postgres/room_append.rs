@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgPool, Postgres, pool::PoolConnection};
 use super::{
     classify,
     positions::{Held, room_note, room_user_note},
+    push,
 };
 use crate::{
     Append, CONFLICT_ALIAS, CONFLICT_EXTREMITIES, CONFLICT_ROOM_EXISTS, CONFLICT_TXN, NewEvent,
@@ -236,6 +237,7 @@ async fn insert_event(
         .await
         .map_err(classify)?;
     }
+    push::write_actions(&mut *tx, room_id, event, pos, now).await?;
     if let Some(redacts) = &event.redacts {
         sqlx::query(
             "UPDATE events SET redacted_by = $3

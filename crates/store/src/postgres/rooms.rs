@@ -201,6 +201,18 @@ impl RoomStore for PostgresStore {
         Ok(rows.into_iter().map(|(r, p)| (r, p as u64)).collect())
     }
 
+    async fn member_events_between(&self, after: u64, upto: u64) -> StoreResult<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE pos > $1 AND pos <= $2
+                              AND event_type = 'm.room.member')",
+        )
+        .bind(crate::pos_param(after))
+        .bind(crate::pos_param(upto))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
     async fn state_at(
         &self,
         room_id: &str,

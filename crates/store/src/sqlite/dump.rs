@@ -112,6 +112,7 @@ pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?,
         e2ee: e2ee_dump::export(conn)?,
+        push_actions: push::export(conn)?,
     })
 }
 
@@ -358,6 +359,7 @@ pub(super) fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
         }
         import_rooms(conn, &dump.rooms)?;
         e2ee_dump::import(conn, &dump.e2ee)?;
+        push::import(conn, &dump.push_actions)?;
         for (rc, event_pos, pos) in &dump.receipts {
             conn.execute(
                 "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id,

@@ -265,7 +265,7 @@ impl E2eeStore for SqliteStore {
                         counts: key_counts(conn, &user_id, &device_id)?,
                     })
                 };
-                run().map_err(classify)
+                pool::snapshot(conn, run).map_err(classify)
             })
             .await
     }

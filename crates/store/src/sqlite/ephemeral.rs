@@ -76,6 +76,15 @@ impl EphemeralStore for SqliteStore {
                         receipt.ts,
                         pos as i64
                     ])?;
+                    if matches!(receipt.receipt_type.as_str(), "m.read" | "m.read.private") {
+                        push::read_up_to(
+                            conn,
+                            &receipt.user_id,
+                            &receipt.room_id,
+                            receipt.thread_id.as_deref(),
+                            event_pos,
+                        )?;
+                    }
                     Ok(Some(pos))
                 };
                 run().map_err(classify)

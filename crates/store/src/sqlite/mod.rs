@@ -16,6 +16,7 @@ mod ephemeral;
 mod media;
 mod pool;
 mod profile;
+mod push;
 mod room_append;
 mod rooms;
 mod sync;
@@ -68,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "ephemeral",
         include_str!("../../migrations/sqlite/0007_ephemeral.sql"),
+    ),
+    (
+        8,
+        "push_actions",
+        include_str!("../../migrations/sqlite/0008_push_actions.sql"),
     ),
 ];
 

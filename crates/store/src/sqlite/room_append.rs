@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use super::{next_pos, pool::classify};
+use super::{next_pos, pool::classify, push};
 use crate::{
     Append, CONFLICT_ALIAS, CONFLICT_EXTREMITIES, CONFLICT_ROOM_EXISTS, CONFLICT_TXN, NewEvent,
     StoreError, StoreResult, Stream,
@@ -151,6 +151,7 @@ fn insert_event(
             )?
             .execute(params![user_id, pos_i, room_id, membership, event.event_id])?;
         }
+        push::write_actions(conn, room_id, event, pos_i, now)?;
         if let Some(redacts) = &event.redacts {
             conn.prepare_cached(
                 "UPDATE events SET redacted_by = ?3

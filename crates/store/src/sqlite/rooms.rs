@@ -216,6 +216,24 @@ impl RoomStore for SqliteStore {
             .await
     }
 
+    async fn member_events_between(&self, after: u64, upto: u64) -> StoreResult<bool> {
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM events WHERE pos > ?1 AND pos <= ?2
+                                      AND event_type = 'm.room.member')",
+                )
+                .and_then(|mut s| {
+                    s.query_row(
+                        params![crate::pos_param(after), crate::pos_param(upto)],
+                        |r| r.get(0),
+                    )
+                })
+                .map_err(classify)
+            })
+            .await
+    }
+
     async fn state_at(
         &self,
         room_id: &str,
