@@ -1,6 +1,8 @@
 //! Myelin, a Matrix homeserver: configuration loading and the server's life cycle. The binary
 //! (`main.rs`) is the command line around this; tests start servers through [`start`].
 
+mod push_gateway;
+
 use std::{net::SocketAddr, path::Path, pin::pin, sync::Arc, time::Duration};
 
 use anyhow::Context;
@@ -147,6 +149,18 @@ pub async fn start(
             let _ = background_stopped.await;
         },
     ));
+    services
+        .delivery
+        .set_client(Arc::new(push_gateway::HttpGateway::new(
+            services.config.push.allow_private_gateways,
+        )));
+    let (stop_delivery, delivery_stopped) = oneshot::channel::<()>();
+    let delivery = tokio::spawn(myelin_core::push::gateway::run(
+        services.clone(),
+        async move {
+            let _ = delivery_stopped.await;
+        },
+    ));
     let served = services.clone();
     let task = tokio::spawn(async move {
         let notifier_services = served.clone();
@@ -161,6 +175,8 @@ pub async fn start(
         serve(listener, app, &served.config.limits, shutdown).await;
         let _ = stop_background.send(());
         let _ = background.await;
+        let _ = stop_delivery.send(());
+        let _ = delivery.await;
         served.store.close().await;
         tracing::info!("database closed");
         Ok(())

@@ -345,7 +345,7 @@ fn unknown_config_keys_are_named_with_the_keys_expected() {
             "foo = 1\n",
             "error: unknown key `foo`; expected one of: server_name, listen, public_baseurl, \
              database, registration, password, limits, rate_limits, devices, uia, sync, rooms, \
-             voip, media, appservices, trusted_proxies, workers\n",
+             voip, media, push, appservices, trusted_proxies, workers\n",
         ),
         (
             "[database]\nfoo = 1\n",

@@ -106,6 +106,8 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             get(push_rules::get_attribute).put(push_rules::put_attribute),
         ),
         ("/notifications", get(notifications::get_notifications)),
+        ("/pushers", get(pushers::get_pushers)),
+        ("/pushers/set", post(pushers::set_pusher)),
         // End-to-end encryption.
         ("/keys/upload", post(keys::upload_keys)),
         ("/keys/query", post(keys::query_keys)),

@@ -27,6 +27,7 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub voip: VoipConfig,
     pub media: MediaConfig,
+    pub push: PushConfig,
     /// Paths to application-service registration files (YAML).
     pub appservices: Vec<PathBuf>,
     /// Addresses of reverse proxies whose `X-Forwarded-For` header is believed.
@@ -53,6 +54,7 @@ impl Default for Config {
             rooms: RoomsConfig::default(),
             voip: VoipConfig::default(),
             media: MediaConfig::default(),
+            push: PushConfig::default(),
             appservices: Vec::new(),
             trusted_proxies: Vec::new(),
             workers: None,
@@ -343,6 +345,15 @@ impl Default for MediaConfig {
             serve_unauthenticated: false,
         }
     }
+}
+
+/// Push gateways (`POST /pushers/set`): their URLs are fetched by the server, so by default
+/// an address on loopback, a private network or a link-local range is refused (PG-04).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Allow gateways on loopback and private addresses (a gateway beside the server).
+    pub allow_private_gateways: bool,
 }
 
 /// A configuration value that is well-typed but unusable.

@@ -67,6 +67,8 @@ pub struct Services {
     pub rooms: rooms::Rooms,
     /// Push rules and ignore lists of the members an event is evaluated for.
     pub push_recipients: push::eval::RecipientCache,
+    /// Delivery to push gateways (see [`push::gateway`]).
+    pub delivery: push::gateway::Delivery,
     pub(crate) typing_here: typing::TypingHere,
 }
 
@@ -105,6 +107,7 @@ impl Services {
             key,
             rooms: rooms::Rooms::new(pool_size),
             push_recipients: push::eval::RecipientCache::new(!store.is_shared()),
+            delivery: push::gateway::Delivery::default(),
             typing_here: typing::TypingHere::default(),
         });
         tokio::spawn(typing::expire(Arc::downgrade(&services)));

@@ -100,6 +100,7 @@ async fn send_receipt(
     services
         .detached(move |services| async move {
             if services.store.put_receipt(receipt, pos).await?.is_some() {
+                services.delivery.receipt_moved(&user);
                 if private {
                     services.notifier.wake(&user);
                 } else {

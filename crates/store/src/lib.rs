@@ -259,6 +259,7 @@ pub struct Dump {
     pub thumbnails: Vec<ThumbnailRecord>,
     /// (user_id, row)
     pub push_actions: Vec<(String, PushActionRow)>,
+    pub pushers: Vec<Pusher>,
 }
 
 /// The rooms part of a [`Dump`], table by table.

@@ -44,6 +44,25 @@ pub struct Notification {
 /// A stored row, for `myelin db copy`: (pos, room_id, event_id, action, unread, ts).
 pub type PushActionRow = (u64, String, String, PushAction, bool, i64);
 
+/// A pusher as stored; `data` is its JSON object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pusher {
+    pub user_id: String,
+    pub app_id: String,
+    pub pushkey: String,
+    /// The device whose token made it ('' for none).
+    pub device_id: String,
+    pub kind: String,
+    pub app_display_name: String,
+    pub device_display_name: String,
+    pub profile_tag: Option<String>,
+    pub lang: String,
+    pub data: String,
+    pub created_ts: i64,
+    /// The last notification position delivered (or given up on).
+    pub last_pos: u64,
+}
+
 /// The account-data types push evaluation reads for each recipient.
 pub const PUSH_INPUT_TYPES: [&str; 2] = ["m.push_rules", "m.ignored_user_list"];
 
@@ -65,4 +84,35 @@ pub trait PushStore: Send + Sync {
         limit: usize,
         only_highlight: bool,
     ) -> StoreResult<Vec<Notification>>;
+
+    /// The user's pushers.
+    async fn pushers(&self, user_id: &str) -> StoreResult<Vec<Pusher>>;
+
+    /// Adds or replaces (same user, app and key) a pusher. A new one starts at the room
+    /// stream's current position, a replaced one keeps its own. Without `append`, the same
+    /// app and key of other users are removed.
+    async fn set_pusher(&self, pusher: Pusher, append: bool) -> StoreResult<()>;
+
+    /// Removes a pusher; nothing when there is none.
+    async fn delete_pusher(&self, user_id: &str, app_id: &str, pushkey: &str) -> StoreResult<()>;
+
+    /// Pushers with notifications past their position.
+    async fn due_pushers(&self) -> StoreResult<Vec<Pusher>>;
+
+    /// The user's notifications after `after`, oldest first.
+    async fn notifications_after(
+        &self,
+        user_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Notification>>;
+
+    /// Records that a pusher is done with everything up to `pos`.
+    async fn advance_pusher(
+        &self,
+        user_id: &str,
+        app_id: &str,
+        pushkey: &str,
+        pos: u64,
+    ) -> StoreResult<()>;
 }

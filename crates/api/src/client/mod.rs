@@ -11,6 +11,7 @@ pub mod membership;
 pub mod notifications;
 pub mod profile;
 pub mod push_rules;
+pub mod pushers;
 pub mod receipts;
 pub mod register;
 pub mod rooms;

@@ -12,7 +12,9 @@
 
 pub mod edit;
 pub mod eval;
+pub mod gateway;
 pub mod notifications;
+pub mod pushers;
 
 use ruma_common::{UserId, push::Ruleset};
 use serde_json::{Value, json};

@@ -450,6 +450,7 @@ pub async fn create_room(
             }
             services.rooms.insert(head);
             services.notifier.wake_many(&audience);
+            services.delivery.wake.notify_one();
             Ok(())
         })
         .await?;

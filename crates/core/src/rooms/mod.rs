@@ -333,6 +333,7 @@ async fn attempt(
     let event_id = built.pdu.event_id.clone();
     let mut new_event = new_event(&draft, &built, txn.map(|t| t.txn.clone()));
     new_event.push = crate::push::eval::evaluate(services, head, &built.pdu, &built.json).await;
+    let notifies = !new_event.push.is_empty();
     let pending = services.store.append_events(
         Append {
             room_id: room_id.to_string(),
@@ -379,6 +380,9 @@ async fn attempt(
     match result {
         Ok(_) => {
             services.notifier.wake_many(&audience);
+            if notifies {
+                services.delivery.wake.notify_one();
+            }
             Ok(Attempt::Done(event_id))
         }
         Err(StoreError::Conflict(CONFLICT_EXTREMITIES)) => Ok(Attempt::Again),

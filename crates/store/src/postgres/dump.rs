@@ -55,6 +55,7 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
     let rooms = export_rooms(&mut tx).await?;
     let e2ee = e2ee_dump::export(&mut tx).await?;
     let push_actions = push::export(&mut tx).await?;
+    let pushers = pushers::select(&mut tx, "", None).await?;
     type ReceiptDumpRow = (String, String, String, String, String, i64, i64, i64);
     let receipts: Vec<ReceiptDumpRow> = sqlx::query_as(
         "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, event_pos, stream_pos
@@ -147,6 +148,7 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
         media,
         thumbnails,
         push_actions,
+        pushers,
     })
 }
 
@@ -226,6 +228,9 @@ pub(super) async fn import(pool: &PgPool, dump: Dump) -> StoreResult<()> {
     import_rooms(&mut tx, &dump.rooms).await?;
     e2ee_dump::import(&mut tx, &dump.e2ee).await?;
     push::import(&mut tx, &dump.push_actions).await?;
+    for pusher in &dump.pushers {
+        pushers::insert(&mut tx, pusher, pusher.last_pos).await?;
+    }
     for (rc, event_pos, pos) in &dump.receipts {
         sqlx::query(
             "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, event_pos,

@@ -15,6 +15,7 @@ mod media;
 mod positions;
 mod profile;
 mod push;
+mod pushers;
 mod room_append;
 mod rooms;
 mod sync;
@@ -80,6 +81,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "push_actions",
         include_str!("../../migrations/postgres/0009_push_actions.sql"),
+    ),
+    (
+        10,
+        "pushers",
+        include_str!("../../migrations/postgres/0010_pushers.sql"),
     ),
 ];
 

@@ -7,7 +7,9 @@ use sqlx::{PgConnection, Row};
 
 use super::rooms::{EVENT_COLUMNS, event_from_row};
 use super::*;
-use crate::{Notification, PUSH_INPUT_TYPES, PushAction, PushStore, UnreadCount, pos_param};
+use crate::{
+    Notification, PUSH_INPUT_TYPES, PushAction, PushStore, Pusher, UnreadCount, pos_param,
+};
 
 /// The rows of an event being appended: its push actions, the room read by a member event
 /// that ends the membership, the rows of an event it redacts.
@@ -134,33 +136,86 @@ impl PushStore for PostgresStore {
         limit: usize,
         only_highlight: bool,
     ) -> StoreResult<Vec<Notification>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS}, p.actions, p.unread, p.ts
-             FROM push_actions p JOIN events e ON e.pos = p.pos
-             WHERE p.user_id = $1 AND p.pos < $2 AND (NOT $3 OR p.highlight)
-             ORDER BY p.pos DESC LIMIT $4"
-        ))
-        .bind(user_id)
-        .bind(before.map_or(i64::MAX, pos_param))
-        .bind(only_highlight)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(|r| {
-                let event = event_from_row(r)?;
-                Ok(Notification {
-                    pos: event.pos,
-                    event,
-                    actions: r.try_get(11)?,
-                    read: !r.try_get::<bool, _>(12)?,
-                    ts: r.try_get(13)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(classify)
+        let sql =
+            notification_sql("p.pos < $2 AND (NOT $3 OR p.highlight) ORDER BY p.pos DESC LIMIT $4");
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(before.map_or(i64::MAX, pos_param))
+            .bind(only_highlight)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        notifications_from(&rows)
     }
+
+    async fn pushers(&self, user_id: &str) -> StoreResult<Vec<Pusher>> {
+        self.pushers_of(user_id).await
+    }
+
+    async fn set_pusher(&self, pusher: Pusher, append: bool) -> StoreResult<()> {
+        self.put_pusher(pusher, append).await
+    }
+
+    async fn delete_pusher(&self, user_id: &str, app_id: &str, pushkey: &str) -> StoreResult<()> {
+        self.remove_pusher(user_id, app_id, pushkey).await
+    }
+
+    async fn due_pushers(&self) -> StoreResult<Vec<Pusher>> {
+        self.pushers_due().await
+    }
+
+    async fn notifications_after(
+        &self,
+        user_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Notification>> {
+        let sql = notification_sql("p.pos > $2 ORDER BY p.pos LIMIT $3");
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(pos_param(after))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        notifications_from(&rows)
+    }
+
+    async fn advance_pusher(
+        &self,
+        user_id: &str,
+        app_id: &str,
+        pushkey: &str,
+        pos: u64,
+    ) -> StoreResult<()> {
+        self.move_pusher(user_id, app_id, pushkey, pos).await
+    }
+}
+
+/// Notification rows of user `$1` with their events; `rest` continues the `WHERE`.
+fn notification_sql(rest: &str) -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS}, p.actions, p.unread, p.ts
+         FROM push_actions p JOIN events e ON e.pos = p.pos
+         WHERE p.user_id = $1 AND {rest}"
+    )
+}
+
+fn notifications_from(rows: &[sqlx::postgres::PgRow]) -> StoreResult<Vec<Notification>> {
+    rows.iter()
+        .map(|r| {
+            let event = event_from_row(r)?;
+            Ok(Notification {
+                pos: event.pos,
+                event,
+                actions: r.try_get(11)?,
+                read: !r.try_get::<bool, _>(12)?,
+                ts: r.try_get(13)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(classify)
 }
 
 type Row9 = (String, i64, String, String, String, bool, String, bool, i64);

@@ -137,6 +137,7 @@ impl Txn for PgTxn {
             .await
             .map_err(classify)?;
         super::e2ee::delete_device_keys(&mut self.tx, &self.user_id, device_ids).await?;
+        super::pushers::delete_for_devices(&mut self.tx, &self.user_id, device_ids).await?;
         // The devices' tokens go with them (ON DELETE CASCADE).
         sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)")
             .bind(&self.user_id)

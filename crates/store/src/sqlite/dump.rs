@@ -113,6 +113,7 @@ pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
         )?,
         e2ee: e2ee_dump::export(conn)?,
         push_actions: push::export(conn)?,
+        pushers: pushers::select(conn, "", [])?,
     })
 }
 
@@ -360,6 +361,9 @@ pub(super) fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
         import_rooms(conn, &dump.rooms)?;
         e2ee_dump::import(conn, &dump.e2ee)?;
         push::import(conn, &dump.push_actions)?;
+        for pusher in &dump.pushers {
+            pushers::insert(conn, pusher, pusher.last_pos)?;
+        }
         for (rc, event_pos, pos) in &dump.receipts {
             conn.execute(
                 "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id,

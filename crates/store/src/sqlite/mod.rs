@@ -17,6 +17,7 @@ mod media;
 mod pool;
 mod profile;
 mod push;
+mod pushers;
 mod room_append;
 mod rooms;
 mod sync;
@@ -74,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "push_actions",
         include_str!("../../migrations/sqlite/0008_push_actions.sql"),
+    ),
+    (
+        9,
+        "pushers",
+        include_str!("../../migrations/sqlite/0009_pushers.sql"),
     ),
 ];
 

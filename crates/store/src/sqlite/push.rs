@@ -5,7 +5,9 @@ use async_trait::async_trait;
 
 use super::rooms::{EVENT_COLUMNS, event_from_row};
 use super::*;
-use crate::{Notification, PUSH_INPUT_TYPES, PushAction, PushStore, UnreadCount, pos_param};
+use crate::{
+    Notification, PUSH_INPUT_TYPES, PushAction, PushStore, Pusher, UnreadCount, pos_param,
+};
 
 /// The rows of an event being appended: its push actions, the room read by a member event
 /// that ends the membership, the rows of an event it redacts.
@@ -129,33 +131,85 @@ impl PushStore for SqliteStore {
         let before = before.map_or(i64::MAX, pos_param);
         self.pool
             .read(move |conn| {
-                let sql = format!(
-                    "SELECT {EVENT_COLUMNS}, p.actions, p.unread, p.ts
-                     FROM push_actions p JOIN events e ON e.pos = p.pos
-                     WHERE p.user_id = ?1 AND p.pos < ?2 AND (?3 = 0 OR p.highlight = 1)
-                     ORDER BY p.pos DESC LIMIT ?4"
-                );
-                conn.prepare_cached(&sql)
-                    .and_then(|mut s| {
-                        s.query_map(
-                            params![user_id, before, only_highlight, limit as i64],
-                            |r| {
-                                let event = event_from_row(r)?;
-                                Ok(Notification {
-                                    pos: event.pos,
-                                    event,
-                                    actions: r.get(11)?,
-                                    read: !r.get::<_, bool>(12)?,
-                                    ts: r.get(13)?,
-                                })
-                            },
-                        )?
-                        .collect()
-                    })
-                    .map_err(classify)
+                notification_rows(
+                    conn,
+                    "p.pos < ?2 AND (?3 = 0 OR p.highlight = 1) ORDER BY p.pos DESC LIMIT ?4",
+                    params![user_id, before, only_highlight, limit as i64],
+                )
+                .map_err(classify)
             })
             .await
     }
+
+    async fn pushers(&self, user_id: &str) -> StoreResult<Vec<Pusher>> {
+        self.pushers_of(user_id).await
+    }
+
+    async fn set_pusher(&self, pusher: Pusher, append: bool) -> StoreResult<()> {
+        self.put_pusher(pusher, append).await
+    }
+
+    async fn delete_pusher(&self, user_id: &str, app_id: &str, pushkey: &str) -> StoreResult<()> {
+        self.remove_pusher(user_id, app_id, pushkey).await
+    }
+
+    async fn due_pushers(&self) -> StoreResult<Vec<Pusher>> {
+        self.pushers_due().await
+    }
+
+    async fn notifications_after(
+        &self,
+        user_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Notification>> {
+        let user_id = user_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                notification_rows(
+                    conn,
+                    "p.pos > ?2 ORDER BY p.pos LIMIT ?3",
+                    params![user_id, pos_param(after), limit as i64],
+                )
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn advance_pusher(
+        &self,
+        user_id: &str,
+        app_id: &str,
+        pushkey: &str,
+        pos: u64,
+    ) -> StoreResult<()> {
+        self.move_pusher(user_id, app_id, pushkey, pos).await
+    }
+}
+
+/// Notification rows of user `?1` with their events; `rest` continues the `WHERE`.
+fn notification_rows(
+    conn: &Connection,
+    rest: &str,
+    args: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<Notification>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS}, p.actions, p.unread, p.ts
+         FROM push_actions p JOIN events e ON e.pos = p.pos
+         WHERE p.user_id = ?1 AND {rest}"
+    );
+    conn.prepare_cached(&sql)?
+        .query_map(args, |r| {
+            let event = event_from_row(r)?;
+            Ok(Notification {
+                pos: event.pos,
+                event,
+                actions: r.get(11)?,
+                read: !r.get::<_, bool>(12)?,
+                ts: r.get(13)?,
+            })
+        })?
+        .collect()
 }
 
 pub(super) fn export(conn: &Connection) -> rusqlite::Result<Vec<(String, crate::PushActionRow)>> {

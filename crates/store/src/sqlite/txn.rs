@@ -177,6 +177,7 @@ impl Txn for SqliteTxn {
                 devices.execute(params![user_id, device_id])?;
                 lazy.execute(params![user_id, device_id])?;
                 super::e2ee::delete_device_keys(conn, user_id, device_id)?;
+                super::pushers::delete_for_device(conn, user_id, device_id)?;
             }
             if !device_ids.is_empty() {
                 super::e2ee::record_device_change(conn, user_id)?;
