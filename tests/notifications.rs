@@ -327,6 +327,29 @@ async fn pe11_a_muted_room_and_an_ignored_sender_do_not_count() {
 }
 
 #[tokio::test]
+async fn pe21_counting_starts_at_the_join_and_a_profile_change_keeps_it() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server
+        .create_room(&alice, json!({ "invite": [bob.user_id] }))
+        .await;
+    server.join(&bob, &room).await;
+    // The invite notified Bob; joining read it.
+    assert_eq!(counts_now(&server, &bob, &room).await, (0, 0));
+    server.send_text(&alice, &room, "welcome").await;
+    server
+        .put(
+            &format!("/profile/{}/displayname", enc(&bob.user_id)),
+            &bob.token,
+            json!({ "displayname": "Robert" }),
+        )
+        .await
+        .assert_ok();
+    assert_eq!(counts_now(&server, &bob, &room).await, (1, 0));
+}
+
+#[tokio::test]
 async fn leaving_a_room_reads_it() {
     let server = TestServer::start().await;
     let (alice, bob, room) = pair(&server).await;

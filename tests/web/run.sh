@@ -82,8 +82,11 @@ if [[ -n "${WEB_POSTGRES_URL:-}" ]]; then
 fi
 echo "database: ${database%%://*}"
 
+# Every step registers its own people from this one address, more than a person's burst.
 MYELIN_LISTEN="127.0.0.1:$port" \
 MYELIN_REGISTRATION__ENABLED=true \
+MYELIN_RATE_LIMITS__REGISTRATION_PER_ADDRESS__PER_SECOND=10 \
+MYELIN_RATE_LIMITS__REGISTRATION_PER_ADDRESS__BURST=100 \
 MYELIN_DATABASE__URL="$database" \
     "$bin" serve >"$work/server.log" 2>&1 &
 server_pid=$!

@@ -4,7 +4,7 @@
 //!
 //! Counts are positional, never counters (PE-21..26): a row stays unread until a read
 //! receipt of its user reaches its event, in its thread or unthreaded, in the receipt's own
-//! transaction; a member event ending the user's membership reads the room; a redaction
+//! transaction; a member event starting or ending the user's membership reads the room; a redaction
 //! deletes the redacted event's rows (PE-29).
 
 use async_trait::async_trait;

@@ -93,6 +93,9 @@ pub struct NewEvent {
     pub txn: Option<EventTxn>,
     /// Whom the event notifies (see [`crate::PushStore`]).
     pub push: Vec<crate::PushAction>,
+    /// A user whose notifications in the room the event reads: counting starts again when
+    /// a membership starts or ends.
+    pub reads_room_for: Option<String>,
 }
 
 /// A batch of events to append to one room (see the module docs).

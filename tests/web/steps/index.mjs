@@ -3,5 +3,6 @@
 import { devices } from "./devices.mjs";
 import { login } from "./login.mjs";
 import { rooms } from "./rooms.mjs";
+import { unread } from "./unread.mjs";
 
-export const STEPS = [login, devices, rooms];
+export const STEPS = [login, devices, rooms, unread];

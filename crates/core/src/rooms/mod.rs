@@ -334,6 +334,7 @@ async fn attempt(
     let mut new_event = new_event(&draft, &built, txn.map(|t| t.txn.clone()));
     new_event.push = crate::push::eval::evaluate(services, head, &built.pdu, &built.json).await;
     let notifies = !new_event.push.is_empty();
+    new_event.reads_room_for = reads_room_for(head, &new_event);
     let pending = services.store.append_events(
         Append {
             room_id: room_id.to_string(),
@@ -505,5 +506,16 @@ fn new_event(draft: &Draft, built: &events::Built, txn: Option<EventTxn>) -> New
         redacts: draft.redacts.as_ref().map(ToString::to_string),
         txn,
         push: Vec::new(),
+        reads_room_for: None,
     }
+}
+
+/// PE-21: a user's count in a room starts at their join (an invite's notification is read
+/// by accepting it) and ends with their leave; a join that only changes a profile is none.
+fn reads_room_for(head: &Head, event: &NewEvent) -> Option<String> {
+    let target = event.state_key.as_deref()?;
+    let after = event.membership.as_deref()?;
+    let before = head.membership(target);
+    let starts = after == "join" && before != Some("join");
+    (starts || matches!(after, "leave" | "ban")).then(|| target.to_owned())
 }

@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// The rows of an event being appended: its push actions, the room read by a member event
-/// that ends the membership, the rows of an event it redacts.
+/// that starts or ends a membership, the rows of an event it redacts.
 pub(super) async fn write_actions(
     tx: &mut PgConnection,
     room_id: &str,
@@ -43,9 +43,7 @@ pub(super) async fn write_actions(
         .await
         .map_err(classify)?;
     }
-    if let (Some(membership), Some(user_id)) = (&event.membership, &event.state_key)
-        && matches!(membership.as_str(), "leave" | "ban")
-    {
+    if let Some(user_id) = &event.reads_room_for {
         sqlx::query(
             "UPDATE push_actions SET unread = FALSE
              WHERE user_id = $1 AND room_id = $2 AND unread",

@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// The rows of an event being appended: its push actions, the room read by a member event
-/// that ends the membership, the rows of an event it redacts.
+/// that starts or ends a membership, the rows of an event it redacts.
 pub(super) fn write_actions(
     conn: &Connection,
     room_id: &str,
@@ -37,9 +37,7 @@ pub(super) fn write_actions(
             ])?;
         }
     }
-    if let (Some(membership), Some(user_id)) = (&event.membership, &event.state_key)
-        && matches!(membership.as_str(), "leave" | "ban")
-    {
+    if let Some(user_id) = &event.reads_room_for {
         conn.prepare_cached(
             "UPDATE push_actions SET unread = 0
              WHERE user_id = ?1 AND room_id = ?2 AND unread = 1",
