@@ -136,6 +136,7 @@ impl From<Error> for ApiError {
             Error::BadJson(m) => matrix(S::BAD_REQUEST, "M_BAD_JSON", m),
             Error::NotJson(m) => matrix(S::BAD_REQUEST, "M_NOT_JSON", m),
             Error::MissingParam(m) => matrix(S::BAD_REQUEST, "M_MISSING_PARAM", m),
+            Error::InvalidSignature(m) => matrix(S::BAD_REQUEST, "M_INVALID_SIGNATURE", m),
             Error::InvalidParam(m) => matrix(S::BAD_REQUEST, "M_INVALID_PARAM", m),
             Error::TooLarge(m) => matrix(S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", m),
             Error::FieldTooLong(m) => matrix(S::BAD_REQUEST, "M_TOO_LARGE", m),

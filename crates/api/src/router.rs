@@ -111,6 +111,11 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         // End-to-end encryption.
         ("/keys/upload", post(keys::upload_keys)),
         ("/keys/query", post(keys::query_keys)),
+        (
+            "/keys/device_signing/upload",
+            post(keys::upload_signing_keys),
+        ),
+        ("/keys/signatures/upload", post(keys::upload_signatures)),
         ("/keys/claim", post(keys::claim_keys)),
         ("/keys/changes", get(keys::key_changes)),
         (
@@ -204,6 +209,15 @@ pub fn routes(state: AppState) -> Router {
         .route(
             "/_matrix/client/unstable/org.matrix.msc3391/user/{user_id}/rooms/{room_id}/account_data/{type}",
             delete(account_data::delete_room_account_data),
+        )
+        // XS-20: older clients and SyTest still post cross-signing keys to the unstable paths.
+        .route(
+            "/_matrix/client/unstable/keys/device_signing/upload",
+            post(keys::upload_signing_keys),
+        )
+        .route(
+            "/_matrix/client/unstable/keys/signatures/upload",
+            post(keys::upload_signatures),
         );
     for (path, method_router) in client_routes() {
         for prefix in ["/_matrix/client/v3", "/_matrix/client/r0"] {

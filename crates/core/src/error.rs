@@ -70,6 +70,9 @@ pub enum Error {
     /// A profile over 64 KiB: 400 `M_PROFILE_TOO_LARGE`.
     #[error("profile too large: {0}")]
     ProfileTooLarge(Msg),
+    /// A signature that does not verify (`M_INVALID_SIGNATURE`).
+    #[error("{0}")]
+    InvalidSignature(Msg),
     /// The invitee blocks invites (`m.invite_permission_config`): 403 `M_INVITE_BLOCKED`.
     #[error("invite blocked")]
     InviteBlocked,

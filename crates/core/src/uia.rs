@@ -333,6 +333,45 @@ pub fn login_identifier(body: &Map<String, Value>) -> Result<Option<&str>> {
     Ok(named)
 }
 
+/// The one confirmation a signed-in user gives for a sensitive change (deleting devices,
+/// replacing cross-signing keys): their password, where they have one; an appservice
+/// acting for its user needs none.
+pub async fn confirm_with_password(
+    services: &Services,
+    requester: &crate::auth::Requester,
+    fingerprint: String,
+    body: &Map<String, Value>,
+    client_ip: Option<&str>,
+) -> Result<()> {
+    if requester.appservice.is_some() {
+        return Ok(());
+    }
+    // UIA-12: only offer the password stage to accounts that have a password.
+    let has_password = services
+        .store
+        .get_user(&requester.user_id)
+        .await?
+        .is_some_and(|u| u.password_hash.is_some());
+    let flows = if has_password {
+        vec![vec![PASSWORD]]
+    } else {
+        Vec::new()
+    };
+    authenticate(
+        services,
+        Operation {
+            user_id: Some(&requester.user_id),
+            fingerprint,
+            flows,
+            remember: None,
+        },
+        body.get("auth").filter(|a| !a.is_null()),
+        client_ip,
+    )
+    .await
+    .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

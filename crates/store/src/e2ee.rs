@@ -119,6 +119,32 @@ pub struct E2eeDump {
     /// (user_id, device_id, message)
     pub to_device: Vec<(String, String, ToDeviceMessage)>,
     pub backups: crate::BackupDump,
+    pub cross_signing: Vec<CrossSigningKey>,
+    pub signatures: Vec<KeySignature>,
+}
+
+/// A signature uploaded for a device's keys or a master key (see
+/// [`E2eeStore::key_signatures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySignature {
+    pub target_user: String,
+    /// A device ID, or a master key's public key.
+    pub target_key: String,
+    pub signer_user: String,
+    /// `ed25519:<key>` of the signing key.
+    pub signer_key: String,
+    pub signature: String,
+}
+
+/// A cross-signing key of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrossSigningKey {
+    pub user_id: String,
+    /// `master`, `self_signing` or `user_signing`.
+    pub usage: String,
+    /// The public key (unpadded base64).
+    pub key_id: String,
+    pub json: String,
 }
 
 /// The end-to-end-encryption use cases that are not one user's unit of work.
@@ -170,6 +196,17 @@ pub trait E2eeStore: Send + Sync {
         upto: StreamPositions,
     ) -> StoreResult<DeviceListDelta>;
 
+    /// The cross-signing keys of these users.
+    async fn cross_signing_keys(&self, users: Vec<String>) -> StoreResult<Vec<CrossSigningKey>>;
+
+    /// Uploaded signatures of these users' keys that `viewer` may see: those a user made of
+    /// their own keys, and the viewer's own of anyone's.
+    async fn key_signatures(
+        &self,
+        targets: Vec<String>,
+        viewer: &str,
+    ) -> StoreResult<Vec<KeySignature>>;
+
     /// Users who share a joined room with `user_id` now, the user included.
     async fn room_mates(&self, user_id: &str) -> StoreResult<Vec<String>>;
 }
@@ -204,6 +241,16 @@ pub trait KeysTxn: Send {
     async fn put_fallback_key(&mut self, device_id: &str, key: OneTimeKey) -> StoreResult<()>;
 
     async fn key_counts(&mut self, device_id: &str) -> StoreResult<KeyCounts>;
+
+    /// The user's cross-signing keys, read under the unit's lock.
+    async fn cross_signing_keys_of(&mut self) -> StoreResult<Vec<CrossSigningKey>>;
+
+    /// Stores these cross-signing keys of the user (replacing those of the same usage), and
+    /// records a device-list change so every client that shares a room with them looks.
+    async fn put_cross_signing_keys(&mut self, keys: Vec<CrossSigningKey>) -> StoreResult<()>;
+
+    /// Stores signatures the user made, and records a device-list change of the user.
+    async fn put_key_signatures(&mut self, signatures: Vec<KeySignature>) -> StoreResult<()>;
 }
 
 /// The device-list delta of [`E2eeStore::device_list_delta`], for both backends (PostgreSQL

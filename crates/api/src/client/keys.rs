@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::{
     AppState,
     error::ApiResult,
-    extract::{Auth, QueryParams, RawBody},
+    extract::{Auth, ClientIp, QueryParams, RawBody},
     path::Segments,
 };
 
@@ -27,11 +27,39 @@ pub async fn upload_keys(
 /// # `POST /_matrix/client/v3/keys/query`
 pub async fn query_keys(
     State(state): State<AppState>,
-    Auth(_requester): Auth,
+    Auth(requester): Auth,
     body: RawBody,
 ) -> ApiResult<Json<Value>> {
     let body = body.object()?;
-    Ok(Json(e2ee::query(&state.0, body).await?))
+    Ok(Json(e2ee::query(&state.0, &requester, body).await?))
+}
+
+/// # `POST /_matrix/client/v3/keys/device_signing/upload`
+///
+/// The user's cross-signing keys; UIA once a master key is stored and a key changes.
+pub async fn upload_signing_keys(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    ClientIp(ip): ClientIp,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    let body = body.object_or_empty()?;
+    e2ee::cross_signing::upload(&state.0, &requester, body, ip.as_deref()).await?;
+    Ok(Json(json!({})))
+}
+
+/// # `POST /_matrix/client/v3/keys/signatures/upload`
+///
+/// Signatures of keys; `failures` says which were refused (XS-13).
+pub async fn upload_signatures(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    let body = body.object_or_empty()?;
+    Ok(Json(
+        e2ee::signatures::upload(&state.0, &requester, body).await?,
+    ))
 }
 
 /// # `POST /_matrix/client/v3/keys/claim`

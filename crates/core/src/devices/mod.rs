@@ -184,31 +184,5 @@ async fn authorise_deletion(
     body: &Map<String, Value>,
     client_ip: Option<&str>,
 ) -> Result<()> {
-    if requester.appservice.is_some() {
-        return Ok(());
-    }
-    // UIA-12: only offer the password stage to accounts that have a password.
-    let has_password = services
-        .store
-        .get_user(&requester.user_id)
-        .await?
-        .is_some_and(|u| u.password_hash.is_some());
-    let flows = if has_password {
-        vec![vec![uia::PASSWORD]]
-    } else {
-        Vec::new()
-    };
-    uia::authenticate(
-        services,
-        uia::Operation {
-            user_id: Some(&requester.user_id),
-            fingerprint,
-            flows,
-            remember: None,
-        },
-        body.get("auth").filter(|a| !a.is_null()),
-        client_ip,
-    )
-    .await
-    .map(drop)
+    uia::confirm_with_password(services, requester, fingerprint, body, client_ip).await
 }

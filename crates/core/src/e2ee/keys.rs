@@ -241,7 +241,11 @@ fn split_local<'a>(
 }
 
 /// `POST /keys/query`.
-pub async fn query(services: &Services, body: Map<String, Value>) -> Result<Value> {
+pub async fn query(
+    services: &Services,
+    requester: &Requester,
+    body: Map<String, Value>,
+) -> Result<Value> {
     let asked = match body.get("device_keys") {
         Some(Value::Object(asked)) => asked,
         None => return Err(missing_param("Missing required field: device_keys")),
@@ -269,6 +273,8 @@ pub async fn query(services: &Services, body: Map<String, Value>) -> Result<Valu
         }
     }
     let (keys, existing) = services.store.device_keys(local).await?;
+    let cross_signing =
+        super::cross_signing::for_query(services, &requester.user_id, existing.clone()).await?;
     let mut device_keys: Map<String, Value> =
         existing.into_iter().map(|u| (u, json!({}))).collect();
     for row in keys {
@@ -287,7 +293,12 @@ pub async fn query(services: &Services, body: Map<String, Value>) -> Result<Valu
             devices.insert(row.device_id, Value::Object(key));
         }
     }
-    Ok(json!({ "device_keys": device_keys, "failures": failures }))
+    let users: Vec<String> = device_keys.keys().cloned().collect();
+    let mut answer = cross_signing;
+    answer.insert("device_keys".into(), Value::Object(device_keys));
+    super::signatures::merge(services, &requester.user_id, users, &mut answer).await?;
+    answer.insert("failures".into(), Value::Object(failures));
+    Ok(Value::Object(answer))
 }
 
 /// `POST /keys/claim`.

@@ -1,14 +1,16 @@
 //! End-to-end encryption, server side (`keys.yaml`, `to_device.yaml`): device keys, one-time
 //! and fallback keys, device lists and to-device messages. The server never reads a key: it
 //! keeps what clients upload, hands it out, and tells every client when a user's devices
-//! changed.
+//! changed. Cross-signing keys ([`cross_signing`]) are kept and served the same way.
 //!
 //! Who learns of a change is one question, [`notify_device_change`]: the user and everyone
 //! sharing a joined room with them (the spec's "users who share a room"; unencrypted rooms
 //! count, as every test suite expects, DL-09).
 
 pub mod backup;
+pub mod cross_signing;
 mod keys;
+pub mod signatures;
 mod to_device;
 
 pub(crate) use keys::counts_json;

@@ -14,8 +14,8 @@ use sqlx::PgConnection;
 
 use super::{txn::PgTxn, *};
 use crate::{
-    ClaimedKey, DeviceInbox, DeviceKeys, DeviceListDelta, E2eeStore, FallbackKey, KeyClaim,
-    KeyCounts, KeysTxn, OneTimeKey, ToDeviceMessage, ToDeviceSend,
+    ClaimedKey, CrossSigningKey, DeviceInbox, DeviceKeys, DeviceListDelta, E2eeStore, FallbackKey,
+    KeyClaim, KeyCounts, KeySignature, KeysTxn, OneTimeKey, ToDeviceMessage, ToDeviceSend,
     e2ee::{DEVICE_LIST_DELTA, ROOM_MATES, delta_from_rows},
     pos_param,
 };
@@ -342,6 +342,20 @@ impl E2eeStore for PostgresStore {
         Ok(delta_from_rows(rows))
     }
 
+    async fn cross_signing_keys(&self, users: Vec<String>) -> StoreResult<Vec<CrossSigningKey>> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        cross_signing::select(&mut conn, Some(&users)).await
+    }
+
+    async fn key_signatures(
+        &self,
+        targets: Vec<String>,
+        viewer: &str,
+    ) -> StoreResult<Vec<KeySignature>> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        cross_signing::signatures(&mut conn, Some((&targets, viewer))).await
+    }
+
     async fn room_mates(&self, user_id: &str) -> StoreResult<Vec<String>> {
         sqlx::query_scalar(&pg_sql(ROOM_MATES))
             .bind(user_id)
@@ -481,6 +495,31 @@ impl KeysTxn for PgTxn {
         .execute(self.conn())
         .await
         .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn cross_signing_keys_of(&mut self) -> StoreResult<Vec<CrossSigningKey>> {
+        let users = vec![self.user_id().to_owned()];
+        cross_signing::select(self.conn(), Some(&users)).await
+    }
+
+    async fn put_cross_signing_keys(&mut self, keys: Vec<CrossSigningKey>) -> StoreResult<()> {
+        for key in &keys {
+            cross_signing::insert(self.conn(), key).await?;
+        }
+        let user_id = self.user_id().to_owned();
+        let note = record_device_change(self.conn(), &user_id).await?;
+        self.note(note);
+        Ok(())
+    }
+
+    async fn put_key_signatures(&mut self, signatures: Vec<KeySignature>) -> StoreResult<()> {
+        for signature in &signatures {
+            cross_signing::insert_signature(self.conn(), signature).await?;
+        }
+        let user_id = self.user_id().to_owned();
+        let note = record_device_change(self.conn(), &user_id).await?;
+        self.note(note);
         Ok(())
     }
 

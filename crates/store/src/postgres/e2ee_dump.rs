@@ -78,7 +78,11 @@ pub(super) async fn export(tx: &mut PgConnection) -> StoreResult<E2eeDump> {
             )
             .collect(),
     };
+    let cross_signing = cross_signing::select(&mut *tx, None).await?;
+    let signatures = cross_signing::signatures(&mut *tx, None).await?;
     Ok(E2eeDump {
+        cross_signing,
+        signatures,
         backups,
         device_keys,
         one_time_keys: otks
@@ -124,6 +128,12 @@ pub(super) async fn export(tx: &mut PgConnection) -> StoreResult<E2eeDump> {
 }
 
 pub(super) async fn import(tx: &mut PgConnection, dump: &E2eeDump) -> StoreResult<()> {
+    for key in &dump.cross_signing {
+        cross_signing::insert(&mut *tx, key).await?;
+    }
+    for signature in &dump.signatures {
+        cross_signing::insert_signature(&mut *tx, signature).await?;
+    }
     for (user_id, device_id, json) in &dump.device_keys {
         sqlx::query("INSERT INTO device_keys (user_id, device_id, key_json) VALUES ($1, $2, $3)")
             .bind(user_id)

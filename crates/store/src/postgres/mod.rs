@@ -6,6 +6,7 @@
 mod account_data;
 mod accounts;
 mod backup;
+mod cross_signing;
 mod devices;
 mod dump;
 mod e2ee;
@@ -86,6 +87,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "pushers",
         include_str!("../../migrations/postgres/0010_pushers.sql"),
+    ),
+    (
+        11,
+        "cross_signing",
+        include_str!("../../migrations/postgres/0011_cross_signing.sql"),
     ),
 ];
 

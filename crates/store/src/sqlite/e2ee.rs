@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use super::{txn::SqliteTxn, *};
 use crate::pos_param;
 use crate::{
-    ClaimedKey, DeviceInbox, DeviceKeys, DeviceListDelta, E2eeStore, FallbackKey, KeyClaim,
-    KeyCounts, KeysTxn, OneTimeKey, ToDeviceMessage, ToDeviceSend,
+    ClaimedKey, CrossSigningKey, DeviceInbox, DeviceKeys, DeviceListDelta, E2eeStore, FallbackKey,
+    KeyClaim, KeyCounts, KeySignature, KeysTxn, OneTimeKey, ToDeviceMessage, ToDeviceSend,
     e2ee::{DEVICE_LIST_DELTA, ROOM_MATES, delta_from_rows},
 };
 
@@ -318,6 +318,29 @@ impl E2eeStore for SqliteStore {
             .await
     }
 
+    async fn cross_signing_keys(&self, users: Vec<String>) -> StoreResult<Vec<CrossSigningKey>> {
+        let users = serde_json::Value::from(users).to_string();
+        self.pool
+            .read(move |conn| cross_signing::select(conn, Some(&users)).map_err(classify))
+            .await
+    }
+
+    async fn key_signatures(
+        &self,
+        targets: Vec<String>,
+        viewer: &str,
+    ) -> StoreResult<Vec<KeySignature>> {
+        let (targets, viewer) = (
+            serde_json::Value::from(targets).to_string(),
+            viewer.to_owned(),
+        );
+        self.pool
+            .read(move |conn| {
+                cross_signing::signatures(conn, Some((&targets, &viewer))).map_err(classify)
+            })
+            .await
+    }
+
     async fn room_mates(&self, user_id: &str) -> StoreResult<Vec<String>> {
         let user_id = user_id.to_owned();
         self.pool
@@ -456,6 +479,34 @@ impl KeysTxn for SqliteTxn {
                 key.json
             ])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn cross_signing_keys_of(&mut self) -> StoreResult<Vec<CrossSigningKey>> {
+        self.run(move |conn, user_id| {
+            let users = serde_json::Value::from(vec![user_id.to_owned()]).to_string();
+            cross_signing::select(conn, Some(&users))
+        })
+        .await
+    }
+
+    async fn put_cross_signing_keys(&mut self, keys: Vec<CrossSigningKey>) -> StoreResult<()> {
+        self.run(move |conn, user_id| {
+            for key in &keys {
+                cross_signing::insert(conn, key)?;
+            }
+            record_device_change(conn, user_id).map(drop)
+        })
+        .await
+    }
+
+    async fn put_key_signatures(&mut self, signatures: Vec<KeySignature>) -> StoreResult<()> {
+        self.run(move |conn, user_id| {
+            for signature in &signatures {
+                cross_signing::insert_signature(conn, signature)?;
+            }
+            record_device_change(conn, user_id).map(drop)
         })
         .await
     }

@@ -72,6 +72,8 @@ pub(super) fn export(conn: &Connection) -> rusqlite::Result<E2eeDump> {
                 ))
             },
         )?,
+        cross_signing: cross_signing::select(conn, None)?,
+        signatures: cross_signing::signatures(conn, None)?,
         backups: BackupDump {
             versions: all(
                 conn,
@@ -154,6 +156,12 @@ pub(super) fn import(conn: &Connection, dump: &E2eeDump) -> rusqlite::Result<()>
                 m.content
             ],
         )?;
+    }
+    for key in &dump.cross_signing {
+        cross_signing::insert(conn, key)?;
+    }
+    for signature in &dump.signatures {
+        cross_signing::insert_signature(conn, signature)?;
     }
     for (user_id, v, deleted) in &dump.backups.versions {
         conn.execute(

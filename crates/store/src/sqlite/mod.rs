@@ -8,6 +8,7 @@
 mod account_data;
 mod accounts;
 mod backup;
+mod cross_signing;
 mod devices;
 mod dump;
 mod e2ee;
@@ -80,6 +81,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "pushers",
         include_str!("../../migrations/sqlite/0009_pushers.sql"),
+    ),
+    (
+        10,
+        "cross_signing",
+        include_str!("../../migrations/sqlite/0010_cross_signing.sql"),
     ),
 ];
 
