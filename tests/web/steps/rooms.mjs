@@ -71,16 +71,21 @@ export const rooms = {
   },
 };
 
-/** Creates an unencrypted private room from the home screen; resolves to its id. */
-async function createRoom(page, name) {
+/**
+ * Creates a private room from the home screen, unencrypted unless `encrypted`; resolves to
+ * its id.
+ */
+export async function createRoom(page, name, { encrypted = false } = {}) {
   await page.getByRole("button", { name: "Create Room" }).first().click();
   const dialog = page.getByRole("dialog");
   // The switch sits in the tile whose title is the label, and starts on.
-  await dialog
-    .getByText("Enable end-to-end encryption")
-    .locator("xpath=ancestor::*[.//button][1]")
-    .locator("button")
-    .click();
+  if (!encrypted) {
+    await dialog
+      .getByText("Enable end-to-end encryption")
+      .locator("xpath=ancestor::*[.//button][1]")
+      .locator("button")
+      .click();
+  }
   await dialog.getByText("Room name").locator("..").locator("input").fill(name);
   await dialog.getByRole("button", { name: "Create" }).click();
   await page.getByRole("button", { name: "Invite Member" }).waitFor({ timeout: 10_000 });
@@ -89,7 +94,7 @@ async function createRoom(page, name) {
   return match[1];
 }
 
-async function invite(page, userId) {
+export async function invite(page, userId) {
   await page.getByRole("button", { name: "Invite Member" }).click();
   const dialog = page.getByRole("dialog").filter({ hasText: "Invite to" });
   await dialog.locator("input").fill(userId);
@@ -108,7 +113,7 @@ async function invite(page, userId) {
 }
 
 /** Sends `text` from one session's composer; resolves to the ms until the other shows it. */
-async function deliver(from, to, text) {
+export async function deliver(from, to, text) {
   const composer = from.page.getByRole("textbox").filter({ hasText: "Send a message" });
   await composer.click();
   await from.page.keyboard.type(text);
