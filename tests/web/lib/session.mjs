@@ -27,6 +27,9 @@ export class Session {
     // Set while the step tears the context down: the long-poll /sync then in flight is aborted
     // by us, not failed by the server.
     this.closing = false;
+    // Set by a step while the person makes the client drop its requests (logging out): those
+    // it aborts then are its own doing too.
+    this.leaving = false;
   }
 
   #attach() {
@@ -77,7 +80,7 @@ export class Session {
       const entry = entries.get(request);
       if (!entry) return;
       entry.failure = request.failure()?.errorText ?? "failed";
-      entry.aborted = this.closing;
+      entry.aborted = this.closing || this.leaving;
     });
     this.page.on("console", (msg) => {
       this.console.push(`[${Date.now() - this.started}ms] ${msg.type()}: ${msg.text()}`);

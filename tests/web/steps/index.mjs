@@ -3,7 +3,8 @@
 import { devices } from "./devices.mjs";
 import { encryption } from "./encryption.mjs";
 import { login } from "./login.mjs";
+import { logout } from "./logout.mjs";
 import { rooms } from "./rooms.mjs";
 import { unread } from "./unread.mjs";
 
-export const STEPS = [login, devices, rooms, unread, encryption];
+export const STEPS = [login, devices, rooms, unread, encryption, logout];
