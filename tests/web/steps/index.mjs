@@ -3,8 +3,9 @@
 import { devices } from "./devices.mjs";
 import { encryption } from "./encryption.mjs";
 import { login } from "./login.mjs";
+import { profile } from "./profile.mjs";
 import { logout } from "./logout.mjs";
 import { rooms } from "./rooms.mjs";
 import { unread } from "./unread.mjs";
 
-export const STEPS = [login, devices, rooms, unread, encryption, logout];
+export const STEPS = [login, devices, rooms, unread, encryption, profile, logout];
