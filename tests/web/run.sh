@@ -5,6 +5,9 @@
 #   MYELIN_BIN=target/debug/myelin tests/web/run.sh
 #   WEB_STEPS=1,2 tests/web/run.sh            # only these steps
 #   WEB_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres tests/web/run.sh
+#   WEB_SERVER_URL=http://127.0.0.1:18008 WEB_STEPS=1,2,3,4 tests/web/run.sh
+#                                             # a server already running (the reference run
+#                                             # against Synapse: see tests/web/README.md)
 #
 # Needs node >= 20 and npm, and Debian's chromium (CHROMIUM to use another). CINNY_DIR is the
 # built client (default: ../shared/web-clients/cinny beside the repository); without it the
@@ -29,12 +32,13 @@ if [[ ! -x "$chromium_bin" ]]; then
     exit 1
 fi
 
+external="${WEB_SERVER_URL:-}"
 bin="${MYELIN_BIN:-}"
-if [[ -z "$bin" ]]; then
+if [[ -z "$bin" && -z "$external" ]]; then
     cargo build --quiet --bin myelin
     bin=target/debug/myelin
 fi
-bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+[[ -n "$bin" ]] && bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 # The server reads every MYELIN_* variable as configuration and refuses unknown keys, so
 # MYELIN_BIN (this script's own input) must not reach it.
 unset MYELIN_BIN
@@ -72,42 +76,48 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# SQLite unless WEB_POSTGRES_URL names a PostgreSQL server (an admin URL such as
-# postgres://postgres@127.0.0.1:5432/postgres) to make a fresh database on.
-database="sqlite://$work/web.db"
-if [[ -n "${WEB_POSTGRES_URL:-}" ]]; then
-    pg_db="myelin_web_$(date +%s)_$$"
-    psql -q -v ON_ERROR_STOP=1 "$WEB_POSTGRES_URL" -c "CREATE DATABASE $pg_db"
-    database="$(node -e 'const u=new URL(process.argv[1]);u.pathname="/"+process.argv[2];console.log(u.href)' "$WEB_POSTGRES_URL" "$pg_db")"
-fi
-echo "database: ${database%%://*}"
-
-# Every step registers its own people from this one address, more than a person's burst.
-MYELIN_LISTEN="127.0.0.1:$port" \
-MYELIN_REGISTRATION__ENABLED=true \
-MYELIN_RATE_LIMITS__REGISTRATION_PER_ADDRESS__PER_SECOND=10 \
-MYELIN_RATE_LIMITS__REGISTRATION_PER_ADDRESS__BURST=100 \
-MYELIN_DATABASE__URL="$database" \
-    "$bin" serve >"$work/server.log" 2>&1 &
-server_pid=$!
-
-ready=""
-for _ in $(seq 1 150); do
-    if curl -fsS -o /dev/null --max-time 1 "$url/_matrix/client/versions" 2>/dev/null; then
-        ready=1
-        break
+if [[ -n "$external" ]]; then
+    url="${external%/}"
+    echo "server: $url (already running)"
+    : >"$work/server.log"
+else
+    # SQLite unless WEB_POSTGRES_URL names a PostgreSQL server (an admin URL such as
+    # postgres://postgres@127.0.0.1:5432/postgres) to make a fresh database on.
+    database="sqlite://$work/web.db"
+    if [[ -n "${WEB_POSTGRES_URL:-}" ]]; then
+        pg_db="myelin_web_$(date +%s)_$$"
+        psql -q -v ON_ERROR_STOP=1 "$WEB_POSTGRES_URL" -c "CREATE DATABASE $pg_db"
+        database="$(node -e 'const u=new URL(process.argv[1]);u.pathname="/"+process.argv[2];console.log(u.href)' "$WEB_POSTGRES_URL" "$pg_db")"
     fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "myelin exited before it was ready:" >&2
+    echo "database: ${database%%://*}"
+
+    # Every step registers its own people from this one address, more than a person's burst.
+    MYELIN_LISTEN="127.0.0.1:$port" \
+    MYELIN_REGISTRATION__ENABLED=true \
+    MYELIN_RATE_LIMITS__REGISTRATION_PER_ADDRESS__PER_SECOND=10 \
+    MYELIN_RATE_LIMITS__REGISTRATION_PER_ADDRESS__BURST=100 \
+    MYELIN_DATABASE__URL="$database" \
+        "$bin" serve >"$work/server.log" 2>&1 &
+    server_pid=$!
+
+    ready=""
+    for _ in $(seq 1 150); do
+        if curl -fsS -o /dev/null --max-time 1 "$url/_matrix/client/versions" 2>/dev/null; then
+            ready=1
+            break
+        fi
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            echo "myelin exited before it was ready:" >&2
+            cat "$work/server.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    if [[ -z "$ready" ]]; then
+        echo "myelin did not answer $url/_matrix/client/versions within 15 s:" >&2
         cat "$work/server.log" >&2
         exit 1
     fi
-    sleep 0.1
-done
-if [[ -z "$ready" ]]; then
-    echo "myelin did not answer $url/_matrix/client/versions within 15 s:" >&2
-    cat "$work/server.log" >&2
-    exit 1
 fi
 
 status=0
