@@ -9,24 +9,6 @@ mod common;
 use common::{TestServer, User, enc};
 use serde_json::{Value, json};
 
-async fn receipt(
-    server: &TestServer,
-    user: &User,
-    room: &str,
-    kind: &str,
-    event: &str,
-    body: Value,
-) {
-    server
-        .post(
-            &format!("/rooms/{}/receipt/{kind}/{}", enc(room), enc(event)),
-            &user.token,
-            body,
-        )
-        .await
-        .assert_ok();
-}
-
 /// Alice and Bob alone in a room Alice made: a one-to-one room for the default rules.
 async fn pair(server: &TestServer) -> (User, User, String) {
     let alice = server.register("alice").await;
@@ -150,6 +132,41 @@ async fn pe14_a_mention_highlights() {
 }
 
 #[tokio::test]
+async fn pe14_a_mention_highlights_only_the_one_it_names() {
+    let server = TestServer::start().await;
+    let (alice, bob, room) = pair(&server).await;
+    let carol = server.register("carol").await;
+    let dave = server.register("dave").await;
+    server.join(&carol, &room).await;
+    server.join(&dave, &room).await;
+    // Dave keeps his own rules: evaluated apart from those on the defaults.
+    server
+        .put(
+            &format!("/pushrules/global/room/{}", enc(&room)),
+            &dave.token,
+            json!({ "actions": ["notify", { "set_tweak": "highlight" }] }),
+        )
+        .await
+        .assert_ok();
+    server
+        .send_event(
+            &alice,
+            &room,
+            "m.room.message",
+            json!({
+                "msgtype": "m.text", "body": "carol?",
+                "m.mentions": { "user_ids": [carol.user_id] },
+            }),
+        )
+        .await
+        .assert_ok();
+    server.send_text(&alice, &room, "everyone").await;
+    assert_eq!(counts_now(&server, &bob, &room).await, (2, 0));
+    assert_eq!(counts_now(&server, &carol, &room).await, (2, 1));
+    assert_eq!(counts_now(&server, &dave, &room).await, (2, 2));
+}
+
+#[tokio::test]
 async fn pe20_pe21_pe23_a_receipt_clears_up_to_its_event_only() {
     let server = TestServer::start().await;
     let (alice, bob, room) = pair(&server).await;
@@ -159,16 +176,25 @@ async fn pe20_pe21_pe23_a_receipt_clears_up_to_its_event_only() {
     let sync = server.sync(&bob, &[]).await;
     assert_eq!(counts(&sync, &room), (3, 0));
     let since = next(&sync);
-    receipt(&server, &bob, &room, "m.read", &second, json!({})).await;
+    server
+        .receipt(&bob, &room, "m.read", &second, json!({}))
+        .await
+        .assert_ok();
     // PE-20: the room is in the next sync with the new count.
     let sync = server
         .sync(&bob, &[("since", &since), ("timeout", "0")])
         .await;
     assert_eq!(counts(&sync, &room), (1, 0));
     // A receipt on an older event changes nothing (receipts never move back).
-    receipt(&server, &bob, &room, "m.read", &first, json!({})).await;
+    server
+        .receipt(&bob, &room, "m.read", &first, json!({}))
+        .await
+        .assert_ok();
     assert_eq!(counts_now(&server, &bob, &room).await, (1, 0));
-    receipt(&server, &bob, &room, "m.read", &third, json!({})).await;
+    server
+        .receipt(&bob, &room, "m.read", &third, json!({}))
+        .await
+        .assert_ok();
     assert_eq!(counts_now(&server, &bob, &room).await, (0, 0));
     // Counting goes on after the read point.
     server.send_text(&alice, &room, "4").await;
@@ -183,13 +209,22 @@ async fn pe22_the_private_receipt_clears_too_and_the_later_one_wins() {
     let _b = server.send_text(&alice, &room, "B").await;
     let c = server.send_text(&alice, &room, "C").await;
     let d = server.send_text(&alice, &room, "D").await;
-    receipt(&server, &bob, &room, "m.read", &c, json!({})).await;
+    server
+        .receipt(&bob, &room, "m.read", &c, json!({}))
+        .await
+        .assert_ok();
     assert_eq!(counts_now(&server, &bob, &room).await, (1, 0));
     // Private behind public: nothing changes.
-    receipt(&server, &bob, &room, "m.read.private", &a, json!({})).await;
+    server
+        .receipt(&bob, &room, "m.read.private", &a, json!({}))
+        .await
+        .assert_ok();
     assert_eq!(counts_now(&server, &bob, &room).await, (1, 0));
     // Private ahead: it is the read point.
-    receipt(&server, &bob, &room, "m.read.private", &d, json!({})).await;
+    server
+        .receipt(&bob, &room, "m.read.private", &d, json!({}))
+        .await
+        .assert_ok();
     assert_eq!(counts_now(&server, &bob, &room).await, (0, 0));
 }
 
@@ -233,31 +268,24 @@ async fn pe24_pe25_pe26_threads_count_apart_when_asked_and_clear_by_thread() {
     let sync = server.sync(&bob, &[("filter", &filter)]).await;
     assert_eq!(split(&sync), ((2, 0), 2), "{sync}");
     // A receipt in the thread clears only the thread, up to its event (PE-26).
-    receipt(
-        &server,
-        &bob,
-        &room,
-        "m.read",
-        &t1,
-        json!({ "thread_id": root }),
-    )
-    .await;
+    server
+        .receipt(&bob, &room, "m.read", &t1, json!({ "thread_id": root }))
+        .await
+        .assert_ok();
     let sync = server.sync(&bob, &[("filter", &filter)]).await;
     assert_eq!(split(&sync), ((2, 0), 1), "{sync}");
     // `main` clears only the main timeline.
-    receipt(
-        &server,
-        &bob,
-        &room,
-        "m.read",
-        &root,
-        json!({ "thread_id": "main" }),
-    )
-    .await;
+    server
+        .receipt(&bob, &room, "m.read", &root, json!({ "thread_id": "main" }))
+        .await
+        .assert_ok();
     let sync = server.sync(&bob, &[("filter", &filter)]).await;
     assert_eq!(split(&sync), ((1, 0), 1), "{sync}");
     // An unthreaded receipt clears every thread up to it.
-    receipt(&server, &bob, &room, "m.read", &main, json!({})).await;
+    server
+        .receipt(&bob, &room, "m.read", &main, json!({}))
+        .await
+        .assert_ok();
     let sync = server.sync(&bob, &[("filter", &filter)]).await;
     assert_eq!(split(&sync), ((0, 0), 0), "{sync}");
     let _ = t2;
@@ -383,7 +411,10 @@ async fn pe32_pe33_pe34_notifications_list_newest_first_with_pages_and_read_flag
         .unwrap()
         .to_owned();
     let third = server.send_text(&alice, &room, "3").await;
-    receipt(&server, &bob, &room, "m.read", &first, json!({})).await;
+    server
+        .receipt(&bob, &room, "m.read", &first, json!({}))
+        .await
+        .assert_ok();
 
     let all = server.get("/notifications", &bob.token).await;
     let body = all.assert_ok();
@@ -487,7 +518,10 @@ async fn counts_survive_a_restart() {
     server.send_text(&alice, &room, "1").await;
     let second = server.send_text(&alice, &room, "2").await;
     server.send_text(&alice, &room, "3").await;
-    receipt(&server, &bob, &room, "m.read", &second, json!({})).await;
+    server
+        .receipt(&bob, &room, "m.read", &second, json!({}))
+        .await
+        .assert_ok();
     let mut config = common::test_config(server.dir.path());
     config.database.url = server.services().config.database.url.clone();
     let dir = server.stop().await;

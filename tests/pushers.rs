@@ -14,7 +14,7 @@ use std::{
 };
 
 use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
-use common::{TestServer, User, enc};
+use common::{TestServer, User};
 use serde_json::{Value, json};
 
 /// What the gateway answers: 200, 500, or 200 rejecting every push key.
@@ -283,11 +283,7 @@ async fn pg19_a_receipt_that_changes_the_badge_sends_the_counts_alone() {
     let event = server.send_text(&alice, &room, "read me").await;
     gateway.wait_for(1, Duration::from_secs(5)).await;
     server
-        .post(
-            &format!("/rooms/{}/receipt/m.read/{}", enc(&room), enc(&event)),
-            &bob.token,
-            json!({}),
-        )
+        .receipt(&bob, &room, "m.read", &event, json!({}))
         .await
         .assert_ok();
     let got = gateway.wait_for(2, Duration::from_secs(5)).await;

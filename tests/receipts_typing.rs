@@ -11,23 +11,6 @@ use common::{TestServer, User, enc};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-async fn receipt(
-    server: &TestServer,
-    user: &User,
-    room: &str,
-    kind: &str,
-    event: &str,
-    body: Value,
-) -> common::Resp {
-    server
-        .post(
-            &format!("/rooms/{}/receipt/{kind}/{}", enc(room), enc(event)),
-            &user.token,
-            body,
-        )
-        .await
-}
-
 async fn typing(server: &TestServer, user: &User, room: &str, body: Value) -> common::Resp {
     server
         .put(
@@ -67,7 +50,8 @@ async fn rc01_rc04_rc06_rc08_receipts_reach_members_once_and_never_go_back() {
     let first = server.send_text(&alice, &room, "one").await;
     let second = server.send_text(&alice, &room, "two").await;
     let since = next(&server.sync(&alice, &[]).await);
-    receipt(&server, &bob, &room, "m.read", &second, json!({}))
+    server
+        .receipt(&bob, &room, "m.read", &second, json!({}))
         .await
         .assert_ok();
     let sync = server
@@ -80,7 +64,8 @@ async fn rc01_rc04_rc06_rc08_receipts_reach_members_once_and_never_go_back() {
     assert!(ts.as_i64().unwrap() > 1_700_000_000_000, "{event}");
     // RC-08: an older event is ignored with 200, and nothing new is sent.
     let since = next(&sync);
-    receipt(&server, &bob, &room, "m.read", &first, json!({}))
+    server
+        .receipt(&bob, &room, "m.read", &first, json!({}))
         .await
         .assert_ok();
     let quiet = server
@@ -99,34 +84,31 @@ async fn rc02_rc11_bad_receipts_are_refused() {
     let server = TestServer::start().await;
     let (alice, bob, room) = pair(&server).await;
     let event = server.send_text(&alice, &room, "one").await;
-    receipt(&server, &bob, &room, "m.unknown", &event, json!({}))
+    server
+        .receipt(&bob, &room, "m.unknown", &event, json!({}))
         .await
         .assert_error(400, "M_INVALID_PARAM");
-    receipt(
-        &server,
-        &bob,
-        &room,
-        "m.read",
-        &event,
-        json!({ "thread_id": "" }),
-    )
-    .await
-    .assert_error(400, "M_INVALID_PARAM");
-    receipt(
-        &server,
-        &bob,
-        &room,
-        "m.fully_read",
-        &event,
-        json!({ "thread_id": "main" }),
-    )
-    .await
-    .assert_error(400, "M_INVALID_PARAM");
-    receipt(&server, &bob, &room, "m.read", "$nosuchevent", json!({}))
+    server
+        .receipt(&bob, &room, "m.read", &event, json!({ "thread_id": "" }))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    server
+        .receipt(
+            &bob,
+            &room,
+            "m.fully_read",
+            &event,
+            json!({ "thread_id": "main" }),
+        )
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    server
+        .receipt(&bob, &room, "m.read", "$nosuchevent", json!({}))
         .await
         .assert_error(404, "M_NOT_FOUND");
     let stranger = server.register("stranger").await;
-    receipt(&server, &stranger, &room, "m.read", &event, json!({}))
+    server
+        .receipt(&stranger, &room, "m.read", &event, json!({}))
         .await
         .assert_error(403, "M_FORBIDDEN");
 }
@@ -136,7 +118,8 @@ async fn rc10_rc13_rc14_private_and_threaded_receipts() {
     let server = TestServer::start().await;
     let (alice, bob, room) = pair(&server).await;
     let event = server.send_text(&alice, &room, "one").await;
-    receipt(&server, &bob, &room, "m.read.private", &event, json!({}))
+    server
+        .receipt(&bob, &room, "m.read.private", &event, json!({}))
         .await
         .assert_ok();
     // RC-10: only the owner sees a private receipt.
@@ -150,21 +133,22 @@ async fn rc10_rc13_rc14_private_and_threaded_receipts() {
     assert!(ephemeral(&theirs, &room, "m.receipt").is_none(), "{theirs}");
     // RC-13, RC-14: threaded receipts carry thread_id; an unthreaded one on the same event
     // wins.
-    receipt(
-        &server,
-        &bob,
-        &room,
-        "m.read",
-        &event,
-        json!({ "thread_id": "main" }),
-    )
-    .await
-    .assert_ok();
+    server
+        .receipt(
+            &bob,
+            &room,
+            "m.read",
+            &event,
+            json!({ "thread_id": "main" }),
+        )
+        .await
+        .assert_ok();
     let sync = server.sync(&alice, &[]).await;
     let data =
         &ephemeral(&sync, &room, "m.receipt").unwrap()["content"][&event]["m.read"][&bob.user_id];
     assert_eq!(data["thread_id"], "main");
-    receipt(&server, &bob, &room, "m.read", &event, json!({}))
+    server
+        .receipt(&bob, &room, "m.read", &event, json!({}))
         .await
         .assert_ok();
     let sync = server.sync(&alice, &[]).await;
@@ -227,7 +211,8 @@ async fn rc07_a_receipt_wakes_the_other_members_long_poll() {
     let poll = server.spawn_sync(&alice, &since, 10_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    receipt(&server, &bob, &room, "m.read", &event, json!({}))
+    server
+        .receipt(&bob, &room, "m.read", &event, json!({}))
         .await
         .assert_ok();
     let body = poll.await.unwrap();

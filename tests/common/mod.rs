@@ -379,6 +379,19 @@ impl TestServer {
         .assert_ok();
     }
 
+    /// `POST /rooms/{roomId}/receipt/{receiptType}/{eventId}`.
+    pub async fn receipt(
+        &self,
+        user: &User,
+        room_id: &str,
+        kind: &str,
+        event_id: &str,
+        body: Value,
+    ) -> Resp {
+        let path = format!("/rooms/{}/receipt/{kind}/{}", enc(room_id), enc(event_id));
+        self.post(&path, &user.token, body).await
+    }
+
     /// A long-polling `GET /sync` from `since`, running on its own task; its body.
     pub fn spawn_sync(
         &self,

@@ -2,9 +2,9 @@
 // accepts, and each reads the other's messages, decrypted in their own browser: the keys
 // went through /keys/upload, /keys/query, /keys/claim and to-device messages.
 import { uniqueName } from "../lib/matrix.mjs";
-import { expect, waitFor } from "./assert.mjs";
-import { createRoom, deliver, invite } from "./rooms.mjs";
-import { clickSidebarItem, homeScreenShows } from "./ui.mjs";
+import { expect } from "./assert.mjs";
+import { acceptInvitation, createRoom, deliver, invite, openInvitation } from "./rooms.mjs";
+import { homeScreenShows } from "./ui.mjs";
 
 export const encryption = {
   id: "5",
@@ -34,18 +34,7 @@ export const encryption = {
     const bob = await open("bob");
     await bob.loginWithPassword(bobName, password);
     await homeScreenShows(bob);
-    await clickSidebarItem(bob.page, "Inbox");
-    await bob.page.getByRole("link", { name: /Invitations/ }).click();
-    const card = bob.page.locator("div").filter({ hasText: "Vault" }).filter({
-      has: bob.page.getByRole("button", { name: "Accept" }),
-    });
-    await card.last().waitFor({ timeout: 5_000 });
-    await card.last().getByRole("button", { name: "Accept" }).click();
-    await waitFor(
-      () => decodeURIComponent(bob.page.url()).includes(roomId),
-      10_000,
-      () => `after Accept the client is at ${bob.page.url()}`,
-    );
+    await acceptInvitation(bob, await openInvitation(bob, "Vault"), roomId);
     await alice.page.getByText(`${bobName} joined the room`).waitFor({ timeout: 5_000 });
 
     const first = await deliver(alice, bob, "Only we can read this");

@@ -36,28 +36,18 @@ export const rooms = {
     const bob = await open("bob");
     await bob.loginWithPassword(bobName, password);
     await homeScreenShows(bob);
-    await clickSidebarItem(bob.page, "Inbox");
-    await bob.page.getByRole("link", { name: /Invitations/ }).click();
-    const card = bob.page.locator("div").filter({ hasText: "Tea room" }).filter({
-      has: bob.page.getByRole("button", { name: "Accept" }),
-    });
-    await card.last().waitFor({ timeout: 5_000 });
+    const card = await openInvitation(bob, "Tea room");
     await snap(bob, "invitation");
     // Checked at the end, so the rest of the step still runs.
     const oddities = [];
-    const cardText = await card.last().innerText();
+    const cardText = await card.innerText();
     if (cardText.includes("1970")) {
       oddities.push(
         `the invitation is dated "${cardText.match(/[^\n]*1970[^\n]*/)[0]}" (Cinny dates it by ` +
           "the invite event's origin_server_ts in the sync's invite_state)",
       );
     }
-    await card.last().getByRole("button", { name: "Accept" }).click();
-    await waitFor(
-      () => decodeURIComponent(bob.page.url()).includes(roomId),
-      10_000,
-      () => `after Accept the client is at ${bob.page.url()}`,
-    );
+    await acceptInvitation(bob, card, roomId);
     await alice.page.getByText(`${bobName} joined the room`).waitFor({ timeout: 5_000 });
     log("bob accepted, and alice sees him join");
 
@@ -110,6 +100,30 @@ export async function invite(page, userId) {
   await dialog.getByText("Invited", { exact: true }).waitFor({ timeout: 5_000 });
   // The dialog's first button is its close cross.
   await dialog.getByRole("button").first().click();
+}
+
+/** Opens the Inbox's invitations; resolves to the card of the invitation to `roomName`. */
+export async function openInvitation(session, roomName) {
+  const { page } = session;
+  await clickSidebarItem(page, "Inbox");
+  await page.getByRole("link", { name: /Invitations/ }).click();
+  const card = page
+    .locator("div")
+    .filter({ hasText: roomName })
+    .filter({ has: page.getByRole("button", { name: "Accept" }) })
+    .last();
+  await card.waitFor({ timeout: 5_000 });
+  return card;
+}
+
+/** Accepts the invitation on `card`; resolves once the client shows the room. */
+export async function acceptInvitation(session, card, roomId) {
+  await card.getByRole("button", { name: "Accept" }).click();
+  await waitFor(
+    () => decodeURIComponent(session.page.url()).includes(roomId),
+    10_000,
+    () => `after Accept the client is at ${session.page.url()}`,
+  );
 }
 
 /** Sends `text` from one session's composer; resolves to the ms until the other shows it. */

@@ -43,6 +43,9 @@ const MAX_CACHED: usize = 100_000;
 /// What evaluating for one recipient needs.
 struct Inputs {
     rules: Ruleset,
+    /// The server defaults, unchanged: the same outcome for every such recipient but the
+    /// one an event names (see [`evaluate_inner`]).
+    default: bool,
     ignored: HashSet<String>,
 }
 
@@ -156,6 +159,18 @@ async fn evaluate_inner(
         String::new(),
     );
     context.power_levels = Some(power_levels(head));
+    // The default rules differ between users only where they name the user: the mentions
+    // (`m.mentions.user_ids`) and the invite (the state key, and member events are evaluated
+    // for their target alone). Every other recipient on the defaults gets one outcome,
+    // computed once: a room of a hundred costs one evaluation, not a hundred.
+    let content = pdu.content_value();
+    let mentioned: HashSet<&str> = content
+        .get("m.mentions")
+        .and_then(|m| m.get("user_ids"))
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut shared: Option<Option<Vec<ruma_common::push::Action>>> = None;
     let mut thread: Option<String> = None;
     let mut actions = Vec::new();
     for user in recipients {
@@ -168,16 +183,26 @@ async fn evaluate_inner(
         let Ok(user_id) = OwnedUserId::try_from(user.as_str()) else {
             continue;
         };
-        context.user_display_name = display_name(head, &user);
-        context.user_id = user_id;
-        let mut matched = None;
-        for rule in &inputs.rules {
-            if rule.applies(&flat, &context).await {
-                matched = Some(rule.actions());
-                break;
+        let alike = inputs.default && !mentioned.contains(user.as_str());
+        let rule_actions = match &shared {
+            Some(outcome) if alike => outcome.clone(),
+            _ => {
+                context.user_display_name = display_name(head, &user);
+                context.user_id = user_id;
+                let mut matched = None;
+                for rule in &inputs.rules {
+                    if rule.applies(&flat, &context).await {
+                        matched = Some(rule.actions().to_vec());
+                        break;
+                    }
+                }
+                if alike {
+                    shared = Some(matched.clone());
+                }
+                matched
             }
-        }
-        let Some(rule_actions) = matched else {
+        };
+        let Some(rule_actions) = rule_actions else {
             continue;
         };
         if !rule_actions.iter().any(|a| a.should_notify()) {
@@ -186,7 +211,7 @@ async fn evaluate_inner(
         let thread_id = match &thread {
             Some(t) => t.clone(),
             None => {
-                let t = thread_of(services, pdu.content_value()).await;
+                let t = thread_of(services, content.clone()).await;
                 thread = Some(t.clone());
                 t
             }
@@ -195,7 +220,7 @@ async fn evaluate_inner(
             user_id: user,
             thread_id,
             highlight: rule_actions.iter().any(|a| a.is_highlight()),
-            actions: serde_json::to_string(rule_actions).unwrap_or_else(|_| "[]".to_owned()),
+            actions: serde_json::to_string(&rule_actions).unwrap_or_else(|_| "[]".to_owned()),
         });
     }
     Ok(actions)
@@ -229,8 +254,10 @@ async fn recipient_inputs(
     let mut loaded = HashMap::new();
     for user in missing {
         let (rules, ignored) = by_user.get(user.as_str()).copied().unwrap_or_default();
+        let stored = load(rules, &user);
         let inputs = Inputs {
-            rules: load(rules, &user).unwrap_or_else(|| default_ruleset(&user)),
+            default: stored.is_none(),
+            rules: stored.unwrap_or_else(|| default_ruleset(&user)),
             ignored: crate::account_data::ignored_from(ignored),
         };
         loaded.insert(user, Arc::new(inputs));
