@@ -55,11 +55,17 @@ pub(super) async fn write_actions(
         .map_err(classify)?;
     }
     if let Some(redacts) = &event.redacts {
-        sqlx::query("DELETE FROM push_actions WHERE event_id = $1")
-            .bind(redacts)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        // Every user with rows in the room has a membership row in it, left or not.
+        sqlx::query(
+            "DELETE FROM push_actions
+             WHERE pos = (SELECT pos FROM events WHERE event_id = $1)
+               AND user_id IN (SELECT user_id FROM room_members WHERE room_id = $2)",
+        )
+        .bind(redacts)
+        .bind(room_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
     }
     Ok(())
 }

@@ -45,8 +45,13 @@ pub(super) fn write_actions(
         .execute(params![user_id, room_id])?;
     }
     if let Some(redacts) = &event.redacts {
-        conn.prepare_cached("DELETE FROM push_actions WHERE event_id = ?1")?
-            .execute([redacts])?;
+        // Every user with rows in the room has a membership row in it, left or not.
+        conn.prepare_cached(
+            "DELETE FROM push_actions
+             WHERE pos = (SELECT pos FROM events WHERE event_id = ?1)
+               AND user_id IN (SELECT user_id FROM room_members WHERE room_id = ?2)",
+        )?
+        .execute(params![redacts, room_id])?;
     }
     Ok(())
 }
