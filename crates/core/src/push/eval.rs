@@ -180,13 +180,13 @@ async fn evaluate_inner(
         if inputs.ignored.contains(sender) {
             continue;
         }
-        let Ok(user_id) = OwnedUserId::try_from(user.as_str()) else {
-            continue;
-        };
         let alike = inputs.default && !mentioned.contains(user.as_str());
         let rule_actions = match &shared {
             Some(outcome) if alike => outcome.clone(),
             _ => {
+                let Ok(user_id) = OwnedUserId::try_from(user.as_str()) else {
+                    continue;
+                };
                 context.user_display_name = display_name(head, &user);
                 context.user_id = user_id;
                 let mut matched = None;

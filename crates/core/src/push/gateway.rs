@@ -187,11 +187,15 @@ async fn deliver(
         .notifications_after(&pusher.user_id, pusher.last_pos, BATCH)
         .await
         .map_err(|e| e.to_string())?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // The rows are stored already: the badge is the same for each of them.
+    let badge = badge(services, &pusher.user_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    badges.insert(pusher.user_id.clone(), badge);
     for row in rows {
-        let badge = badge(services, &pusher.user_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        badges.insert(pusher.user_id.clone(), badge);
         let body = notification(services, pusher, &row, badge)
             .await
             .map_err(|e| e.to_string())?;
@@ -314,29 +318,24 @@ async fn notification(
         "counts": { "unread": badge },
         "devices": [device(pusher, tweaks)],
     });
-    let state = services.store.state_at(room_id, None, None).await?;
-    let content_of = |kind: &str, state_key: &str| {
-        state
-            .iter()
-            .find(|e| e.event_type == kind && e.state_key.as_deref() == Some(state_key))
-            .and_then(|e| serde_json::from_str::<Value>(&e.json).ok())
-            .and_then(|mut e| e.get_mut("content").map(Value::take))
-    };
-    if let Some(name) = content_of("m.room.member", &row.event.sender).and_then(|c| {
-        c.get("displayname")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    }) {
+    if let Some(name) = state_field(
+        services,
+        room_id,
+        "m.room.member",
+        &row.event.sender,
+        "displayname",
+    )
+    .await?
+    {
         out["sender_display_name"] = json!(name);
     }
     // PG-15: the room's name, else its canonical alias.
-    let room_name = content_of("m.room.name", "")
-        .and_then(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
-        .filter(|n| !n.is_empty())
-        .or_else(|| {
-            content_of("m.room.canonical_alias", "")
-                .and_then(|c| c.get("alias").and_then(Value::as_str).map(str::to_owned))
-        });
+    let mut room_name = state_field(services, room_id, "m.room.name", "", "name")
+        .await?
+        .filter(|n| !n.is_empty());
+    if room_name.is_none() {
+        room_name = state_field(services, room_id, "m.room.canonical_alias", "", "alias").await?;
+    }
     if let Some(name) = room_name {
         out["room_name"] = json!(name);
     }
@@ -345,4 +344,23 @@ async fn notification(
         out["user_is_target"] = json!(row.event.state_key.as_deref() == Some(&pusher.user_id));
     }
     Ok(json!({ "notification": out }))
+}
+
+/// A string field of the content of one current state event; only that key's entries are
+/// read, not the room's whole state (a room of thousands would be read for every push).
+async fn state_field(
+    services: &Services,
+    room_id: &str,
+    kind: &str,
+    state_key: &str,
+    field: &str,
+) -> crate::Result<Option<String>> {
+    let history = services
+        .store
+        .state_key_history(room_id, kind, state_key, u64::MAX >> 1)
+        .await?;
+    Ok(history
+        .last()
+        .and_then(|e| serde_json::from_str::<Value>(&e.json).ok())
+        .and_then(|e| e["content"].get(field)?.as_str().map(str::to_owned)))
 }

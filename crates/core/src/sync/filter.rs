@@ -209,6 +209,15 @@ impl EventFilter {
 }
 
 impl Filter {
+    /// Whether threads' notification counts come apart from the room's (PE-24).
+    pub(crate) fn unread_thread_notifications(&self) -> bool {
+        self.room
+            .as_ref()
+            .and_then(|r| r.timeline.as_ref())
+            .and_then(|t| t.unread_thread_notifications)
+            == Some(true)
+    }
+
     /// Applies the reader's ignore list to every part of the filter that needs it.
     pub(crate) fn ignoring(mut self, ignored: std::collections::HashSet<String>) -> Self {
         if ignored.is_empty() {

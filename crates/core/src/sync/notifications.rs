@@ -19,12 +19,7 @@ pub(super) async fn fill(
     if response.rooms.join.is_empty() {
         return Ok(());
     }
-    let split = filter
-        .room
-        .as_ref()
-        .and_then(|r| r.timeline.as_ref())
-        .and_then(|t| t.unread_thread_notifications)
-        == Some(true);
+    let split = filter.unread_thread_notifications();
     let counts = services
         .store
         .unread_counts(user_id, upto.get(Stream::RoomEvents))

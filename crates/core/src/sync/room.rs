@@ -331,11 +331,7 @@ pub(super) async fn joined(
             window.end,
         )
         .await?;
-    let threads = room_filter
-        .timeline
-        .as_ref()
-        .and_then(|t| t.unread_thread_notifications)
-        == Some(true);
+    let threads = filter.unread_thread_notifications();
     Ok((
         Some(JoinedRoom {
             state: RoomEvents { events: state },
