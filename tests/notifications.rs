@@ -10,20 +10,6 @@ use common::{TestServer, User, enc};
 use serde_json::{Value, json};
 
 /// Alice and Bob alone in a room Alice made: a one-to-one room for the default rules.
-async fn pair(server: &TestServer) -> (User, User, String) {
-    let alice = server.register("alice").await;
-    let bob = server.register("bob").await;
-    let room = server
-        .create_room(&alice, json!({ "preset": "public_chat" }))
-        .await;
-    server.join(&bob, &room).await;
-    (alice, bob, room)
-}
-
-fn next(sync: &Value) -> String {
-    sync["next_batch"].as_str().unwrap().to_owned()
-}
-
 /// `(notification_count, highlight_count)` of a joined room in a sync response.
 fn counts(sync: &Value, room: &str) -> (u64, u64) {
     let unread = &sync["rooms"]["join"][room]["unread_notifications"];
@@ -44,11 +30,13 @@ async fn counts_now(server: &TestServer, user: &User, room: &str) -> (u64, u64) 
 #[tokio::test]
 async fn pe02_pe13_pe18_pe19_a_message_counts_in_the_same_sync_as_the_event() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     let initial = server.sync(&bob, &[]).await;
     // PE-18: present with zeros.
     assert_eq!(counts(&initial, &room), (0, 0));
-    let since = next(&initial);
+    let since = common::next_batch(&initial);
     let event = server.send_text(&alice, &room, "hello").await;
     let sync = server
         .sync(&bob, &[("since", &since), ("timeout", "0")])
@@ -64,7 +52,9 @@ async fn pe02_pe13_pe18_pe19_a_message_counts_in_the_same_sync_as_the_event() {
 #[tokio::test]
 async fn pe12_notices_reactions_and_edits_do_not_count() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     let target = server.send_text(&alice, &room, "one").await;
     server
         .send_event(
@@ -103,7 +93,9 @@ async fn pe12_notices_reactions_and_edits_do_not_count() {
 #[tokio::test]
 async fn pe14_a_mention_highlights() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     server
         .send_event(
             &alice,
@@ -134,7 +126,9 @@ async fn pe14_a_mention_highlights() {
 #[tokio::test]
 async fn pe14_a_mention_highlights_only_the_one_it_names() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     let carol = server.register("carol").await;
     let dave = server.register("dave").await;
     server.join(&carol, &room).await;
@@ -169,13 +163,15 @@ async fn pe14_a_mention_highlights_only_the_one_it_names() {
 #[tokio::test]
 async fn pe20_pe21_pe23_a_receipt_clears_up_to_its_event_only() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     let first = server.send_text(&alice, &room, "1").await;
     let second = server.send_text(&alice, &room, "2").await;
     let third = server.send_text(&alice, &room, "3").await;
     let sync = server.sync(&bob, &[]).await;
     assert_eq!(counts(&sync, &room), (3, 0));
-    let since = next(&sync);
+    let since = common::next_batch(&sync);
     server
         .receipt(&bob, &room, "m.read", &second, json!({}))
         .await
@@ -204,7 +200,9 @@ async fn pe20_pe21_pe23_a_receipt_clears_up_to_its_event_only() {
 #[tokio::test]
 async fn pe22_the_private_receipt_clears_too_and_the_later_one_wins() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     let a = server.send_text(&alice, &room, "A").await;
     let _b = server.send_text(&alice, &room, "B").await;
     let c = server.send_text(&alice, &room, "C").await;
@@ -231,7 +229,9 @@ async fn pe22_the_private_receipt_clears_too_and_the_later_one_wins() {
 #[tokio::test]
 async fn pe24_pe25_pe26_threads_count_apart_when_asked_and_clear_by_thread() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     let root = server.send_text(&alice, &room, "root").await;
     let in_thread = |body: &str| {
         json!({
@@ -294,7 +294,9 @@ async fn pe24_pe25_pe26_threads_count_apart_when_asked_and_clear_by_thread() {
 #[tokio::test]
 async fn pe29_a_redacted_event_stops_counting() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     let event = server.send_text(&alice, &room, "oops").await;
     server.send_text(&alice, &room, "kept").await;
     assert_eq!(counts_now(&server, &bob, &room).await, (2, 0));
@@ -317,7 +319,9 @@ async fn pe29_a_redacted_event_stops_counting() {
 #[tokio::test]
 async fn pe11_a_muted_room_and_an_ignored_sender_do_not_count() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     server
         .put(
             &format!("/pushrules/global/room/{}", enc(&room)),
@@ -380,7 +384,9 @@ async fn pe21_counting_starts_at_the_join_and_a_profile_change_keeps_it() {
 #[tokio::test]
 async fn leaving_a_room_reads_it() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     server.send_text(&alice, &room, "one").await;
     server
         .room_post(&bob, &room, "leave", json!({}))
@@ -393,7 +399,9 @@ async fn leaving_a_room_reads_it() {
 #[tokio::test]
 async fn pe32_pe33_pe34_notifications_list_newest_first_with_pages_and_read_flags() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     let first = server.send_text(&alice, &room, "1").await;
     let mention = server
         .send_event(
@@ -514,7 +522,9 @@ async fn pe12_an_invite_notifies_the_invitee() {
 #[tokio::test]
 async fn counts_survive_a_restart() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     server.send_text(&alice, &room, "1").await;
     let second = server.send_text(&alice, &room, "2").await;
     server.send_text(&alice, &room, "3").await;

@@ -108,16 +108,6 @@ async fn set(server: &TestServer, user: &User, body: Value) -> common::Resp {
     server.post("/pushers/set", &user.token, body).await
 }
 
-async fn pair(server: &TestServer) -> (User, User, String) {
-    let alice = server.register("alice").await;
-    let bob = server.register("bob").await;
-    let room = server
-        .create_room(&alice, json!({ "preset": "public_chat", "name": "Lounge" }))
-        .await;
-    server.join(&bob, &room).await;
-    (alice, bob, room)
-}
-
 #[tokio::test]
 async fn pg01_pg02_pg03_pg05_pg06_pushers_are_set_listed_replaced_and_deleted() {
     let server = server().await;
@@ -214,7 +204,9 @@ async fn pg01_pg02_pg03_pg05_pg06_pushers_are_set_listed_replaced_and_deleted() 
 async fn pg10_pg11_pg12_pg13_pg15_pg17_a_message_is_pushed_once_with_its_details() {
     let server = server().await;
     let gateway = Gateway::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat", "name": "Lounge" }))
+        .await;
     let before = server.send_text(&alice, &room, "before the pusher").await;
     set(&server, &bob, pusher(&gateway.url, "bobkey", json!({})))
         .await
@@ -253,7 +245,9 @@ async fn pg10_pg11_pg12_pg13_pg15_pg17_a_message_is_pushed_once_with_its_details
 async fn pg16_event_id_only_sends_only_the_ids() {
     let server = server().await;
     let gateway = Gateway::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat", "name": "Lounge" }))
+        .await;
     let mut body = pusher(&gateway.url, "k", json!({}));
     body["data"]["format"] = json!("event_id_only");
     set(&server, &bob, body).await.assert_ok();
@@ -276,7 +270,9 @@ async fn pg16_event_id_only_sends_only_the_ids() {
 async fn pg19_a_receipt_that_changes_the_badge_sends_the_counts_alone() {
     let server = server().await;
     let gateway = Gateway::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat", "name": "Lounge" }))
+        .await;
     set(&server, &bob, pusher(&gateway.url, "k", json!({})))
         .await
         .assert_ok();
@@ -298,7 +294,9 @@ async fn pg20_a_rejected_push_key_removes_the_pusher() {
     let server = server().await;
     let gateway = Gateway::start().await;
     gateway.mode.store(REJECT, Ordering::SeqCst);
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat", "name": "Lounge" }))
+        .await;
     set(&server, &bob, pusher(&gateway.url, "k", json!({})))
         .await
         .assert_ok();
@@ -323,7 +321,9 @@ async fn pg21_a_failing_gateway_is_retried_in_order_without_losing_anything() {
     let server = server().await;
     let gateway = Gateway::start().await;
     gateway.mode.store(FAIL, Ordering::SeqCst);
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat", "name": "Lounge" }))
+        .await;
     set(&server, &bob, pusher(&gateway.url, "k", json!({})))
         .await
         .assert_ok();
@@ -366,7 +366,9 @@ async fn pg09_deleting_the_device_deletes_its_pushers() {
 async fn pg04_gateways_on_internal_addresses_are_refused_by_default() {
     let server = TestServer::start().await;
     let gateway = Gateway::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat", "name": "Lounge" }))
+        .await;
     set(&server, &bob, pusher(&gateway.url, "k", json!({})))
         .await
         .assert_ok();
@@ -380,7 +382,9 @@ async fn undelivered_notifications_survive_a_restart() {
     let server = server().await;
     let gateway = Gateway::start().await;
     gateway.mode.store(FAIL, Ordering::SeqCst);
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat", "name": "Lounge" }))
+        .await;
     set(&server, &bob, pusher(&gateway.url, "k", json!({})))
         .await
         .assert_ok();

@@ -29,27 +29,15 @@ fn ephemeral(sync: &Value, room: &str, kind: &str) -> Option<Value> {
         .cloned()
 }
 
-async fn pair(server: &TestServer) -> (User, User, String) {
-    let alice = server.register("alice").await;
-    let bob = server.register("bob").await;
-    let room = server
-        .create_room(&alice, json!({ "preset": "public_chat" }))
-        .await;
-    server.join(&bob, &room).await;
-    (alice, bob, room)
-}
-
-fn next(sync: &Value) -> String {
-    sync["next_batch"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn rc01_rc04_rc06_rc08_receipts_reach_members_once_and_never_go_back() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     let first = server.send_text(&alice, &room, "one").await;
     let second = server.send_text(&alice, &room, "two").await;
-    let since = next(&server.sync(&alice, &[]).await);
+    let since = common::next_batch(&server.sync(&alice, &[]).await);
     server
         .receipt(&bob, &room, "m.read", &second, json!({}))
         .await
@@ -63,7 +51,7 @@ async fn rc01_rc04_rc06_rc08_receipts_reach_members_once_and_never_go_back() {
     let ts = &event["content"][&second]["m.read"][&bob.user_id]["ts"];
     assert!(ts.as_i64().unwrap() > 1_700_000_000_000, "{event}");
     // RC-08: an older event is ignored with 200, and nothing new is sent.
-    let since = next(&sync);
+    let since = common::next_batch(&sync);
     server
         .receipt(&bob, &room, "m.read", &first, json!({}))
         .await
@@ -82,7 +70,9 @@ async fn rc01_rc04_rc06_rc08_receipts_reach_members_once_and_never_go_back() {
 #[tokio::test]
 async fn rc02_rc11_bad_receipts_are_refused() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     let event = server.send_text(&alice, &room, "one").await;
     server
         .receipt(&bob, &room, "m.unknown", &event, json!({}))
@@ -116,7 +106,9 @@ async fn rc02_rc11_bad_receipts_are_refused() {
 #[tokio::test]
 async fn rc10_rc13_rc14_private_and_threaded_receipts() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     let event = server.send_text(&alice, &room, "one").await;
     server
         .receipt(&bob, &room, "m.read.private", &event, json!({}))
@@ -160,7 +152,9 @@ async fn rc10_rc13_rc14_private_and_threaded_receipts() {
 #[tokio::test]
 async fn rm01_rm02_rm05_read_markers_set_fully_read_and_receipts_and_never_go_back() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     let first = server.send_text(&alice, &room, "one").await;
     let second = server.send_text(&alice, &room, "two").await;
     let path = format!("/rooms/{}/read_markers", enc(&room));
@@ -205,9 +199,11 @@ async fn rm01_rm02_rm05_read_markers_set_fully_read_and_receipts_and_never_go_ba
 #[tokio::test]
 async fn rc07_a_receipt_wakes_the_other_members_long_poll() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
     let event = server.send_text(&alice, &room, "one").await;
-    let since = next(&server.sync(&alice, &[]).await);
+    let since = common::next_batch(&server.sync(&alice, &[]).await);
     let poll = server.spawn_sync(&alice, &since, 10_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
@@ -223,8 +219,10 @@ async fn rc07_a_receipt_wakes_the_other_members_long_poll() {
 #[tokio::test]
 async fn ty01_ty02_ty05_ty08_ty10_typing_starts_stops_expires_and_does_not_leak() {
     let server = TestServer::start().await;
-    let (alice, bob, room) = pair(&server).await;
-    let since = next(&server.sync(&alice, &[]).await);
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
+    let since = common::next_batch(&server.sync(&alice, &[]).await);
     typing(
         &server,
         &bob,
@@ -244,7 +242,7 @@ async fn ty01_ty02_ty05_ty08_ty10_typing_starts_stops_expires_and_does_not_leak(
     // TY-01: the typer sees themselves; TY-04: an initial sync shows current typers.
     assert!(ephemeral(&server.sync(&bob, &[]).await, &room, "m.typing").is_some());
     // TY-02: stopping sends the empty list.
-    let since = next(&sync);
+    let since = common::next_batch(&sync);
     typing(&server, &bob, &room, json!({ "typing": false }))
         .await
         .assert_ok();
@@ -256,7 +254,7 @@ async fn ty01_ty02_ty05_ty08_ty10_typing_starts_stops_expires_and_does_not_leak(
         json!({ "user_ids": [] })
     );
     // TY-05: a short timeout runs out on its own and wakes the poll.
-    let since = next(&sync);
+    let since = common::next_batch(&sync);
     typing(
         &server,
         &bob,
@@ -268,7 +266,7 @@ async fn ty01_ty02_ty05_ty08_ty10_typing_starts_stops_expires_and_does_not_leak(
     let sync = server
         .sync(&alice, &[("since", &since), ("timeout", "0")])
         .await;
-    let since = next(&sync);
+    let since = common::next_batch(&sync);
     let started = Instant::now();
     let sync = server
         .sync(&alice, &[("since", &since), ("timeout", "5000")])
@@ -282,7 +280,7 @@ async fn ty01_ty02_ty05_ty08_ty10_typing_starts_stops_expires_and_does_not_leak(
         json!({ "user_ids": [] })
     );
     // A message sent ends typing.
-    let since = next(&sync);
+    let since = common::next_batch(&sync);
     typing(&server, &bob, &room, json!({ "typing": true }))
         .await
         .assert_ok();
@@ -314,7 +312,7 @@ async fn ty01_ty02_ty05_ty08_ty10_typing_starts_stops_expires_and_does_not_leak(
     typing(&server, &bob, &room, json!({ "typing": true }))
         .await
         .assert_ok();
-    let since = next(&server.sync(&alice, &[]).await);
+    let since = common::next_batch(&server.sync(&alice, &[]).await);
     server
         .room_post(&bob, &room, "leave", json!({}))
         .await
@@ -335,7 +333,7 @@ async fn tg11_tg12_tg15_tags_are_the_m_tag_account_data() {
     let bob = server.register("bob").await;
     let room = server.create_room(&alice, json!({})).await;
     let base = format!("/user/{}/rooms/{}/tags", alice.user_id, enc(&room));
-    let since = next(&server.sync(&alice, &[]).await);
+    let since = common::next_batch(&server.sync(&alice, &[]).await);
     server
         .put(
             &format!("{base}/m.favourite"),

@@ -379,6 +379,15 @@ impl TestServer {
         .assert_ok();
     }
 
+    /// Alice and Bob, both in a room Alice made with `body` (`createRoom`).
+    pub async fn alice_and_bob(&self, body: Value) -> (User, User, String) {
+        let alice = self.register("alice").await;
+        let bob = self.register("bob").await;
+        let room = self.create_room(&alice, body).await;
+        self.join(&bob, &room).await;
+        (alice, bob, room)
+    }
+
     /// `POST /rooms/{roomId}/receipt/{receiptType}/{eventId}`.
     pub async fn receipt(
         &self,
@@ -425,6 +434,11 @@ impl TestServer {
             .assert_ok()
             .clone()
     }
+}
+
+/// A sync response's `next_batch`.
+pub fn next_batch(sync: &Value) -> String {
+    sync["next_batch"].as_str().unwrap().to_owned()
 }
 
 /// The event types of a list of events.
