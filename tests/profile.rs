@@ -330,3 +330,37 @@ async fn voip_turn_server_answers_from_the_configuration() {
         .await
         .assert_error(401, "M_MISSING_TOKEN");
 }
+
+#[tokio::test]
+async fn require_shared_room_limits_who_reads_a_profile() {
+    let server = TestServer::with(|config, _| {
+        config.profile.require_shared_room = true;
+    })
+    .await;
+    let (alice, bob, _room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
+    let carol = server.register("carol").await;
+    let path = format!("/profile/{}", alice.user_id);
+    let field = format!("/profile/{}/displayname", alice.user_id);
+    let read = server.get(&path, &bob.token).await;
+    assert_eq!(read.assert_ok()["displayname"], "alice");
+    server.get(&field, &bob.token).await.assert_ok();
+    server.get(&path, &alice.token).await.assert_ok();
+    server
+        .get(&path, &carol.token)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    server
+        .get(&field, &carol.token)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    profile(&server, &alice.user_id)
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+    // A token that is sent must be valid, whatever the setting.
+    server
+        .get(&path, "not-a-token")
+        .await
+        .assert_error(401, "M_UNKNOWN_TOKEN");
+}

@@ -141,6 +141,20 @@ impl From<Error> for ApiError {
             Error::TooLarge(m) => matrix(S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", m),
             Error::FieldTooLong(m) => matrix(S::BAD_REQUEST, "M_TOO_LARGE", m),
             Error::UserInUse => matrix(S::BAD_REQUEST, "M_USER_IN_USE", "User ID already taken."),
+            Error::WeakPassword(m) => matrix(S::BAD_REQUEST, "M_WEAK_PASSWORD", m),
+            Error::UserDeactivated => matrix(
+                S::FORBIDDEN,
+                "M_USER_DEACTIVATED",
+                "This account has been deactivated",
+            ),
+            Error::ThreepidMediumNotSupported(m) => {
+                matrix(S::BAD_REQUEST, "M_THREEPID_MEDIUM_NOT_SUPPORTED", m)
+            }
+            Error::ThreepidNotFound => matrix(
+                S::BAD_REQUEST,
+                "M_THREEPID_NOT_FOUND",
+                "No account is associated with this third-party identifier",
+            ),
             Error::InvalidUsername(m) => matrix(S::BAD_REQUEST, "M_INVALID_USERNAME", m),
             Error::Exclusive(m) => matrix(S::BAD_REQUEST, "M_EXCLUSIVE", m),
             Error::AppserviceLoginUnsupported => matrix(

@@ -25,6 +25,10 @@ use crate::{
 /// The authenticated party, resolved from `Authorization: Bearer` or `?access_token=`.
 pub struct Auth(pub Requester);
 
+/// The requester of an endpoint whose token is optional: `None` without one; a token that is
+/// present must be valid.
+pub struct MaybeAuth(pub Option<Requester>);
+
 /// Query parameters that every authenticated endpoint understands.
 pub struct QueryParams(pub HashMap<String, String>);
 
@@ -126,6 +130,18 @@ impl FromRequestParts<AppState> for Auth {
             client_ip: client_addr(parts, services),
         };
         Ok(Self(auth::authenticate(services, creds).await?))
+    }
+}
+
+impl FromRequestParts<AppState> for MaybeAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if access_token(&parts.headers, &query(parts)).is_none() {
+            return Ok(Self(None));
+        }
+        let Auth(requester) = Auth::from_request_parts(parts, state).await?;
+        Ok(Self(Some(requester)))
     }
 }
 

@@ -16,6 +16,37 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/logout", post(session::logout)),
         ("/logout/all", post(session::logout_all)),
         ("/account/whoami", get(session::whoami)),
+        ("/account/password", post(account::change_password)),
+        ("/account/deactivate", post(account::deactivate)),
+        (
+            "/account/3pid",
+            get(account::get_threepids).post(account::change_threepid),
+        ),
+        ("/account/3pid/add", post(account::change_threepid)),
+        ("/account/3pid/bind", post(account::change_threepid)),
+        ("/account/3pid/delete", post(account::change_threepid)),
+        ("/account/3pid/unbind", post(account::change_threepid)),
+        (
+            "/account/3pid/email/requestToken",
+            post(account::request_token),
+        ),
+        (
+            "/account/3pid/msisdn/requestToken",
+            post(account::request_token),
+        ),
+        ("/register/email/requestToken", post(account::request_token)),
+        (
+            "/register/msisdn/requestToken",
+            post(account::request_token),
+        ),
+        (
+            "/account/password/email/requestToken",
+            post(account::request_password_token),
+        ),
+        (
+            "/account/password/msisdn/requestToken",
+            post(account::request_password_token),
+        ),
         ("/devices", get(devices::list_devices)),
         (
             "/devices/{device_id}",
@@ -157,7 +188,14 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
                 .put(profile::set_field)
                 .delete(profile::delete_field),
         ),
+        ("/user_directory/search", post(user_directory::search)),
         ("/voip/turnServer", get(voip::turn_server)),
+        ("/thirdparty/protocols", get(thirdparty::get_protocols)),
+        ("/thirdparty/protocol/{protocol}", get(thirdparty::lookup)),
+        ("/thirdparty/location", get(thirdparty::lookup)),
+        ("/thirdparty/location/{protocol}", get(thirdparty::lookup)),
+        ("/thirdparty/user", get(thirdparty::lookup)),
+        ("/thirdparty/user/{protocol}", get(thirdparty::lookup)),
         ("/user/{user_id}/filter", post(sync::create_filter)),
         ("/user/{user_id}/filter/{filter_id}", get(sync::get_filter)),
     ]

@@ -91,10 +91,16 @@ async fn appservice_requester(
                     "Application service cannot masquerade as this user",
                 ));
             }
-            if asserted != service.sender && services.store.get_user(asserted).await?.is_none() {
-                return Err(forbidden(
-                    "Application service has not registered this user",
-                ));
+            if asserted != service.sender {
+                match services.store.get_user(asserted).await? {
+                    None => {
+                        return Err(forbidden(
+                            "Application service has not registered this user",
+                        ));
+                    }
+                    Some(user) if user.deactivated => return Err(Error::UserDeactivated),
+                    Some(_) => {}
+                }
             }
             asserted.to_owned()
         }
@@ -196,6 +202,17 @@ impl TokenCache {
                 inner.owners.clear();
             }
             inner.owners.insert(hash, owner.clone());
+        }
+    }
+
+    /// Forgets every token of the user.
+    pub fn forget_user(&self, user_id: &str) {
+        if !self.enabled {
+            return;
+        }
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.generation += 1;
+            inner.owners.retain(|_, owner| owner.user_id != user_id);
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Config {
     pub voip: VoipConfig,
     pub media: MediaConfig,
     pub push: PushConfig,
+    pub profile: ProfileConfig,
+    pub user_directory: UserDirectoryConfig,
     /// Paths to application-service registration files (YAML).
     pub appservices: Vec<PathBuf>,
     /// Addresses of reverse proxies whose `X-Forwarded-For` header is believed.
@@ -55,6 +57,8 @@ impl Default for Config {
             voip: VoipConfig::default(),
             media: MediaConfig::default(),
             push: PushConfig::default(),
+            profile: ProfileConfig::default(),
+            user_directory: UserDirectoryConfig::default(),
             appservices: Vec::new(),
             trusted_proxies: Vec::new(),
             workers: None,
@@ -354,6 +358,21 @@ impl Default for MediaConfig {
 pub struct PushConfig {
     /// Allow gateways on loopback and private addresses (a gateway beside the server).
     pub allow_private_gateways: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfileConfig {
+    /// Another user's profile is readable only by users sharing a room with them.
+    pub require_shared_room: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserDirectoryConfig {
+    /// Search every user of the server, not only those sharing a room with the searcher or
+    /// in a public room.
+    pub search_all_users: bool,
 }
 
 /// A configuration value that is well-typed but unusable.

@@ -37,6 +37,18 @@ pub enum Error {
     FieldTooLong(Msg),
     #[error("user in use")]
     UserInUse,
+    /// 400 `M_WEAK_PASSWORD`.
+    #[error("weak password: {0}")]
+    WeakPassword(Msg),
+    /// 403 `M_USER_DEACTIVATED`: the account exists, reserved, but can never be used again.
+    #[error("user deactivated")]
+    UserDeactivated,
+    /// 400 `M_THREEPID_MEDIUM_NOT_SUPPORTED`: this server binds no third-party identifiers.
+    #[error("third-party identifiers are not supported: {0}")]
+    ThreepidMediumNotSupported(Msg),
+    /// 400 `M_THREEPID_NOT_FOUND`: no account has this third-party identifier.
+    #[error("third-party identifier not found")]
+    ThreepidNotFound,
     #[error("invalid username: {0}")]
     InvalidUsername(Msg),
     #[error("exclusive: {0}")]

@@ -30,6 +30,7 @@ pub mod sync;
 pub mod tags;
 pub mod typing;
 pub mod uia;
+pub mod user_directory;
 pub mod voip;
 
 pub use error::{Error, Result};

@@ -3,7 +3,8 @@
 //! A profile belongs to its user: only they change it (403 for anyone else). A change of
 //! `displayname` or `avatar_url` reaches every room the user has joined as a new member
 //! event, and a join takes both from the profile unless the request gives them (MB-03).
-//! Every user's profile is readable by every user of the server.
+//! Every user's profile is readable by anyone, or with `profile.require_shared_room` only by
+//! users sharing a room with its owner.
 
 use std::collections::BTreeMap;
 
@@ -48,17 +49,49 @@ async fn fields(services: &Services, user_id: &str) -> Result<BTreeMap<String, V
         .collect())
 }
 
+/// Whether `viewer` may read the profile of `user_id` (`profile.require_shared_room`).
+async fn check_readable(
+    services: &Services,
+    viewer: Option<&Requester>,
+    user_id: &str,
+) -> Result<()> {
+    if !services.config.profile.require_shared_room {
+        return Ok(());
+    }
+    let Some(viewer) = viewer else {
+        return Err(Error::MissingToken);
+    };
+    if viewer.user_id == user_id
+        || services
+            .store
+            .room_mates(&viewer.user_id)
+            .await?
+            .iter()
+            .any(|mate| mate == user_id)
+    {
+        return Ok(());
+    }
+    Err(forbidden("This profile is not available to you"))
+}
+
 /// `GET /profile/{userId}`.
-pub async fn get(services: &Services, user_id: &str) -> Result<Map<String, Value>> {
+pub async fn get(
+    services: &Services,
+    viewer: Option<&Requester>,
+    user_id: &str,
+) -> Result<Map<String, Value>> {
+    check_readable(services, viewer, user_id).await?;
     Ok(fields(services, user_id).await?.into_iter().collect())
 }
 
 /// `GET /profile/{userId}/{keyName}`: `{keyName: value}`.
 pub async fn get_field(
     services: &Services,
+    viewer: Option<&Requester>,
     user_id: &str,
     key: &str,
 ) -> Result<Map<String, Value>> {
+    check_readable(services, viewer, user_id).await?;
     let mut fields = fields(services, user_id).await?;
     let value = fields
         .remove(key)

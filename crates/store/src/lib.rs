@@ -68,12 +68,14 @@ fn pos_param(pos: u64) -> i64 {
 }
 
 /// A stored user account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct User {
     pub user_id: String,
     /// `None` for accounts that cannot log in with a password (appservice users).
     pub password_hash: Option<String>,
     pub appservice_id: Option<String>,
+    /// A deactivated account keeps only this row, which reserves its ID.
+    pub deactivated: bool,
 }
 
 /// What to create alongside a new account, or on login: a device and its first token.
@@ -441,6 +443,19 @@ pub trait Txn: KeysTxn + Send {
     async fn existing_devices(&mut self, device_ids: &[String]) -> StoreResult<Vec<String>>;
 
     async fn count_devices(&mut self) -> StoreResult<u64>;
+
+    /// Every device of the user, in device-ID order.
+    async fn device_ids(&mut self) -> StoreResult<Vec<String>>;
+
+    /// Whether the account is deactivated, read under this transaction's lock on the user: a
+    /// login that checks it here cannot slip in beside a deactivation.
+    async fn is_deactivated(&mut self) -> StoreResult<bool>;
+
+    async fn set_password_hash(&mut self, hash: &str) -> StoreResult<()>;
+
+    /// Marks the account deactivated and deletes its password, profile, account data and key
+    /// backups. Its devices go through [`Txn::delete_devices`].
+    async fn deactivate(&mut self) -> StoreResult<()>;
 
     /// The `n` devices unused for longest (by `last_seen_ts`, else creation time).
     async fn least_recently_used(&mut self, n: u64) -> StoreResult<Vec<String>>;

@@ -25,7 +25,7 @@ pub async fn get_capabilities(
                 "default": state.0.config.rooms.default_version,
                 "available": available,
             },
-            "m.change_password": disabled,
+            "m.change_password": enabled,
             "m.set_displayname": enabled,
             "m.set_avatar_url": enabled,
             "m.3pid_changes": disabled,

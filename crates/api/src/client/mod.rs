@@ -1,6 +1,7 @@
 //! Handlers, one module per spec section. Each extracts, calls one `core` function, and maps
 //! the result.
 
+pub mod account;
 pub mod account_data;
 pub mod backup;
 pub mod capabilities;
@@ -18,6 +19,8 @@ pub mod rooms;
 pub mod session;
 pub mod sync;
 pub mod tags;
+pub mod thirdparty;
 pub mod typing;
+pub mod user_directory;
 pub mod versions;
 pub mod voip;

@@ -7,6 +7,9 @@
 //! device owns joins [`purge`]: today its tokens and its MSC3890 local notification settings;
 //! keys, one-time keys and to-device messages when they exist.
 //!
+//! A password change signing out the other devices and a deactivation signing out all of
+//! them are deletions too, each in the same transaction as the account change it comes with.
+//!
 //! Every use case here runs [`Services::detached`]: once started it finishes, even if the
 //! client hangs up, so a device deleted in storage is never left with a cached token.
 
@@ -18,7 +21,7 @@ use crate::{
     Services,
     account_data::TOMBSTONE,
     config::DeviceCapPolicy,
-    error::{Result, forbidden},
+    error::{Error, Result, forbidden},
     ids,
 };
 
@@ -106,6 +109,11 @@ async fn sign_in_tx(
 ) -> Result<(bool, Vec<String>)> {
     let devices = &services.config.devices;
     let mut tx = services.store.begin(user_id).await?;
+    // Under the lock on the user: a deactivation committed after the caller checked the
+    // password cannot be followed by a new device.
+    if tx.is_deactivated().await? {
+        return Err(Error::UserDeactivated);
+    }
     let reused = !tx
         .existing_devices(slice::from_ref(&login.device_id))
         .await?
@@ -155,7 +163,7 @@ async fn remove_now(services: &Services, user_id: &str, mut device_ids: Vec<Stri
             let mut tx = services.store.begin(user_id).await?;
             let gone = purge(tx.as_mut(), chunk).await?;
             tx.commit().await?;
-            Ok::<_, crate::Error>(gone)
+            Ok::<_, Error>(gone)
         }
         .await;
         // Every requested device, not only those reported deleted: dropping cache entries is
@@ -171,6 +179,109 @@ async fn remove_now(services: &Services, user_id: &str, mut device_ids: Vec<Stri
     if deleted > 0 {
         tracing::info!(%user_id, deleted, "deleted devices");
     }
+    Ok(())
+}
+
+/// What an account change does to the devices in its transaction.
+#[derive(Clone, Copy)]
+enum AccountChange<'a> {
+    /// A new password hash; with `keep`, every other device is deleted (`keep: None` deletes
+    /// none).
+    Password {
+        hash: &'a str,
+        sign_out_all_but: Option<Option<&'a str>>,
+    },
+    /// Deactivation: every device goes.
+    Deactivate,
+}
+
+/// `POST /account/password`: stores the new hash and, when `sign_out_others`, deletes every
+/// device of the user but `keep`, in one transaction. Refused for a deactivated account.
+pub(crate) async fn change_password(
+    services: &Services,
+    user_id: &str,
+    hash: String,
+    sign_out_others: bool,
+    keep: Option<String>,
+) -> Result<()> {
+    let user_id = user_id.to_owned();
+    services
+        .detached(move |services| async move {
+            let change = AccountChange::Password {
+                hash: &hash,
+                sign_out_all_but: sign_out_others.then_some(keep.as_deref()),
+            };
+            account_change(&services, &user_id, change).await
+        })
+        .await
+}
+
+/// `POST /account/deactivate`, the part that is one transaction: the account is marked
+/// deactivated, its password, profile, account data and key backups deleted, and every
+/// device with them.
+pub(crate) async fn deactivate(services: &Services, user_id: &str) -> Result<()> {
+    let user_id = user_id.to_owned();
+    services
+        .detached(move |services| async move {
+            account_change(&services, &user_id, AccountChange::Deactivate).await?;
+            // Its push rules and ignore list are gone with the account data.
+            services.push_recipients.forget(&user_id);
+            Ok(())
+        })
+        .await
+}
+
+async fn account_change(
+    services: &Services,
+    user_id: &str,
+    change: AccountChange<'_>,
+) -> Result<()> {
+    let outcome = async {
+        let mut tx = services.store.begin(user_id).await?;
+        if tx.is_deactivated().await? {
+            return Err(Error::UserDeactivated);
+        }
+        let doomed = match change {
+            AccountChange::Password {
+                hash,
+                sign_out_all_but,
+            } => {
+                tx.set_password_hash(hash).await?;
+                match sign_out_all_but {
+                    None => Vec::new(),
+                    Some(keep) => {
+                        let mut all = tx.device_ids().await?;
+                        all.retain(|d| Some(d.as_str()) != keep);
+                        all
+                    }
+                }
+            }
+            AccountChange::Deactivate => {
+                tx.deactivate().await?;
+                tx.device_ids().await?
+            }
+        };
+        let gone = purge(tx.as_mut(), &doomed).await?;
+        tx.commit().await?;
+        Ok((doomed, gone))
+    }
+    .await;
+    let (doomed, gone) = match outcome {
+        Ok(done) => done,
+        Err(err) => {
+            // Storage may have committed even though it reported a failure: forgetting every
+            // cached token of the user is always safe.
+            services.tokens.forget_user(user_id);
+            return Err(err);
+        }
+    };
+    services.tokens.forget_devices(user_id, &doomed);
+    services.last_seen.forget(user_id, &gone);
+    if !gone.is_empty() {
+        tracing::info!(%user_id, deleted = gone.len(), "signed out devices");
+    }
+    // Long-polls holding a deleted token wake to be refused (DD-04 for room-mates).
+    crate::e2ee::notify_device_change(services, user_id).await;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ mod last_seen;
 mod lifecycle;
 
 pub use last_seen::{LastSeenTracker, background, flush_last_seen};
-pub(crate) use lifecycle::sign_in;
+pub(crate) use lifecycle::{change_password, deactivate, sign_in};
 pub use lifecycle::{reap_stale, remove};
 
 use serde::Deserialize;

@@ -233,13 +233,23 @@ pub async fn leave(
     let body = optional_object(body)?;
     let reason = reason(&body)?;
     let sender = user(&requester.user_id)?;
-    append(services, &room_id, None, move |head| {
-        if head.membership(sender.as_str()).is_none() {
+    leave_room(services, &sender, &room_id, reason).await
+}
+
+async fn leave_room(
+    services: &Services,
+    sender: &OwnedUserId,
+    room_id: &OwnedRoomId,
+    reason: Option<String>,
+) -> Result<()> {
+    let who = sender.clone();
+    append(services, room_id, None, move |head| {
+        if head.membership(who.as_str()).is_none() {
             return Err(forbidden("You are not in this room"));
         }
         Ok(Planned::Draft(member(
-            &sender,
-            sender.as_str(),
+            &who,
+            who.as_str(),
             content("leave", reason.clone()),
         )?))
     })
@@ -248,11 +258,29 @@ pub async fn leave(
     let now = crate::now_ms();
     if services
         .store
-        .set_typing(room_id.as_str(), &requester.user_id, None, now)
+        .set_typing(room_id.as_str(), sender.as_str(), None, now)
         .await?
         .is_some()
     {
         super::wake_members(services, room_id.as_str()).await;
+    }
+    Ok(())
+}
+
+/// Deactivation: leaves every room the user is in, rejects every invite and withdraws every
+/// knock. A room that refuses (the user was kicked meanwhile) does not stop the others.
+pub(crate) async fn leave_everywhere(services: &Services, user_id: &str) -> Result<()> {
+    let sender = user(user_id)?;
+    for (room, (_, membership)) in current_memberships(services, user_id).await? {
+        if !matches!(membership.as_str(), "join" | "invite" | "knock") {
+            continue;
+        }
+        let Ok(room_id) = OwnedRoomId::try_from(room.as_str()) else {
+            continue;
+        };
+        if let Err(err) = leave_room(services, &sender, &room_id, None).await {
+            tracing::warn!(%room_id, error = %err, "deactivated user could not leave a room");
+        }
     }
     Ok(())
 }

@@ -47,18 +47,22 @@ impl AccountStore for PostgresStore {
     }
 
     async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>> {
-        let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT user_id, password_hash, appservice_id FROM users WHERE user_id = $1",
+        let row: Option<(String, Option<String>, Option<String>, bool)> = sqlx::query_as(
+            "SELECT user_id, password_hash, appservice_id, deactivated
+             FROM users WHERE user_id = $1",
         )
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(row.map(|(user_id, password_hash, appservice_id)| User {
-            user_id,
-            password_hash,
-            appservice_id,
-        }))
+        Ok(row.map(
+            |(user_id, password_hash, appservice_id, deactivated)| User {
+                user_id,
+                password_hash,
+                appservice_id,
+                deactivated,
+            },
+        ))
     }
 
     async fn token_owner(&self, token_hash: [u8; 32]) -> StoreResult<Option<TokenOwner>> {

@@ -8,11 +8,13 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
     tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await
         .map_err(classify)?;
-    let users: Vec<(String, Option<String>, Option<String>, i64)> =
-        sqlx::query_as("SELECT user_id, password_hash, appservice_id, created_ts FROM users")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
+    type UserRow = (String, Option<String>, Option<String>, i64, bool);
+    let users: Vec<UserRow> = sqlx::query_as(
+        "SELECT user_id, password_hash, appservice_id, created_ts, deactivated FROM users",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(classify)?;
     type DeviceRow = (
         String,
         String,
@@ -96,16 +98,19 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
     Ok(Dump {
         users: users
             .into_iter()
-            .map(|(user_id, password_hash, appservice_id, created)| {
-                (
-                    User {
-                        user_id,
-                        password_hash,
-                        appservice_id,
-                    },
-                    created,
-                )
-            })
+            .map(
+                |(user_id, password_hash, appservice_id, created, deactivated)| {
+                    (
+                        User {
+                            user_id,
+                            password_hash,
+                            appservice_id,
+                            deactivated,
+                        },
+                        created,
+                    )
+                },
+            )
             .collect(),
         devices: devices
             .into_iter()
@@ -165,15 +170,17 @@ pub(super) async fn import(pool: &PgPool, dump: Dump) -> StoreResult<()> {
     }
     for (user, created) in &dump.users {
         sqlx::query(
-                "INSERT INTO users (user_id, password_hash, appservice_id, created_ts) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&user.user_id)
-            .bind(&user.password_hash)
-            .bind(&user.appservice_id)
-            .bind(created)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+            "INSERT INTO users (user_id, password_hash, appservice_id, created_ts, deactivated)
+                 VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&user.user_id)
+        .bind(&user.password_hash)
+        .bind(&user.appservice_id)
+        .bind(created)
+        .bind(user.deactivated)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
     }
     for (user_id, d, created) in &dump.devices {
         sqlx::query(

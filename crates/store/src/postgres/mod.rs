@@ -93,6 +93,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "cross_signing",
         include_str!("../../migrations/postgres/0011_cross_signing.sql"),
     ),
+    (
+        12,
+        "deactivation",
+        include_str!("../../migrations/postgres/0012_deactivation.sql"),
+    ),
 ];
 
 /// Serialises migrations when several processes start at once.

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::*;
-use crate::{ProfileStore, ProfileWrite};
+use crate::{DirectoryEntry, ProfileStore, ProfileWrite};
 
 #[async_trait]
 impl ProfileStore for PostgresStore {
@@ -69,4 +69,61 @@ impl ProfileStore for PostgresStore {
             .map_err(classify)?;
         Ok(())
     }
+
+    async fn search_user_directory(
+        &self,
+        searcher: &str,
+        term: &str,
+        limit: u32,
+        all_users: bool,
+    ) -> StoreResult<Vec<DirectoryEntry>> {
+        let (contains, prefix, json_prefix) = crate::profile::directory_patterns(term);
+        let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(DIRECTORY_SEARCH)
+            .bind(searcher)
+            .bind(contains)
+            .bind(prefix)
+            .bind(json_prefix)
+            .bind(all_users)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, displayname, avatar_url)| DirectoryEntry {
+                user_id,
+                displayname,
+                avatar_url,
+            })
+            .collect())
+    }
 }
+
+/// The localpart is what lies between `@` and the first `:`.
+const DIRECTORY_SEARCH: &str = r"
+    SELECT u.user_id, dn.value, av.value
+    FROM users u
+    LEFT JOIN profile_fields dn ON dn.user_id = u.user_id AND dn.field = 'displayname'
+    LEFT JOIN profile_fields av ON av.user_id = u.user_id AND av.field = 'avatar_url'
+    WHERE NOT u.deactivated
+      AND (lower(split_part(substr(u.user_id, 2), ':', 1)) LIKE $2 ESCAPE '\'
+           OR lower(dn.value) LIKE $2 ESCAPE '\')
+      AND ($5 OR EXISTS (
+        SELECT 1 FROM room_members theirs
+        WHERE theirs.user_id = u.user_id AND theirs.membership = 'join'
+          AND (EXISTS (SELECT 1 FROM room_members mine
+                       WHERE mine.room_id = theirs.room_id AND mine.user_id = $1
+                         AND mine.membership = 'join')
+               OR EXISTS (SELECT 1 FROM room_state s JOIN events e ON e.event_id = s.event_id
+                          WHERE s.room_id = theirs.room_id AND s.to_pos IS NULL
+                            AND s.state_key = ''
+                            AND ((s.event_type = 'm.room.join_rules'
+                                  AND e.json::jsonb -> 'content' ->> 'join_rule' = 'public')
+                              OR (s.event_type = 'm.room.history_visibility'
+                                  AND e.json::jsonb -> 'content' ->> 'history_visibility'
+                                      = 'world_readable'))))))
+    ORDER BY (lower(split_part(substr(u.user_id, 2), ':', 1)) LIKE $3 ESCAPE '\'
+              OR COALESCE(lower(dn.value) LIKE $4 ESCAPE '\', FALSE)) DESC,
+             (dn.value IS NOT NULL)::INT + (av.value IS NOT NULL)::INT DESC,
+             u.user_id
+    LIMIT $6";

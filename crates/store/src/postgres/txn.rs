@@ -79,6 +79,53 @@ impl Txn for PgTxn {
         Ok(n as u64)
     }
 
+    async fn device_ids(&mut self) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT device_id FROM devices WHERE user_id = $1 ORDER BY device_id FOR UPDATE",
+        )
+        .bind(&self.user_id)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(classify)
+    }
+
+    async fn is_deactivated(&mut self) -> StoreResult<bool> {
+        let deactivated: Option<bool> =
+            sqlx::query_scalar("SELECT deactivated FROM users WHERE user_id = $1")
+                .bind(&self.user_id)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(classify)?;
+        Ok(deactivated.unwrap_or(false))
+    }
+
+    async fn set_password_hash(&mut self, hash: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = $2 WHERE user_id = $1")
+            .bind(&self.user_id)
+            .bind(hash)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn deactivate(&mut self) -> StoreResult<()> {
+        for statement in [
+            "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1",
+            "DELETE FROM profile_fields WHERE user_id = $1",
+            "DELETE FROM account_data WHERE user_id = $1",
+            "DELETE FROM backup_keys WHERE user_id = $1",
+            "DELETE FROM backup_versions WHERE user_id = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(&self.user_id)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
     async fn least_recently_used(&mut self, n: u64) -> StoreResult<Vec<String>> {
         sqlx::query_scalar(
             "SELECT device_id FROM devices WHERE user_id = $1

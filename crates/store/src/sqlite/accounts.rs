@@ -56,7 +56,8 @@ impl AccountStore for SqliteStore {
         self.pool
             .read(move |conn| {
                 conn.prepare_cached(
-                    "SELECT user_id, password_hash, appservice_id FROM users WHERE user_id = ?1",
+                    "SELECT user_id, password_hash, appservice_id, deactivated
+                     FROM users WHERE user_id = ?1",
                 )
                 .and_then(|mut s| {
                     s.query_row([user_id], |r| {
@@ -64,6 +65,7 @@ impl AccountStore for SqliteStore {
                             user_id: r.get(0)?,
                             password_hash: r.get(1)?,
                             appservice_id: r.get(2)?,
+                            deactivated: r.get(3)?,
                         })
                     })
                     .optional()

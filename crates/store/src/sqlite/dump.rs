@@ -5,13 +5,16 @@ use crate::{MembershipChange, RoomInfo, RoomsDump};
 
 pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
     let users = conn
-        .prepare("SELECT user_id, password_hash, appservice_id, created_ts FROM users")?
+        .prepare(
+            "SELECT user_id, password_hash, appservice_id, created_ts, deactivated FROM users",
+        )?
         .query_map([], |r| {
             Ok((
                 User {
                     user_id: r.get(0)?,
                     password_hash: r.get(1)?,
                     appservice_id: r.get(2)?,
+                    deactivated: r.get(4)?,
                 },
                 r.get(3)?,
             ))
@@ -322,8 +325,15 @@ pub(super) fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
     let run = || -> rusqlite::Result<()> {
         for (user, created) in &dump.users {
             conn.execute(
-                "INSERT INTO users (user_id, password_hash, appservice_id, created_ts) VALUES (?1, ?2, ?3, ?4)",
-                params![user.user_id, user.password_hash, user.appservice_id, created],
+                "INSERT INTO users (user_id, password_hash, appservice_id, created_ts, deactivated)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    user.user_id,
+                    user.password_hash,
+                    user.appservice_id,
+                    created,
+                    user.deactivated
+                ],
             )?;
         }
         for (user_id, d, created) in &dump.devices {

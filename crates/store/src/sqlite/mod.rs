@@ -87,6 +87,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "cross_signing",
         include_str!("../../migrations/sqlite/0010_cross_signing.sql"),
     ),
+    (
+        11,
+        "deactivation",
+        include_str!("../../migrations/sqlite/0011_deactivation.sql"),
+    ),
 ];
 
 /// `synchronous` levels accepted in the configuration.

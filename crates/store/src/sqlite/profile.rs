@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::*;
-use crate::{ProfileStore, ProfileWrite};
+use crate::{DirectoryEntry, ProfileStore, ProfileWrite};
 
 #[async_trait]
 impl ProfileStore for SqliteStore {
@@ -75,4 +75,70 @@ impl ProfileStore for SqliteStore {
             })
             .await
     }
+
+    async fn search_user_directory(
+        &self,
+        searcher: &str,
+        term: &str,
+        limit: u32,
+        all_users: bool,
+    ) -> StoreResult<Vec<DirectoryEntry>> {
+        let searcher = searcher.to_owned();
+        let (contains, prefix, json_prefix) = crate::profile::directory_patterns(term);
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(DIRECTORY_SEARCH)
+                    .and_then(|mut s| {
+                        s.query_map(
+                            params![
+                                searcher,
+                                contains,
+                                prefix,
+                                json_prefix,
+                                all_users,
+                                i64::from(limit)
+                            ],
+                            |r| {
+                                Ok(DirectoryEntry {
+                                    user_id: r.get(0)?,
+                                    displayname: r.get(1)?,
+                                    avatar_url: r.get(2)?,
+                                })
+                            },
+                        )?
+                        .collect()
+                    })
+                    .map_err(classify)
+            })
+            .await
+    }
 }
+
+/// The localpart is what lies between `@` and the first `:`.
+const DIRECTORY_SEARCH: &str = r"
+    SELECT u.user_id, dn.value, av.value
+    FROM users u
+    LEFT JOIN profile_fields dn ON dn.user_id = u.user_id AND dn.field = 'displayname'
+    LEFT JOIN profile_fields av ON av.user_id = u.user_id AND av.field = 'avatar_url'
+    WHERE u.deactivated = 0
+      AND (lower(substr(u.user_id, 2, instr(u.user_id, ':') - 2)) LIKE ?2 ESCAPE '\'
+           OR lower(dn.value) LIKE ?2 ESCAPE '\')
+      AND (?5 OR EXISTS (
+        SELECT 1 FROM room_members theirs
+        WHERE theirs.user_id = u.user_id AND theirs.membership = 'join'
+          AND (EXISTS (SELECT 1 FROM room_members mine
+                       WHERE mine.room_id = theirs.room_id AND mine.user_id = ?1
+                         AND mine.membership = 'join')
+               OR EXISTS (SELECT 1 FROM room_state s JOIN events e ON e.event_id = s.event_id
+                          WHERE s.room_id = theirs.room_id AND s.to_pos IS NULL
+                            AND s.state_key = ''
+                            AND ((s.event_type = 'm.room.join_rules'
+                                  AND json_extract(e.json, '$.content.join_rule') = 'public')
+                              OR (s.event_type = 'm.room.history_visibility'
+                                  AND json_extract(e.json, '$.content.history_visibility')
+                                      = 'world_readable'))))))
+    ORDER BY (lower(substr(u.user_id, 2, instr(u.user_id, ':') - 2)) LIKE ?3 ESCAPE '\'
+              OR lower(dn.value) LIKE ?4 ESCAPE '\') DESC,
+             (dn.value IS NOT NULL) + (av.value IS NOT NULL) DESC,
+             u.user_id
+    LIMIT ?6";

@@ -115,6 +115,53 @@ impl Txn for SqliteTxn {
         .await
     }
 
+    async fn device_ids(&mut self) -> StoreResult<Vec<String>> {
+        self.run(|conn, user_id| {
+            conn.prepare_cached(
+                "SELECT device_id FROM devices WHERE user_id = ?1 ORDER BY device_id",
+            )?
+            .query_map([user_id], |r| r.get(0))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn is_deactivated(&mut self) -> StoreResult<bool> {
+        self.run(|conn, user_id| {
+            conn.prepare_cached("SELECT deactivated FROM users WHERE user_id = ?1")?
+                .query_row([user_id], |r| r.get::<_, bool>(0))
+                .optional()
+                .map(|d| d.unwrap_or(false))
+        })
+        .await
+    }
+
+    async fn set_password_hash(&mut self, hash: &str) -> StoreResult<()> {
+        let hash = hash.to_owned();
+        self.run(move |conn, user_id| {
+            conn.prepare_cached("UPDATE users SET password_hash = ?2 WHERE user_id = ?1")?
+                .execute(params![user_id, hash])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn deactivate(&mut self) -> StoreResult<()> {
+        self.run(|conn, user_id| {
+            for statement in [
+                "UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1",
+                "DELETE FROM profile_fields WHERE user_id = ?1",
+                "DELETE FROM account_data WHERE user_id = ?1",
+                "DELETE FROM backup_keys WHERE user_id = ?1",
+                "DELETE FROM backup_versions WHERE user_id = ?1",
+            ] {
+                conn.prepare_cached(statement)?.execute([user_id])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn least_recently_used(&mut self, n: u64) -> StoreResult<Vec<String>> {
         self.run(move |conn, user_id| {
             conn.prepare_cached(

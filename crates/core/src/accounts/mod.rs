@@ -1,7 +1,12 @@
-//! Accounts and sessions: registration, login, logout.
+//! Accounts and sessions: registration, login, logout; password changes and deactivation in
+//! [`manage`].
 //!
 //! A device and its first token are created in one transaction (AU-21), so a login that fails
 //! half-way can never leave a device without a token behind.
+
+mod manage;
+
+pub use manage::{change_password, deactivate};
 
 use std::sync::Arc;
 
@@ -180,6 +185,7 @@ pub async fn register(
                 user_id: user_id.clone(),
                 password_hash: Some(password_hash),
                 appservice_id: None,
+                deactivated: false,
             },
             login,
             crate::now_ms(),
@@ -312,6 +318,7 @@ async fn register_appservice_user(
                 user_id: user_id.clone(),
                 password_hash: None,
                 appservice_id: Some(service.id.clone()),
+                deactivated: false,
             },
             login,
             crate::now_ms(),
@@ -411,8 +418,10 @@ pub async fn login(
                     "This user is not in the application service's namespace".into(),
                 ));
             }
-            if services.store.get_user(&user_id).await?.is_none() {
-                return Err(forbidden(BAD_CREDENTIALS));
+            match services.store.get_user(&user_id).await? {
+                None => return Err(forbidden(BAD_CREDENTIALS)),
+                Some(user) if user.deactivated => return Err(Error::UserDeactivated),
+                Some(_) => {}
             }
             user_id
         }
@@ -480,11 +489,13 @@ pub async fn check_password(
 }
 
 async fn verify_password(services: &Services, user_id: &str, password: &str) -> Result<bool> {
-    let hash = services
-        .store
-        .get_user(user_id)
-        .await?
-        .and_then(|u| u.password_hash);
+    let user = services.store.get_user(user_id).await?;
+    // Said before any password check, as the reference server does: the account is gone
+    // for good, and no password could open it.
+    if user.as_ref().is_some_and(|u| u.deactivated) {
+        return Err(Error::UserDeactivated);
+    }
+    let hash = user.and_then(|u| u.password_hash);
     services.passwords.verify(password.to_owned(), hash).await
 }
 
@@ -534,6 +545,7 @@ pub async fn create_user(services: &Services, user_id: &str, password: String) -
                 user_id: user_id.clone(),
                 password_hash: Some(password_hash),
                 appservice_id: None,
+                deactivated: false,
             },
             None,
             crate::now_ms(),
@@ -555,6 +567,7 @@ pub(crate) async fn ensure_appservice_senders(services: &Services) -> Result<()>
                     user_id: service.sender.clone(),
                     password_hash: None,
                     appservice_id: Some(service.id.clone()),
+                    deactivated: false,
                 },
                 None,
                 crate::now_ms(),
