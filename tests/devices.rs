@@ -936,6 +936,8 @@ async fn ls01_request_with_token_updates_last_seen() {
         token_hash: myelin_core::ids::token_hash(token),
         ip: None,
         now_ms: 1_000,
+        expires_ts: None,
+        refresh: None,
     };
     let mut tx = server.services().store.begin(&alice.user_id).await.unwrap();
     tx.create_device(&login).await.unwrap();

@@ -101,6 +101,15 @@ impl From<Error> for ApiError {
             Error::MissingToken => {
                 matrix(S::UNAUTHORIZED, "M_MISSING_TOKEN", "Missing access token")
             }
+            Error::SoftLoggedOut => ApiError::Matrix(MatrixError {
+                status: S::UNAUTHORIZED,
+                errcode: "M_UNKNOWN_TOKEN",
+                message: "Soft logged out: the token has expired".into(),
+                extra: Some(Map::from_iter([(
+                    "soft_logout".to_owned(),
+                    Value::Bool(true),
+                )])),
+            }),
             Error::UnknownToken => ApiError::Matrix(MatrixError {
                 status: S::UNAUTHORIZED,
                 errcode: "M_UNKNOWN_TOKEN",

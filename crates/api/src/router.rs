@@ -13,6 +13,7 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/register", post(register::register)),
         ("/register/available", get(register::get_username_available)),
         ("/login", get(session::get_login_flows).post(session::login)),
+        ("/refresh", post(session::refresh)),
         ("/logout", post(session::logout)),
         ("/logout/all", post(session::logout_all)),
         ("/account/whoami", get(session::whoami)),

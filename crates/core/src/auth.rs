@@ -10,7 +10,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use myelin_store::TokenOwner;
+use myelin_store::AccessToken;
 
 use crate::{
     Services,
@@ -48,17 +48,27 @@ pub async fn authenticate(services: &Services, creds: Credentials<'_>) -> Result
         return appservice_requester(services, service, creds).await;
     }
     let hash = ids::token_hash(token);
-    let owner = match services.tokens.get(&hash) {
-        Some(owner) => owner,
+    let now = crate::now_ms();
+    let token = match services.tokens.get(&hash) {
+        Some(token) => token,
         None => {
             let generation = services.tokens.generation();
-            let Some(owner) = services.store.token_owner(hash).await? else {
+            let Some(token) = services.store.access_token(hash).await? else {
                 return Err(Error::UnknownToken);
             };
-            services.tokens.insert(generation, hash, &owner);
-            owner
+            if !token.first_use {
+                services.tokens.insert(generation, hash, &token);
+            } else if !expired(&token, now) {
+                // The first use of a refreshed token retires the refresh token it came from.
+                services.store.first_use(hash).await?;
+            }
+            token
         }
     };
+    if expired(&token, now) {
+        return Err(Error::SoftLoggedOut);
+    }
+    let owner = token.owner;
     services
         .last_seen
         .record(&owner.user_id, &owner.device_id, creds.client_ip);
@@ -68,6 +78,10 @@ pub async fn authenticate(services: &Services, creds: Credentials<'_>) -> Result
         appservice: None,
         token_hash: Some(hash),
     })
+}
+
+fn expired(token: &AccessToken, now_ms: i64) -> bool {
+    token.expires_ts.is_some_and(|t| t <= now_ms)
 }
 
 /// Resolves only the appservice, for endpoints (register, login) that take an `as_token` but
@@ -139,7 +153,11 @@ pub async fn still_valid(services: &Services, requester: &Requester) -> Result<b
         // The cache forgets a token before its revocation is acknowledged (see TokenCache):
         // a token it still holds is valid, and every woken long-poll is spared a query.
         (Some(hash), _) if services.tokens.get(hash).is_some() => Ok(true),
-        (Some(hash), _) => Ok(services.store.token_owner(*hash).await?.is_some()),
+        (Some(hash), _) => Ok(services
+            .store
+            .access_token(*hash)
+            .await?
+            .is_some_and(|t| !expired(&t, crate::now_ms()))),
         (None, Some(device_id)) => Ok(services
             .store
             .get_device(&requester.user_id, device_id)
@@ -166,7 +184,7 @@ pub struct TokenCache {
 #[derive(Default)]
 struct CacheInner {
     generation: u64,
-    owners: HashMap<[u8; 32], TokenOwner>,
+    owners: HashMap<[u8; 32], AccessToken>,
 }
 
 /// Entries kept before the cache starts over (each is about 100 bytes).
@@ -180,7 +198,7 @@ impl TokenCache {
         }
     }
 
-    fn get(&self, hash: &[u8; 32]) -> Option<TokenOwner> {
+    fn get(&self, hash: &[u8; 32]) -> Option<AccessToken> {
         if !self.enabled {
             return None;
         }
@@ -191,7 +209,7 @@ impl TokenCache {
         self.inner.lock().map_or(u64::MAX, |i| i.generation)
     }
 
-    fn insert(&self, generation: u64, hash: [u8; 32], owner: &TokenOwner) {
+    fn insert(&self, generation: u64, hash: [u8; 32], token: &AccessToken) {
         if !self.enabled {
             return;
         }
@@ -201,7 +219,7 @@ impl TokenCache {
             if inner.owners.len() >= TOKEN_CACHE_CAPACITY {
                 inner.owners.clear();
             }
-            inner.owners.insert(hash, owner.clone());
+            inner.owners.insert(hash, token.clone());
         }
     }
 
@@ -212,7 +230,7 @@ impl TokenCache {
         }
         if let Ok(mut inner) = self.inner.lock() {
             inner.generation += 1;
-            inner.owners.retain(|_, owner| owner.user_id != user_id);
+            inner.owners.retain(|_, t| t.owner.user_id != user_id);
         }
     }
 
@@ -223,8 +241,8 @@ impl TokenCache {
         }
         if let Ok(mut inner) = self.inner.lock() {
             inner.generation += 1;
-            inner.owners.retain(|_, owner| {
-                owner.user_id != user_id || !device_ids.contains(&owner.device_id)
+            inner.owners.retain(|_, t| {
+                t.owner.user_id != user_id || !device_ids.contains(&t.owner.device_id)
             });
         }
     }
@@ -232,12 +250,18 @@ impl TokenCache {
 
 #[cfg(test)]
 mod tests {
+    use myelin_store::TokenOwner;
+
     use super::*;
 
-    fn owner(device: &str) -> TokenOwner {
-        TokenOwner {
-            user_id: "@a:x".into(),
-            device_id: device.into(),
+    fn owner(device: &str) -> AccessToken {
+        AccessToken {
+            owner: TokenOwner {
+                user_id: "@a:x".into(),
+                device_id: device.into(),
+            },
+            expires_ts: None,
+            first_use: false,
         }
     }
 

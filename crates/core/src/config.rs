@@ -23,6 +23,7 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub devices: DevicesConfig,
     pub uia: UiaConfig,
+    pub tokens: TokensConfig,
     pub sync: SyncConfig,
     pub rooms: RoomsConfig,
     pub voip: VoipConfig,
@@ -52,6 +53,7 @@ impl Default for Config {
             rate_limits: RateLimitsConfig::default(),
             devices: DevicesConfig::default(),
             uia: UiaConfig::default(),
+            tokens: TokensConfig::default(),
             sync: SyncConfig::default(),
             rooms: RoomsConfig::default(),
             voip: VoipConfig::default(),
@@ -279,6 +281,25 @@ pub struct UiaConfig {
     pub session_ttl_secs: u64,
 }
 
+/// Lifetimes of tokens issued to clients that ask for a refresh token (`refresh.yaml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// How long an access token issued with a refresh token works.
+    pub refreshable_access_token_lifetime_secs: u64,
+    /// How long a refresh token works; `None`: until used or its device is deleted.
+    pub refresh_token_lifetime_secs: Option<u64>,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            refreshable_access_token_lifetime_secs: 300,
+            refresh_token_lifetime_secs: None,
+        }
+    }
+}
+
 impl Default for UiaConfig {
     fn default() -> Self {
         Self {
@@ -416,6 +437,12 @@ impl Config {
             return Err(invalid(
                 "voip.turn_uris",
                 format!("{uri} is not a turn: or turns: URI"),
+            ));
+        }
+        if self.tokens.refreshable_access_token_lifetime_secs == 0 {
+            return Err(invalid(
+                "tokens.refreshable_access_token_lifetime_secs",
+                "must be at least 1",
             ));
         }
         if self.workers == Some(0) {

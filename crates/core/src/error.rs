@@ -15,6 +15,10 @@ pub enum Error {
     MissingToken,
     #[error("unknown access token")]
     UnknownToken,
+    /// 401 `M_UNKNOWN_TOKEN` with `soft_logout: true`: the token expired (or a refresh token
+    /// is no longer valid); the client may log in again and keep its device.
+    #[error("soft logged out")]
+    SoftLoggedOut,
     #[error("forbidden: {0}")]
     Forbidden(Msg),
     #[error("guest access forbidden")]

@@ -199,6 +199,12 @@ pub fn new_access_token() -> String {
     format!("myl_{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// A refresh token: as random as an access token, told apart by its prefix.
+pub fn new_refresh_token() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    format!("mylr_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
 /// Tokens are stored and looked up by their SHA-256. A token holds 256 random bits, so a fast
 /// hash is enough, and looking up the hash rather than comparing tokens leaks no timing about
 /// the secret.

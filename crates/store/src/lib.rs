@@ -86,6 +86,17 @@ pub struct NewLogin {
     pub token_hash: [u8; 32],
     pub ip: Option<String>,
     pub now_ms: i64,
+    /// When the access token stops working (`None`: never); set when it comes with a
+    /// refresh token.
+    pub expires_ts: Option<i64>,
+    pub refresh: Option<NewRefresh>,
+}
+
+/// A refresh token to issue with an access token.
+#[derive(Debug, Clone)]
+pub struct NewRefresh {
+    pub token_hash: [u8; 32],
+    pub expires_ts: Option<i64>,
 }
 
 /// An authenticated session, as resolved from an access token.
@@ -93,6 +104,50 @@ pub struct NewLogin {
 pub struct TokenOwner {
     pub user_id: String,
     pub device_id: String,
+}
+
+/// An access token as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    pub owner: TokenOwner,
+    pub expires_ts: Option<i64>,
+    /// The token came from a refresh and has not been used yet: its first use revokes the
+    /// refresh token it was refreshed from ([`AccountStore::first_use`]).
+    pub first_use: bool,
+}
+
+/// The outcome of `POST /refresh`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refreshed {
+    /// The new pair was stored; this device's earlier access token no longer works.
+    Done(TokenOwner),
+    /// No such refresh token (never issued, superseded, or its device deleted).
+    Unknown,
+    /// The refresh token has expired (and is now deleted).
+    Expired,
+}
+
+/// A stored access token, for `myelin db copy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpAccessToken {
+    pub token_hash: Vec<u8>,
+    pub user_id: String,
+    pub device_id: String,
+    pub created_ts: i64,
+    pub expires_ts: Option<i64>,
+    pub replaces: Option<Vec<u8>>,
+}
+
+/// A stored refresh token, for `myelin db copy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpRefreshToken {
+    pub token_hash: Vec<u8>,
+    pub user_id: String,
+    pub device_id: String,
+    pub access_hash: Vec<u8>,
+    pub replaces: Option<Vec<u8>>,
+    pub created_ts: i64,
+    pub expires_ts: Option<i64>,
 }
 
 /// A device as clients see it.
@@ -243,8 +298,8 @@ pub struct Dump {
     pub users: Vec<(User, i64)>,
     /// (user_id, device, created_ts)
     pub devices: Vec<(String, Device, i64)>,
-    /// (token_hash, user_id, device_id, created_ts)
-    pub access_tokens: Vec<(Vec<u8>, String, String, i64)>,
+    pub access_tokens: Vec<DumpAccessToken>,
+    pub refresh_tokens: Vec<DumpRefreshToken>,
     /// (user_id, change)
     pub account_data: Vec<(String, AccountDataChange)>,
     /// (user_id, filter_id, filter)
@@ -337,7 +392,18 @@ pub trait AccountStore: Send + Sync {
 
     async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>>;
 
-    async fn token_owner(&self, token_hash: [u8; 32]) -> StoreResult<Option<TokenOwner>>;
+    async fn access_token(&self, token_hash: [u8; 32]) -> StoreResult<Option<AccessToken>>;
+
+    /// The first use of an access token issued by a refresh: the refresh token it was
+    /// refreshed from stops working (`refresh.yaml`), in one transaction.
+    async fn first_use(&self, access_hash: [u8; 32]) -> StoreResult<()>;
+
+    /// `POST /refresh` in one transaction: the refresh token `old` (unless unknown or
+    /// expired) yields the pair in `login` (`token_hash` and `refresh`), for the same device.
+    /// The device's access token issued with `old` and any pair issued earlier from `old`
+    /// are revoked; `old` itself stays valid until the new pair is first used, and its own
+    /// predecessor goes now.
+    async fn refresh(&self, old: [u8; 32], login: NewLogin) -> StoreResult<Refreshed>;
 
     async fn put_uia_session(&self, session: UiaSession) -> StoreResult<()>;
 

@@ -40,6 +40,14 @@ pub async fn login(
     Ok(Json(response))
 }
 
+/// # `POST /_matrix/client/v3/refresh`
+///
+/// Trades a refresh token for a new access token and refresh token (no access token needed).
+/// - An unknown, superseded or expired refresh token: 401 `M_UNKNOWN_TOKEN`, `soft_logout`.
+pub async fn refresh(State(state): State<AppState>, body: RawBody) -> ApiResult<Json<Value>> {
+    Ok(Json(accounts::refresh(&state.0, &body.object()?).await?))
+}
+
 /// # `POST /_matrix/client/v3/logout`
 ///
 /// Deletes the requester's device; its token stops working at once.

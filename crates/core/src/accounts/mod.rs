@@ -5,8 +5,11 @@
 //! half-way can never leave a device without a token behind.
 
 mod manage;
+mod refresh;
 
 pub use manage::{change_password, deactivate};
+pub use refresh::refresh;
+use refresh::{Issued, new_login_tokens};
 
 use std::sync::Arc;
 
@@ -34,6 +37,11 @@ pub struct Session {
     pub access_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// Only for a client that asked for one (`refresh_token: true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<u64>,
     /// Deprecated by the spec but still read by older clients.
     pub home_server: String,
 }
@@ -50,6 +58,8 @@ struct RegisterBody {
     initial_device_display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     inhibit_login: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<bool>,
     /// The password's argon2id hash: what the UIA session remembers instead of the password
     /// itself, which is never written anywhere. Never taken from a client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,7 +185,7 @@ pub async fn register(
         None => generate_localpart(services).await?,
     };
     let user_id = ids::user_id(&localpart, &services.config.server_name);
-    let (login, token) = new_login(&request, client_ip);
+    let (login, issued) = new_login(services, &request, client_ip);
     let login = (!request.inhibit_login.unwrap_or(false)).then_some(login);
     let device_id = login.as_ref().map(|l| l.device_id.clone());
     services
@@ -196,12 +206,30 @@ pub async fn register(
     done.result = Some(user_id.clone());
     services.store.put_uia_session(done).await?;
     tracing::info!(%user_id, "registered");
-    Ok(Session {
+    Ok(Session::new(
+        services,
         user_id,
-        access_token: device_id.as_ref().map(|_| token),
-        device_id,
-        home_server: services.config.server_name.clone(),
-    })
+        device_id.map(|d| (d, issued)),
+    ))
+}
+
+impl Session {
+    /// The answer to a registration or login: with a device, its tokens.
+    fn new(services: &Services, user_id: String, device: Option<(String, Issued)>) -> Self {
+        let (device_id, issued) = device.unzip();
+        let (access_token, refresh_token, expires_in_ms) = match issued {
+            Some(i) => (Some(i.access_token), i.refresh_token, i.expires_in_ms),
+            None => (None, None, None),
+        };
+        Self {
+            user_id,
+            access_token,
+            device_id,
+            refresh_token,
+            expires_in_ms,
+            home_server: services.config.server_name.clone(),
+        }
+    }
 }
 
 fn user_in_use(err: StoreError) -> Error {
@@ -211,17 +239,17 @@ fn user_in_use(err: StoreError) -> Error {
     }
 }
 
-fn new_login(request: &RegisterBody, client_ip: Option<&str>) -> (NewLogin, String) {
-    let token = ids::new_access_token();
-    (
-        NewLogin {
-            device_id: request.device_id.clone().unwrap_or_else(ids::new_device_id),
-            display_name: request.initial_device_display_name.clone(),
-            token_hash: ids::token_hash(&token),
-            ip: client_ip.map(str::to_owned),
-            now_ms: crate::now_ms(),
-        },
-        token,
+fn new_login(
+    services: &Services,
+    request: &RegisterBody,
+    client_ip: Option<&str>,
+) -> (NewLogin, Issued) {
+    new_login_tokens(
+        services,
+        request.device_id.clone().unwrap_or_else(ids::new_device_id),
+        request.initial_device_display_name.clone(),
+        client_ip,
+        request.refresh_token.unwrap_or(false),
     )
 }
 
@@ -231,21 +259,17 @@ async fn issue_session(
     request: &RegisterBody,
     client_ip: Option<&str>,
 ) -> Result<Session> {
-    let mut session = Session {
-        user_id: user_id.to_owned(),
-        access_token: None,
-        device_id: None,
-        home_server: services.config.server_name.clone(),
-    };
     if request.inhibit_login.unwrap_or(false) {
-        return Ok(session);
+        return Ok(Session::new(services, user_id.to_owned(), None));
     }
-    let (login, token) = new_login(request, client_ip);
+    let (login, issued) = new_login(services, request, client_ip);
     let device_id = login.device_id.clone();
     crate::devices::sign_in(services, user_id, login).await?;
-    session.access_token = Some(token);
-    session.device_id = Some(device_id);
-    Ok(session)
+    Ok(Session::new(
+        services,
+        user_id.to_owned(),
+        Some((device_id, issued)),
+    ))
 }
 
 async fn check_new_username(services: &Services, username: &str) -> Result<String> {
@@ -308,7 +332,7 @@ async fn register_appservice_user(
         request.initial_device_display_name.as_deref(),
         "initial_device_display_name",
     )?;
-    let (login, token) = new_login(request, None);
+    let (login, issued) = new_login(services, request, None);
     let login = (!inhibit_login).then_some(login);
     let device_id = login.as_ref().map(|l| l.device_id.clone());
     services
@@ -326,12 +350,11 @@ async fn register_appservice_user(
         .await
         .map_err(user_in_use)?;
     tracing::info!(%user_id, appservice = %service.id, "registered appservice user");
-    Ok(Session {
+    Ok(Session::new(
+        services,
         user_id,
-        access_token: device_id.as_ref().map(|_| token),
-        device_id,
-        home_server: server_name.clone(),
-    })
+        device_id.map(|d| (d, issued)),
+    ))
 }
 
 /// `GET /register/available`.
@@ -375,6 +398,8 @@ struct LoginBody {
     device_id: Option<String>,
     #[serde(default)]
     initial_device_display_name: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<bool>,
 }
 
 /// `POST /login`.
@@ -435,23 +460,17 @@ pub async fn login(
         request.initial_device_display_name.as_deref(),
         "initial_device_display_name",
     )?;
-    let token = ids::new_access_token();
     let device_id = request.device_id.unwrap_or_else(ids::new_device_id);
-    let new = NewLogin {
-        device_id: device_id.clone(),
-        display_name: request.initial_device_display_name,
-        token_hash: ids::token_hash(&token),
-        ip: client_ip.map(str::to_owned),
-        now_ms: crate::now_ms(),
-    };
+    let (new, issued) = new_login_tokens(
+        services,
+        device_id.clone(),
+        request.initial_device_display_name,
+        client_ip,
+        request.refresh_token.unwrap_or(false),
+    );
     crate::devices::sign_in(services, &user_id, new).await?;
     tracing::info!(%user_id, %device_id, "logged in");
-    Ok(Session {
-        user_id,
-        access_token: Some(token),
-        device_id: Some(device_id),
-        home_server: services.config.server_name.clone(),
-    })
+    Ok(Session::new(services, user_id, Some((device_id, issued))))
 }
 
 /// Verifies a password, rate-limiting failures per account and per client address.

@@ -65,14 +65,111 @@ impl AccountStore for PostgresStore {
         ))
     }
 
-    async fn token_owner(&self, token_hash: [u8; 32]) -> StoreResult<Option<TokenOwner>> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT user_id, device_id FROM access_tokens WHERE token_hash = $1")
-                .bind(&token_hash[..])
-                .fetch_optional(&self.pool)
+    async fn access_token(&self, token_hash: [u8; 32]) -> StoreResult<Option<AccessToken>> {
+        let row: Option<(String, String, Option<i64>, bool)> = sqlx::query_as(
+            "SELECT user_id, device_id, expires_ts, replaces IS NOT NULL
+             FROM access_tokens WHERE token_hash = $1",
+        )
+        .bind(&token_hash[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(
+            row.map(|(user_id, device_id, expires_ts, first_use)| AccessToken {
+                owner: TokenOwner { user_id, device_id },
+                expires_ts,
+                first_use,
+            }),
+        )
+    }
+
+    async fn first_use(&self, access_hash: [u8; 32]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let replaced: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+            "SELECT replaces FROM access_tokens WHERE token_hash = $1 FOR UPDATE",
+        )
+        .bind(&access_hash[..])
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let Some(replaced) = replaced.flatten() else {
+            return Ok(());
+        };
+        for statement in [
+            "DELETE FROM refresh_tokens WHERE token_hash = $1",
+            "UPDATE refresh_tokens SET replaces = NULL WHERE replaces = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(&replaced)
+                .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
-        Ok(row.map(|(user_id, device_id)| TokenOwner { user_id, device_id }))
+        }
+        sqlx::query("UPDATE access_tokens SET replaces = NULL WHERE token_hash = $1")
+            .bind(&access_hash[..])
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn refresh(&self, old: [u8; 32], login: NewLogin) -> StoreResult<Refreshed> {
+        type Row = (String, String, Vec<u8>, Option<Vec<u8>>, Option<i64>);
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // Locked: two refreshes with one token run one after the other.
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT user_id, device_id, access_hash, replaces, expires_ts
+             FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+        )
+        .bind(&old[..])
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let Some((user_id, device_id, access_hash, replaces, expires_ts)) = row else {
+            return Ok(Refreshed::Unknown);
+        };
+        let delete_refresh = "DELETE FROM refresh_tokens WHERE token_hash = ANY($1)";
+        if expires_ts.is_some_and(|t| t <= login.now_ms) {
+            sqlx::query(delete_refresh)
+                .bind(vec![old.to_vec()])
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            tx.commit().await.map_err(classify)?;
+            return Ok(Refreshed::Expired);
+        }
+        // A pair issued from `old` before, whose answer the client never got.
+        let earlier: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT token_hash, access_hash FROM refresh_tokens WHERE replaces = $1",
+        )
+        .bind(&old[..])
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        // Using `old` proves its predecessor is no longer needed.
+        let mut refresh_gone: Vec<Vec<u8>> = replaces.into_iter().collect();
+        let mut access_gone = vec![access_hash];
+        for (refresh, access) in earlier {
+            refresh_gone.push(refresh);
+            access_gone.push(access);
+        }
+        sqlx::query(delete_refresh)
+            .bind(&refresh_gone)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        sqlx::query("DELETE FROM access_tokens WHERE token_hash = ANY($1)")
+            .bind(&access_gone)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let login = NewLogin {
+            device_id: device_id.clone(),
+            ..login
+        };
+        insert_pair(&mut tx, &user_id, &login, Some(&old[..])).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(Refreshed::Done(TokenOwner { user_id, device_id }))
     }
 
     async fn put_uia_session(&self, session: UiaSession) -> StoreResult<()> {

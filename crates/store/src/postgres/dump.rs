@@ -29,11 +29,30 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
         .fetch_all(&mut *tx)
         .await
         .map_err(classify)?;
-    let access_tokens: Vec<(Vec<u8>, String, String, i64)> =
-        sqlx::query_as("SELECT token_hash, user_id, device_id, created_ts FROM access_tokens")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
+    type TokenRow = (Vec<u8>, String, String, i64, Option<i64>, Option<Vec<u8>>);
+    let access_tokens: Vec<TokenRow> = sqlx::query_as(
+        "SELECT token_hash, user_id, device_id, created_ts, expires_ts, replaces
+         FROM access_tokens",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(classify)?;
+    type RefreshRow = (
+        Vec<u8>,
+        String,
+        String,
+        Vec<u8>,
+        Option<Vec<u8>>,
+        i64,
+        Option<i64>,
+    );
+    let refresh_tokens: Vec<RefreshRow> = sqlx::query_as(
+        "SELECT token_hash, user_id, device_id, access_hash, replaces, created_ts, expires_ts
+         FROM refresh_tokens",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(classify)?;
     let account_data: Vec<(String, String, String, String, i64)> =
         sqlx::query_as("SELECT user_id, room_id, data_type, content, stream_pos FROM account_data")
             .fetch_all(&mut *tx)
@@ -129,7 +148,45 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
                 },
             )
             .collect(),
-        access_tokens,
+        access_tokens: access_tokens
+            .into_iter()
+            .map(
+                |(token_hash, user_id, device_id, created_ts, expires_ts, replaces)| {
+                    DumpAccessToken {
+                        token_hash,
+                        user_id,
+                        device_id,
+                        created_ts,
+                        expires_ts,
+                        replaces,
+                    }
+                },
+            )
+            .collect(),
+        refresh_tokens: refresh_tokens
+            .into_iter()
+            .map(
+                |(
+                    token_hash,
+                    user_id,
+                    device_id,
+                    access_hash,
+                    replaces,
+                    created_ts,
+                    expires_ts,
+                )| {
+                    DumpRefreshToken {
+                        token_hash,
+                        user_id,
+                        device_id,
+                        access_hash,
+                        replaces,
+                        created_ts,
+                        expires_ts,
+                    }
+                },
+            )
+            .collect(),
         account_data: account_data
             .into_iter()
             .map(|(user_id, room, data_type, content, pos)| {
@@ -197,17 +254,38 @@ pub(super) async fn import(pool: &PgPool, dump: Dump) -> StoreResult<()> {
             .await
             .map_err(classify)?;
     }
-    for (hash, user_id, device_id, created) in &dump.access_tokens {
+    for t in &dump.access_tokens {
         sqlx::query(
-                "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(hash)
-            .bind(user_id)
-            .bind(device_id)
-            .bind(created)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+            "INSERT INTO access_tokens
+                 (token_hash, user_id, device_id, created_ts, expires_ts, replaces)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&t.token_hash)
+        .bind(&t.user_id)
+        .bind(&t.device_id)
+        .bind(t.created_ts)
+        .bind(t.expires_ts)
+        .bind(&t.replaces)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
+    for t in &dump.refresh_tokens {
+        sqlx::query(
+            "INSERT INTO refresh_tokens
+                 (token_hash, user_id, device_id, access_hash, replaces, created_ts, expires_ts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&t.token_hash)
+        .bind(&t.user_id)
+        .bind(&t.device_id)
+        .bind(&t.access_hash)
+        .bind(&t.replaces)
+        .bind(t.created_ts)
+        .bind(t.expires_ts)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
     }
     for (user_id, c) in &dump.account_data {
         sqlx::query(

@@ -32,8 +32,9 @@ use sqlx::{
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
-    AccountDataChange, Device, DeviceUpsert, Dump, LastSeen, NewLogin, Store, StoreError,
-    StoreResult, Stream, StreamPositions, TokenOwner, Txn, UiaSession, User, Wakeup,
+    AccessToken, AccountDataChange, Device, DeviceUpsert, Dump, DumpAccessToken, DumpRefreshToken,
+    LastSeen, NewLogin, Refreshed, Store, StoreError, StoreResult, Stream, StreamPositions,
+    TokenOwner, Txn, UiaSession, User, Wakeup,
 };
 use positions::{CHANNEL, Held, account_data_note, listen, watermarks};
 
@@ -97,6 +98,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "deactivation",
         include_str!("../../migrations/postgres/0012_deactivation.sql"),
+    ),
+    (
+        13,
+        "refresh_tokens",
+        include_str!("../../migrations/postgres/0013_refresh_tokens.sql"),
     ),
 ];
 
@@ -381,21 +387,52 @@ async fn upsert_account_data<'e>(
     Ok(())
 }
 
+/// Stores the login's access token and, when it has one, its refresh token.
 async fn insert_token(
     tx: &mut Transaction<'static, Postgres>,
     user_id: &str,
     login: &NewLogin,
 ) -> StoreResult<()> {
+    insert_pair(tx, user_id, login, None).await
+}
+
+/// [`insert_token`] for a pair refreshed from the refresh token `replaces`.
+async fn insert_pair(
+    tx: &mut PgConnection,
+    user_id: &str,
+    login: &NewLogin,
+    replaces: Option<&[u8]>,
+) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts, replaces)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&login.token_hash[..])
     .bind(user_id)
     .bind(&login.device_id)
     .bind(login.now_ms)
-    .execute(&mut **tx)
+    .bind(login.expires_ts)
+    .bind(replaces)
+    .execute(&mut *tx)
     .await
     .map_err(classify)?;
+    if let Some(refresh) = &login.refresh {
+        sqlx::query(
+            "INSERT INTO refresh_tokens
+                 (token_hash, user_id, device_id, access_hash, replaces, created_ts, expires_ts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&refresh.token_hash[..])
+        .bind(user_id)
+        .bind(&login.device_id)
+        .bind(&login.token_hash[..])
+        .bind(replaces)
+        .bind(login.now_ms)
+        .bind(refresh.expires_ts)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
     Ok(())
 }
 

@@ -161,12 +161,17 @@ impl Txn for PgTxn {
     }
 
     async fn revoke_tokens(&mut self, device_id: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
-            .bind(&self.user_id)
-            .bind(device_id)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(classify)?;
+        for statement in [
+            "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2",
+            "DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id = $2",
+        ] {
+            sqlx::query(statement)
+                .bind(&self.user_id)
+                .bind(device_id)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(classify)?;
+        }
         // Syncs on other processes holding one of these tokens re-check it.
         self.devices_changed();
         Ok(())

@@ -75,22 +75,109 @@ impl AccountStore for SqliteStore {
             .await
     }
 
-    async fn token_owner(&self, token_hash: [u8; 32]) -> StoreResult<Option<TokenOwner>> {
+    async fn access_token(&self, token_hash: [u8; 32]) -> StoreResult<Option<AccessToken>> {
         self.pool
             .read(move |conn| {
                 conn.prepare_cached(
-                    "SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?1",
+                    "SELECT user_id, device_id, expires_ts, replaces IS NOT NULL
+                     FROM access_tokens WHERE token_hash = ?1",
                 )
                 .and_then(|mut s| {
                     s.query_row([&token_hash[..]], |r| {
-                        Ok(TokenOwner {
-                            user_id: r.get(0)?,
-                            device_id: r.get(1)?,
+                        Ok(AccessToken {
+                            owner: TokenOwner {
+                                user_id: r.get(0)?,
+                                device_id: r.get(1)?,
+                            },
+                            expires_ts: r.get(2)?,
+                            first_use: r.get(3)?,
                         })
                     })
                     .optional()
                 })
                 .map_err(classify)
+            })
+            .await
+    }
+
+    async fn first_use(&self, access_hash: [u8; 32]) -> StoreResult<()> {
+        self.pool
+            .write(move |conn| {
+                let run = || -> rusqlite::Result<()> {
+                    let replaces: Option<Vec<u8>> = conn
+                        .prepare_cached("SELECT replaces FROM access_tokens WHERE token_hash = ?1")?
+                        .query_row([&access_hash[..]], |r| r.get(0))
+                        .optional()?
+                        .flatten();
+                    let Some(replaced) = replaces else {
+                        return Ok(());
+                    };
+                    conn.prepare_cached("DELETE FROM refresh_tokens WHERE token_hash = ?1")?
+                        .execute([&replaced])?;
+                    conn.prepare_cached(
+                        "UPDATE refresh_tokens SET replaces = NULL WHERE replaces = ?1",
+                    )?
+                    .execute([&replaced])?;
+                    conn.prepare_cached(
+                        "UPDATE access_tokens SET replaces = NULL WHERE token_hash = ?1",
+                    )?
+                    .execute([&access_hash[..]])?;
+                    Ok(())
+                };
+                run().map_err(classify)
+            })
+            .await
+    }
+
+    async fn refresh(&self, old: [u8; 32], login: NewLogin) -> StoreResult<Refreshed> {
+        self.pool
+            .write(move |conn| {
+                let run = || -> rusqlite::Result<Refreshed> {
+                    type Row = (String, String, Vec<u8>, Option<Vec<u8>>, Option<i64>);
+                    let row: Option<Row> = conn
+                        .prepare_cached(
+                            "SELECT user_id, device_id, access_hash, replaces, expires_ts
+                             FROM refresh_tokens WHERE token_hash = ?1",
+                        )?
+                        .query_row([&old[..]], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                        })
+                        .optional()?;
+                    let Some((user_id, device_id, access_hash, replaces, expires_ts)) = row else {
+                        return Ok(Refreshed::Unknown);
+                    };
+                    let mut delete_refresh =
+                        conn.prepare_cached("DELETE FROM refresh_tokens WHERE token_hash = ?1")?;
+                    let mut delete_access =
+                        conn.prepare_cached("DELETE FROM access_tokens WHERE token_hash = ?1")?;
+                    if expires_ts.is_some_and(|t| t <= login.now_ms) {
+                        delete_refresh.execute([&old[..]])?;
+                        return Ok(Refreshed::Expired);
+                    }
+                    // Using `old` proves its predecessor is no longer needed.
+                    if let Some(replaced) = replaces {
+                        delete_refresh.execute([&replaced])?;
+                    }
+                    // A pair issued from `old` before, whose answer the client never got.
+                    let earlier: Vec<(Vec<u8>, Vec<u8>)> = conn
+                        .prepare_cached(
+                            "SELECT token_hash, access_hash FROM refresh_tokens WHERE replaces = ?1",
+                        )?
+                        .query_map([&old[..]], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<Result<_, _>>()?;
+                    for (refresh, access) in earlier {
+                        delete_refresh.execute([&refresh])?;
+                        delete_access.execute([&access])?;
+                    }
+                    delete_access.execute([&access_hash])?;
+                    let login = NewLogin {
+                        device_id: device_id.clone(),
+                        ..login
+                    };
+                    insert_pair(conn, &user_id, &login, Some(&old[..]))?;
+                    Ok(Refreshed::Done(TokenOwner { user_id, device_id }))
+                };
+                run().map_err(classify)
             })
             .await
     }

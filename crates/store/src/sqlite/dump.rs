@@ -38,8 +38,37 @@ pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
         })?
         .collect::<Result<_, _>>()?;
     let access_tokens = conn
-        .prepare("SELECT token_hash, user_id, device_id, created_ts FROM access_tokens")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .prepare(
+            "SELECT token_hash, user_id, device_id, created_ts, expires_ts, replaces
+             FROM access_tokens",
+        )?
+        .query_map([], |r| {
+            Ok(DumpAccessToken {
+                token_hash: r.get(0)?,
+                user_id: r.get(1)?,
+                device_id: r.get(2)?,
+                created_ts: r.get(3)?,
+                expires_ts: r.get(4)?,
+                replaces: r.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let refresh_tokens = conn
+        .prepare(
+            "SELECT token_hash, user_id, device_id, access_hash, replaces, created_ts, expires_ts
+             FROM refresh_tokens",
+        )?
+        .query_map([], |r| {
+            Ok(DumpRefreshToken {
+                token_hash: r.get(0)?,
+                user_id: r.get(1)?,
+                device_id: r.get(2)?,
+                access_hash: r.get(3)?,
+                replaces: r.get(4)?,
+                created_ts: r.get(5)?,
+                expires_ts: r.get(6)?,
+            })
+        })?
         .collect::<Result<_, _>>()?;
     let account_data = conn
         .prepare("SELECT user_id, room_id, data_type, content, stream_pos FROM account_data")?
@@ -74,6 +103,7 @@ pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
         users,
         devices,
         access_tokens,
+        refresh_tokens,
         account_data,
         filters,
         positions,
@@ -343,10 +373,35 @@ pub(super) fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
                 params![user_id, d.device_id, d.display_name, d.last_seen_ip, d.last_seen_ts, created],
             )?;
         }
-        for (hash, user_id, device_id, created) in &dump.access_tokens {
+        for t in &dump.access_tokens {
             conn.execute(
-                "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES (?1, ?2, ?3, ?4)",
-                params![hash, user_id, device_id, created],
+                "INSERT INTO access_tokens
+                     (token_hash, user_id, device_id, created_ts, expires_ts, replaces)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    t.token_hash,
+                    t.user_id,
+                    t.device_id,
+                    t.created_ts,
+                    t.expires_ts,
+                    t.replaces
+                ],
+            )?;
+        }
+        for t in &dump.refresh_tokens {
+            conn.execute(
+                "INSERT INTO refresh_tokens
+                     (token_hash, user_id, device_id, access_hash, replaces, created_ts, expires_ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    t.token_hash,
+                    t.user_id,
+                    t.device_id,
+                    t.access_hash,
+                    t.replaces,
+                    t.created_ts,
+                    t.expires_ts
+                ],
             )?;
         }
         for (user_id, c) in &dump.account_data {

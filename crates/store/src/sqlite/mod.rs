@@ -30,8 +30,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    AccountDataChange, Device, DeviceUpsert, Dump, LastSeen, NewLogin, Store, StoreError,
-    StoreResult, Stream, StreamPositions, TokenOwner, Txn, UiaSession, User,
+    AccessToken, AccountDataChange, Device, DeviceUpsert, Dump, DumpAccessToken, DumpRefreshToken,
+    LastSeen, NewLogin, Refreshed, Store, StoreError, StoreResult, Stream, StreamPositions,
+    TokenOwner, Txn, UiaSession, User,
 };
 use pool::{Pool, backend, classify};
 
@@ -91,6 +92,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "deactivation",
         include_str!("../../migrations/sqlite/0011_deactivation.sql"),
+    ),
+    (
+        12,
+        "refresh_tokens",
+        include_str!("../../migrations/sqlite/0012_refresh_tokens.sql"),
     ),
 ];
 
@@ -190,16 +196,46 @@ fn insert_device(conn: &Connection, user_id: &str, login: &NewLogin) -> rusqlite
     e2ee::record_device_change(conn, user_id).map(drop)
 }
 
+/// Stores the login's access token and, when it has one, its refresh token; `replaces` is
+/// the refresh token the pair was refreshed from.
 fn insert_token(conn: &Connection, user_id: &str, login: &NewLogin) -> rusqlite::Result<()> {
+    insert_pair(conn, user_id, login, None)
+}
+
+fn insert_pair(
+    conn: &Connection,
+    user_id: &str,
+    login: &NewLogin,
+    replaces: Option<&[u8]>,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts, replaces)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         &login.token_hash[..],
         user_id,
         login.device_id,
-        login.now_ms
+        login.now_ms,
+        login.expires_ts,
+        replaces
     ])?;
+    if let Some(refresh) = &login.refresh {
+        conn.prepare_cached(
+            "INSERT INTO refresh_tokens
+                 (token_hash, user_id, device_id, access_hash, replaces, created_ts, expires_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            &refresh.token_hash[..],
+            user_id,
+            login.device_id,
+            &login.token_hash[..],
+            replaces,
+            login.now_ms,
+            refresh.expires_ts
+        ])?;
+    }
     Ok(())
 }
 

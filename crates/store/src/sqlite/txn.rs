@@ -198,6 +198,10 @@ impl Txn for SqliteTxn {
         self.run(move |conn, user_id| {
             conn.prepare_cached("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2")?
                 .execute(params![user_id, device_id])?;
+            conn.prepare_cached(
+                "DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2",
+            )?
+            .execute(params![user_id, device_id])?;
             Ok(())
         })
         .await
