@@ -293,3 +293,185 @@ async fn thumbnails_are_made_once_never_upscaled_and_refused_for_non_images() {
         "M_INVALID_PARAM"
     );
 }
+
+async fn create(server: &TestServer, user: &User) -> reqwest::Response {
+    server
+        .client
+        .post(format!("{}/_matrix/media/v1/create", server.base))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn put_content(server: &TestServer, user: &User, uri: &str, body: &[u8]) -> common::Resp {
+    TestServer::finish(
+        server
+            .client
+            .put(format!(
+                "{}/_matrix/media/v3/upload/{}",
+                server.base,
+                media_path(uri)
+            ))
+            .bearer_auth(&user.token)
+            .header("Content-Type", "text/plain")
+            .body(body.to_vec()),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_created_id_takes_one_upload_and_its_download_waits_for_it() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let created = create(&server, &alice).await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let body: serde_json::Value = created.json().await.unwrap();
+    let uri = body["content_uri"].as_str().unwrap().to_owned();
+    let expires = body["unused_expires_at"].as_i64().unwrap();
+    let day_ms = 86_400_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!((expires - now - day_ms).abs() < 60_000, "{expires}");
+
+    let download = format!("/_matrix/client/v1/media/download/{}", media_path(&uri));
+    // Not uploaded yet: a short wait ends in 504.
+    let early = get(&server, Some(&bob), &format!("{download}?timeout_ms=300")).await;
+    assert_eq!(early.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        early.json::<serde_json::Value>().await.unwrap()["errcode"],
+        "M_NOT_YET_UPLOADED"
+    );
+    // A download waiting while the upload arrives gets the content.
+    let waiting = {
+        let request = server
+            .client
+            .get(format!("{}{download}?timeout_ms=10000", server.base))
+            .bearer_auth(&bob.token);
+        tokio::spawn(async move { request.send().await.unwrap() })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    put_content(&server, &bob, &uri, b"not bob's")
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    assert_eq!(
+        put_content(&server, &alice, &uri, b"later")
+            .await
+            .assert_ok(),
+        &json!({})
+    );
+    let got = waiting.await.unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"later");
+    put_content(&server, &alice, &uri, b"again")
+        .await
+        .assert_error(409, "M_CANNOT_OVERWRITE_MEDIA");
+    let still = get(&server, Some(&bob), &download).await;
+    assert_eq!(still.bytes().await.unwrap().as_ref(), b"later");
+
+    // IDs never created are not found, also for an upload.
+    let unknown = format!("mxc://localhost/{}", "A".repeat(24));
+    put_content(&server, &alice, &unknown, b"x")
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    put_content(
+        &server,
+        &alice,
+        "mxc://elsewhere.org/AAAAAAAAAAAAAAAAAAAAAAAA",
+        b"x",
+    )
+    .await
+    .assert_error(404, "M_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn pending_ids_per_user_are_limited_and_expire() {
+    let server = TestServer::with(|c, _| {
+        c.media.max_pending_uploads_per_user = 2;
+        c.media.pending_upload_expiry_secs = 1;
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let first: serde_json::Value = create(&server, &alice).await.json().await.unwrap();
+    assert_eq!(create(&server, &alice).await.status(), StatusCode::OK);
+    let third = create(&server, &alice).await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        third.json::<serde_json::Value>().await.unwrap()["errcode"],
+        "M_LIMIT_EXCEEDED"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Expired: no longer counted, and no longer uploadable.
+    assert_eq!(create(&server, &alice).await.status(), StatusCode::OK);
+    put_content(
+        &server,
+        &alice,
+        first["content_uri"].as_str().unwrap(),
+        b"late",
+    )
+    .await
+    .assert_error(404, "M_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn uploads_beyond_the_quota_are_refused_and_leave_nothing() {
+    let server = TestServer::with(|c, _| c.media.quota_bytes_per_user = Some(1500)).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let ok = upload(&server, &alice, "text/plain", vec![1; 1000], None).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    // Declared too large for what is left, and streamed without a length.
+    let over = upload(&server, &alice, "text/plain", vec![1; 600], None).await;
+    assert_eq!(over.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        over.json::<serde_json::Value>().await.unwrap()["errcode"],
+        "M_FORBIDDEN"
+    );
+    // Chunked, so no length is declared: refused when the record would pass the quota.
+    let streamed = chunked_upload(&server, &alice, &[vec![b'a'; 300], vec![b'b'; 300]]).await;
+    assert!(streamed.starts_with("HTTP/1.1 403"), "{streamed}");
+    assert!(streamed.contains("M_FORBIDDEN"), "{streamed}");
+    // The quota is per user.
+    let theirs = upload(&server, &bob, "text/plain", vec![1; 1000], None).await;
+    assert_eq!(theirs.status(), StatusCode::OK);
+    let used = server
+        .services()
+        .store
+        .media_usage(&alice.user_id)
+        .await
+        .unwrap();
+    assert_eq!(used, 1000);
+    let files: usize = std::fs::read_dir(server.dir.path().join("media"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|d| d.file_name() != "tmp" && d.path().is_dir())
+        .map(|d| std::fs::read_dir(d.path()).unwrap().count())
+        .sum();
+    assert_eq!(files, 2, "only the two accepted uploads are stored");
+}
+
+/// `POST /upload` with `Transfer-Encoding: chunked` over a plain connection; the raw answer.
+async fn chunked_upload(server: &TestServer, user: &User, chunks: &[Vec<u8>]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.base.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        user.token
+    )
+    .into_bytes();
+    for chunk in chunks {
+        request.extend(format!("{:x}\r\n", chunk.len()).into_bytes());
+        request.extend(chunk);
+        request.extend(b"\r\n");
+    }
+    request.extend(b"0\r\n\r\n");
+    stream.write_all(&request).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}

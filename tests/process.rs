@@ -344,8 +344,9 @@ fn unknown_config_keys_are_named_with_the_keys_expected() {
         (
             "foo = 1\n",
             "error: unknown key `foo`; expected one of: server_name, listen, public_baseurl, \
-             database, registration, password, limits, rate_limits, devices, uia, sync, rooms, \
-             voip, media, push, appservices, trusted_proxies, workers\n",
+             database, registration, password, limits, rate_limits, devices, uia, tokens, sync, \
+             rooms, voip, media, push, profile, presence, user_directory, appservices, \
+             trusted_proxies, workers\n",
         ),
         (
             "[database]\nfoo = 1\n",

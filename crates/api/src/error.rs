@@ -150,6 +150,16 @@ impl From<Error> for ApiError {
             Error::TooLarge(m) => matrix(S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", m),
             Error::FieldTooLong(m) => matrix(S::BAD_REQUEST, "M_TOO_LARGE", m),
             Error::UserInUse => matrix(S::BAD_REQUEST, "M_USER_IN_USE", "User ID already taken."),
+            Error::CannotOverwriteMedia => matrix(
+                S::CONFLICT,
+                "M_CANNOT_OVERWRITE_MEDIA",
+                "Media already uploaded",
+            ),
+            Error::NotYetUploaded => matrix(
+                S::GATEWAY_TIMEOUT,
+                "M_NOT_YET_UPLOADED",
+                "Content has not yet been uploaded",
+            ),
             Error::WeakPassword(m) => matrix(S::BAD_REQUEST, "M_WEAK_PASSWORD", m),
             Error::UserDeactivated => matrix(
                 S::FORBIDDEN,

@@ -119,6 +119,10 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             post(receipts::read_markers),
         ),
         ("/rooms/{room_id}/typing/{user_id}", put(typing::put_typing)),
+        (
+            "/presence/{user_id}/status",
+            get(presence::get_presence).put(presence::put_presence),
+        ),
         ("/user/{user_id}/rooms/{room_id}/tags", get(tags::get_tags)),
         (
             "/user/{user_id}/rooms/{room_id}/tags/{tag}",
@@ -211,6 +215,11 @@ pub fn routes(state: AppState) -> Router {
             get(crate::server_keys::get_server_keys),
         )
         .route("/_matrix/media/v3/upload", post(media::upload))
+        .route(
+            "/_matrix/media/v3/upload/{server}/{media_id}",
+            put(media::upload_to),
+        )
+        .route("/_matrix/media/v1/create", post(media::create))
         .route("/_matrix/media/v3/config", get(media::config))
         .route(
             "/_matrix/media/v3/download/{server}/{media_id}",

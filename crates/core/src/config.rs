@@ -30,6 +30,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub push: PushConfig,
     pub profile: ProfileConfig,
+    pub presence: PresenceConfig,
     pub user_directory: UserDirectoryConfig,
     /// Paths to application-service registration files (YAML).
     pub appservices: Vec<PathBuf>,
@@ -60,6 +61,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             push: PushConfig::default(),
             profile: ProfileConfig::default(),
+            presence: PresenceConfig::default(),
             user_directory: UserDirectoryConfig::default(),
             appservices: Vec::new(),
             trusted_proxies: Vec::new(),
@@ -360,6 +362,12 @@ pub struct MediaConfig {
     /// Serve the deprecated unauthenticated `/_matrix/media/v3/download` and `thumbnail`
     /// endpoints; off, they answer 404 `M_NOT_FOUND`, as the spec now allows.
     pub serve_unauthenticated: bool,
+    /// Bytes of media one user may have uploaded in all; `None`: no limit.
+    pub quota_bytes_per_user: Option<u64>,
+    /// Media IDs created (`/create`) and not uploaded yet that one user may hold.
+    pub max_pending_uploads_per_user: u32,
+    /// How long a created media ID waits for its upload.
+    pub pending_upload_expiry_secs: u64,
 }
 
 impl Default for MediaConfig {
@@ -368,6 +376,9 @@ impl Default for MediaConfig {
             path: PathBuf::from("myelin-data/media"),
             max_upload_bytes: 50 * 1024 * 1024,
             serve_unauthenticated: false,
+            quota_bytes_per_user: None,
+            max_pending_uploads_per_user: 5,
+            pending_upload_expiry_secs: 86_400,
         }
     }
 }
@@ -386,6 +397,27 @@ pub struct PushConfig {
 pub struct ProfileConfig {
     /// Another user's profile is readable only by users sharing a room with them.
     pub require_shared_room: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// Off: presence is neither tracked nor sent, and setting it changes nothing.
+    pub enabled: bool,
+    /// Online users with no pro-active event for this long become `unavailable`.
+    pub idle_after_secs: u64,
+    /// Users who have not synced for this long become `offline`.
+    pub offline_after_secs: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            idle_after_secs: 300,
+            offline_after_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -443,6 +475,12 @@ impl Config {
             return Err(invalid(
                 "tokens.refreshable_access_token_lifetime_secs",
                 "must be at least 1",
+            ));
+        }
+        if self.presence.offline_after_secs == 0 || self.presence.idle_after_secs == 0 {
+            return Err(invalid(
+                "presence.offline_after_secs",
+                "presence timeouts must be at least 1 second",
             ));
         }
         if self.workers == Some(0) {

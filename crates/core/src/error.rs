@@ -41,6 +41,12 @@ pub enum Error {
     FieldTooLong(Msg),
     #[error("user in use")]
     UserInUse,
+    /// 409 `M_CANNOT_OVERWRITE_MEDIA`: the created media ID has its content already.
+    #[error("media already uploaded")]
+    CannotOverwriteMedia,
+    /// 504 `M_NOT_YET_UPLOADED`: a created media ID whose content has not arrived in time.
+    #[error("media not yet uploaded")]
+    NotYetUploaded,
     /// 400 `M_WEAK_PASSWORD`.
     #[error("weak password: {0}")]
     WeakPassword(Msg),

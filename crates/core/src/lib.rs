@@ -21,6 +21,7 @@ pub mod ids;
 pub mod keys;
 pub mod media;
 pub mod password;
+pub mod presence;
 pub mod profile;
 pub mod push;
 pub mod ratelimit;
@@ -71,6 +72,7 @@ pub struct Services {
     /// Delivery to push gateways (see [`push::gateway`]).
     pub delivery: push::gateway::Delivery,
     pub(crate) typing_here: typing::TypingHere,
+    pub(crate) presence: presence::PresenceTracker,
 }
 
 impl Services {
@@ -110,8 +112,10 @@ impl Services {
             push_recipients: push::eval::RecipientCache::new(!store.is_shared()),
             delivery: push::gateway::Delivery::default(),
             typing_here: typing::TypingHere::default(),
+            presence: presence::PresenceTracker::default(),
         });
         tokio::spawn(typing::expire(Arc::downgrade(&services)));
+        tokio::spawn(presence::sweep(Arc::downgrade(&services)));
         // Changes made by other processes on a shared database wake this one's syncs.
         if let Some(mut wakeups) = services.store.take_wakeups() {
             let weak = Arc::downgrade(&services);
@@ -124,7 +128,7 @@ impl Services {
                         Wakeup::User(user_id) => services.notifier.wake(&user_id),
                         Wakeup::Room(room_id) => rooms::wake_members(&services, &room_id).await,
                         Wakeup::RoomMates(user_id) => {
-                            e2ee::notify_device_change(&services, &user_id).await
+                            sync::wake_room_mates(&services, &user_id).await
                         }
                         Wakeup::All => services.notifier.wake_all(),
                     }

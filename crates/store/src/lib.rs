@@ -18,6 +18,7 @@ mod e2ee;
 mod ephemeral;
 mod media;
 pub mod postgres;
+mod presence;
 mod profile;
 mod push;
 mod rooms;
@@ -27,6 +28,7 @@ pub use backup::*;
 pub use e2ee::*;
 pub use ephemeral::*;
 pub use media::*;
+pub use presence::*;
 pub use profile::*;
 pub use push::*;
 pub use rooms::*;
@@ -218,16 +220,19 @@ pub enum Stream {
     Receipts,
     /// Changes of a room's typing list.
     Typing,
+    /// Changes of a user's presence state or status message (see [`PresenceStore`]).
+    Presence,
 }
 
 impl Stream {
-    pub const ALL: [Stream; 6] = [
+    pub const ALL: [Stream; 7] = [
         Stream::AccountData,
         Stream::RoomEvents,
         Stream::DeviceLists,
         Stream::ToDevice,
         Stream::Receipts,
         Stream::Typing,
+        Stream::Presence,
     ];
 
     /// The stream's row in `stream_positions`.
@@ -239,6 +244,7 @@ impl Stream {
             Stream::ToDevice => "to_device",
             Stream::Receipts => "receipts",
             Stream::Typing => "typing",
+            Stream::Presence => "presence",
         }
     }
 
@@ -250,6 +256,7 @@ impl Stream {
             Stream::ToDevice => 3,
             Stream::Receipts => 4,
             Stream::Typing => 5,
+            Stream::Presence => 6,
         }
     }
 
@@ -360,6 +367,7 @@ pub trait Store:
     + MediaStore
     + EphemeralStore
     + PushStore
+    + PresenceStore
     + 'static
 {
     /// Opens a transaction on one user's data (see [`Txn`]). Units of work on the same user

@@ -27,9 +27,51 @@ pub struct ThumbnailRecord {
     pub size: u64,
 }
 
+/// The outcome of storing a media record under a quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaWrite {
+    Done,
+    /// The uploader's media would exceed the quota; nothing was stored.
+    OverQuota,
+}
+
+/// A media ID created for a later upload (`POST /_matrix/media/v1/create`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMedia {
+    pub uploader: String,
+    pub expires_ts: i64,
+}
+
 #[async_trait]
 pub trait MediaStore: Send + Sync {
-    async fn put_media(&self, record: MediaRecord) -> StoreResult<()>;
+    /// Stores the record unless the uploader's media, this one included, would exceed
+    /// `quota` bytes; the check and the insert are one transaction.
+    async fn put_media(&self, record: MediaRecord, quota: Option<u64>) -> StoreResult<MediaWrite>;
+
+    /// Bytes of media the user uploaded.
+    async fn media_usage(&self, uploader: &str) -> StoreResult<u64>;
+
+    /// Reserves a media ID for a later upload by `uploader`, unless they already have
+    /// `max_pending` unexpired reservations (`false`). Their expired ones are dropped.
+    async fn create_pending_media(
+        &self,
+        media_id: &str,
+        uploader: &str,
+        now_ms: i64,
+        expires_ts: i64,
+        max_pending: u32,
+    ) -> StoreResult<bool>;
+
+    async fn pending_media(&self, media_id: &str) -> StoreResult<Option<PendingMedia>>;
+
+    /// Takes an unexpired reservation of `uploader` for its upload; of two uploads to one ID
+    /// only one gets `true`.
+    async fn claim_pending_media(
+        &self,
+        media_id: &str,
+        uploader: &str,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
 
     async fn media(&self, media_id: &str) -> StoreResult<Option<MediaRecord>>;
 

@@ -56,14 +56,8 @@ const INLINE_TYPES: &[&str] = &[
 const CSP: &str = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; \
                    style-src 'unsafe-inline'; object-src 'self';";
 
-/// # `POST /_matrix/media/v3/upload`
-pub async fn upload(
-    State(state): State<AppState>,
-    Auth(requester): Auth,
-    QueryParams(query): QueryParams,
-    request: Request,
-) -> ApiResult<Json<Value>> {
-    let services = &state.0;
+/// `Content-Type` and `Content-Length` of an upload.
+fn upload_headers(request: &Request) -> (Option<String>, Option<u64>) {
     let headers = request.headers();
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -73,14 +67,15 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut upload = media::begin_upload(
-        services,
-        &requester,
-        content_type,
-        query.get("filename").cloned(),
-        declared,
-    )
-    .await?;
+    (content_type, declared)
+}
+
+/// Streams the request body into `upload` and stores it.
+async fn receive(
+    services: &myelin_core::Services,
+    mut upload: media::Upload,
+    request: Request,
+) -> ApiResult<String> {
     let idle = std::time::Duration::from_millis(services.config.limits.body_read_timeout_ms);
     let mut body = request.into_body();
     loop {
@@ -96,8 +91,83 @@ pub async fn upload(
             upload.write(&data).await?;
         }
     }
-    let content_uri = upload.finish(services).await?;
+    Ok(upload.finish(services).await?)
+}
+
+/// # `POST /_matrix/media/v3/upload`
+///
+/// Streams the file to disk; 413 `M_TOO_LARGE` beyond `media.max_upload_bytes`, 403
+/// `M_FORBIDDEN` beyond `media.quota_bytes_per_user`.
+pub async fn upload(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    QueryParams(query): QueryParams,
+    request: Request,
+) -> ApiResult<Json<Value>> {
+    let services = &state.0;
+    let (content_type, declared) = upload_headers(&request);
+    let upload = media::begin_upload(
+        services,
+        &requester,
+        content_type,
+        query.get("filename").cloned(),
+        declared,
+    )
+    .await?;
+    let content_uri = receive(services, upload, request).await?;
     Ok(Json(json!({ "content_uri": content_uri })))
+}
+
+/// # `POST /_matrix/media/v1/create`
+///
+/// An `mxc://` URI to upload to later, with `unused_expires_at`; 429 `M_LIMIT_EXCEEDED` when
+/// the user holds `media.max_pending_uploads_per_user` of them already.
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+) -> ApiResult<Json<Value>> {
+    let (content_uri, expires) = media::create(&state.0, &requester).await?;
+    Ok(Json(
+        json!({ "content_uri": content_uri, "unused_expires_at": expires }),
+    ))
+}
+
+/// # `PUT /_matrix/media/v3/upload/{serverName}/{mediaId}`
+///
+/// The content of an ID from `/create`: 404 for an unknown or expired ID, 403 for another
+/// user's, 409 `M_CANNOT_OVERWRITE_MEDIA` once it has content.
+pub async fn upload_to(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments((server, media_id)): Segments<(String, String)>,
+    QueryParams(query): QueryParams,
+    request: Request,
+) -> ApiResult<Json<Value>> {
+    let services = &state.0;
+    let (content_type, declared) = upload_headers(&request);
+    let upload = media::begin_upload_to(
+        services,
+        &requester,
+        &server,
+        &media_id,
+        content_type,
+        query.get("filename").cloned(),
+        declared,
+    )
+    .await?;
+    receive(services, upload, request).await?;
+    Ok(Json(json!({})))
+}
+
+/// The `timeout_ms` a download waits for content not uploaded yet.
+fn timeout_ms(query: &std::collections::HashMap<String, String>) -> ApiResult<Option<u64>> {
+    query
+        .get("timeout_ms")
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| invalid_param("timeout_ms must be a non-negative integer"))
+        })
+        .transpose()
 }
 
 /// # `GET /_matrix/client/v1/media/config` (and the deprecated `/_matrix/media/v3/config`)
@@ -106,12 +176,21 @@ pub async fn config(State(state): State<AppState>, Auth(_requester): Auth) -> Js
 }
 
 /// # `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`
+///
+/// For an ID created but not uploaded yet, waits up to `timeout_ms` (20 s, at most 60 s),
+/// then 504 `M_NOT_YET_UPLOADED`.
 pub async fn download(
     State(state): State<AppState>,
     Auth(_requester): Auth,
     Segments((server, media_id)): Segments<(String, String)>,
+    QueryParams(query): QueryParams,
 ) -> ApiResult<Response> {
-    serve(media::download(&state.0, &server, &media_id).await?, None).await
+    let wait = timeout_ms(&query)?;
+    serve(
+        media::download(&state.0, &server, &media_id, wait).await?,
+        None,
+    )
+    .await
 }
 
 /// # `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}`
@@ -119,9 +198,11 @@ pub async fn download_named(
     State(state): State<AppState>,
     Auth(_requester): Auth,
     Segments((server, media_id, name)): Segments<(String, String, String)>,
+    QueryParams(query): QueryParams,
 ) -> ApiResult<Response> {
+    let wait = timeout_ms(&query)?;
     serve(
-        media::download(&state.0, &server, &media_id).await?,
+        media::download(&state.0, &server, &media_id, wait).await?,
         Some(name),
     )
     .await
@@ -162,7 +243,8 @@ async fn thumbnail_of(
         Some("crop") => "crop",
         Some(_) => return Err(invalid_param("method must be crop or scale")),
     };
-    let served = media::thumbnail(&state.0, server, media_id, width, height, method).await?;
+    let wait = timeout_ms(query)?;
+    let served = media::thumbnail(&state.0, server, media_id, width, height, method, wait).await?;
     serve(served, None).await
 }
 
@@ -183,19 +265,27 @@ fn legacy_allowed(state: &AppState) -> ApiResult<()> {
 pub async fn legacy_download(
     State(state): State<AppState>,
     Segments((server, media_id)): Segments<(String, String)>,
+    QueryParams(query): QueryParams,
 ) -> ApiResult<Response> {
     legacy_allowed(&state)?;
-    serve(media::download(&state.0, &server, &media_id).await?, None).await
+    let wait = timeout_ms(&query)?;
+    serve(
+        media::download(&state.0, &server, &media_id, wait).await?,
+        None,
+    )
+    .await
 }
 
 /// # `GET /_matrix/media/v3/download/{serverName}/{mediaId}/{fileName}` (deprecated)
 pub async fn legacy_download_named(
     State(state): State<AppState>,
     Segments((server, media_id, name)): Segments<(String, String, String)>,
+    QueryParams(query): QueryParams,
 ) -> ApiResult<Response> {
     legacy_allowed(&state)?;
+    let wait = timeout_ms(&query)?;
     serve(
-        media::download(&state.0, &server, &media_id).await?,
+        media::download(&state.0, &server, &media_id, wait).await?,
         Some(name),
     )
     .await

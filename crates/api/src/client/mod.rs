@@ -10,6 +10,7 @@ pub mod keys;
 pub mod media;
 pub mod membership;
 pub mod notifications;
+pub mod presence;
 pub mod profile;
 pub mod push_rules;
 pub mod pushers;

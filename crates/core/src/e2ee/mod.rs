@@ -26,10 +26,5 @@ pub const MAX_ONE_TIME_KEYS: u64 = 100;
 /// Wakes the long-polls of `user_id` and of everyone sharing a room with them, after a
 /// change of the user's devices has committed (DL-12).
 pub async fn notify_device_change(services: &Services, user_id: &str) {
-    services.notifier.wake(user_id);
-    match services.store.room_mates(user_id).await {
-        Ok(mates) => services.notifier.wake_many(&mates),
-        // Their syncs then see the change when they next wake or time out.
-        Err(err) => tracing::warn!(error = %err, "looking up room-mates to wake failed"),
-    }
+    crate::sync::wake_room_mates(services, user_id).await;
 }

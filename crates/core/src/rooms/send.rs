@@ -74,8 +74,9 @@ pub async fn send_message(
     })
     .await
     .map_err(not_in_unknown_room)?;
-    // A message ends its sender's typing.
+    // A message ends its sender's typing, and is a pro-active event for presence.
     crate::typing::stop(services, room.as_str(), &requester.user_id).await;
+    crate::presence::active(services, &requester.user_id);
     Ok(sent)
 }
 

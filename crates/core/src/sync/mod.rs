@@ -25,6 +25,7 @@ mod ephemeral;
 mod filter;
 mod notifications;
 mod notifier;
+mod presence;
 mod response;
 mod room;
 mod rooms;
@@ -35,6 +36,17 @@ use std::time::Duration;
 pub use filter::{EventFilter, EventFormat, Filter, RoomFilter, create_filter, get_filter};
 pub use notifier::Notifier;
 pub use response::{Event, Events, JoinedRoom, Rooms, SyncResponse};
+
+/// Wakes the long-polls of `user_id` and of everyone sharing a joined room with them, after a
+/// change of theirs (devices, presence) has committed.
+pub async fn wake_room_mates(services: &Services, user_id: &str) {
+    services.notifier.wake(user_id);
+    match services.store.room_mates(user_id).await {
+        Ok(mates) => services.notifier.wake_many(&mates),
+        // Their syncs then see the change when they next wake or time out.
+        Err(err) => tracing::warn!(error = %err, "looking up room-mates to wake failed"),
+    }
+}
 
 /// A joined room whose section holds only account data still needs a `prev_batch`.
 fn room_token_at(upto: &SyncToken) -> String {
@@ -87,6 +99,10 @@ pub async fn sync(
             .min(services.config.sync.max_timeout_ms),
     );
     let deadline = tokio::time::Instant::now() + timeout;
+    // Counted as connected until this sync ends; may bring the user online first.
+    let _syncing =
+        crate::presence::syncing(services, &requester.user_id, params.set_presence.as_deref())
+            .await?;
     // `full_state` sends every room whole but still answers from `since` for what is not
     // state (RS-10), and returns at once.
     let from = since;
@@ -200,5 +216,14 @@ async fn build(
     )
     .await?;
     notifications::fill(services, &requester.user_id, upto, filter, &mut response).await?;
+    presence::fill(
+        services,
+        &requester.user_id,
+        from,
+        upto,
+        filter,
+        &mut response,
+    )
+    .await?;
     Ok(response)
 }

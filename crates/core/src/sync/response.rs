@@ -139,6 +139,18 @@ pub struct ToDevice {
     pub events: Vec<ToDeviceEvent>,
 }
 
+/// Events that name their sender and nothing else (`m.presence`).
+#[derive(Debug, Default, Serialize)]
+pub struct SenderEvents {
+    pub events: Vec<ToDeviceEvent>,
+}
+
+impl SenderEvents {
+    pub(super) fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct DeviceLists {
     pub changed: Vec<String>,
@@ -159,6 +171,8 @@ pub struct SyncResponse {
     pub next_batch: String,
     #[serde(skip_serializing_if = "Events::is_empty")]
     pub account_data: Events,
+    #[serde(skip_serializing_if = "SenderEvents::is_empty")]
+    pub presence: SenderEvents,
     #[serde(skip_serializing_if = "Rooms::is_empty")]
     pub rooms: Rooms,
     #[serde(skip_serializing_if = "ToDevice::is_empty")]
@@ -180,6 +194,7 @@ impl ToDevice {
 impl SyncResponse {
     pub(super) fn is_empty(&self) -> bool {
         self.account_data.is_empty()
+            && self.presence.is_empty()
             && self.rooms.is_empty()
             && self.to_device.is_empty()
             && self.device_lists.is_empty()
@@ -191,6 +206,7 @@ impl SyncResponse {
         Self {
             next_batch,
             account_data: Events::default(),
+            presence: SenderEvents::default(),
             rooms: Rooms::default(),
             to_device: ToDevice::default(),
             device_lists: DeviceLists::default(),

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::*;
-use crate::{MediaRecord, MediaStore, ThumbnailRecord};
+use crate::{MediaRecord, MediaStore, MediaWrite, PendingMedia, ThumbnailRecord};
 
 pub(super) type MediaRow = (String, String, Option<String>, Option<String>, i64, i64);
 pub(super) type ThumbnailRow = (String, i64, i64, String, String, i64);
@@ -32,7 +32,16 @@ pub(super) fn thumbnail_from_row(r: ThumbnailRow) -> ThumbnailRecord {
 
 #[async_trait]
 impl MediaStore for PostgresStore {
-    async fn put_media(&self, record: MediaRecord) -> StoreResult<()> {
+    async fn put_media(&self, record: MediaRecord, quota: Option<u64>) -> StoreResult<MediaWrite> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        if let Some(quota) = quota {
+            // Uploads of one user are checked one after the other.
+            lock_user(&mut tx, &record.uploader).await?;
+            let used = usage(&mut tx, &record.uploader).await?;
+            if used.saturating_add(record.size) > quota {
+                return Ok(MediaWrite::OverQuota);
+            }
+        }
         sqlx::query(
             "INSERT INTO media (media_id, uploader, content_type, filename, size, created_ts)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -43,10 +52,87 @@ impl MediaStore for PostgresStore {
         .bind(&record.filename)
         .bind(record.size as i64)
         .bind(record.created_ts)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(MediaWrite::Done)
+    }
+
+    async fn media_usage(&self, uploader: &str) -> StoreResult<u64> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        usage(&mut conn, uploader).await
+    }
+
+    async fn create_pending_media(
+        &self,
+        media_id: &str,
+        uploader: &str,
+        now_ms: i64,
+        expires_ts: i64,
+        max_pending: u32,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        lock_user(&mut tx, uploader).await?;
+        sqlx::query("DELETE FROM media_pending WHERE uploader = $1 AND expires_ts <= $2")
+            .bind(uploader)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let pending: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM media_pending WHERE uploader = $1")
+                .bind(uploader)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
+        if pending >= i64::from(max_pending) {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO media_pending (media_id, uploader, created_ts, expires_ts)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(media_id)
+        .bind(uploader)
+        .bind(now_ms)
+        .bind(expires_ts)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn pending_media(&self, media_id: &str) -> StoreResult<Option<PendingMedia>> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT uploader, expires_ts FROM media_pending WHERE media_id = $1")
+                .bind(media_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify)?;
+        Ok(row.map(|(uploader, expires_ts)| PendingMedia {
+            uploader,
+            expires_ts,
+        }))
+    }
+
+    async fn claim_pending_media(
+        &self,
+        media_id: &str,
+        uploader: &str,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "DELETE FROM media_pending WHERE media_id = $1 AND uploader = $2 AND expires_ts > $3",
+        )
+        .bind(media_id)
+        .bind(uploader)
+        .bind(now_ms)
         .execute(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     async fn media(&self, media_id: &str) -> StoreResult<Option<MediaRecord>> {
@@ -89,4 +175,14 @@ impl MediaStore for PostgresStore {
         .map_err(classify)?;
         Ok(())
     }
+}
+
+async fn usage(conn: &mut PgConnection, uploader: &str) -> StoreResult<u64> {
+    let used: i64 =
+        sqlx::query_scalar("SELECT COALESCE(SUM(size), 0)::BIGINT FROM media WHERE uploader = $1")
+            .bind(uploader)
+            .fetch_one(conn)
+            .await
+            .map_err(classify)?;
+    Ok(used.max(0) as u64)
 }

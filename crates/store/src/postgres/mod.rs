@@ -14,6 +14,7 @@ mod e2ee_dump;
 mod ephemeral;
 mod media;
 mod positions;
+mod presence;
 mod profile;
 mod push;
 mod pushers;
@@ -103,6 +104,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         "refresh_tokens",
         include_str!("../../migrations/postgres/0013_refresh_tokens.sql"),
+    ),
+    (
+        14,
+        "presence",
+        include_str!("../../migrations/postgres/0014_presence.sql"),
+    ),
+    (
+        15,
+        "media_pending",
+        include_str!("../../migrations/postgres/0015_media_pending.sql"),
     ),
 ];
 

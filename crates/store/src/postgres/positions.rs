@@ -207,6 +207,11 @@ pub(super) fn typing_note(pos: i64, room_id: &str) -> String {
     format!("ty:{pos}:{room_id}")
 }
 
+/// A user's presence changed at presence position `pos`: they and their room-mates look.
+pub(super) fn presence_note(pos: i64, user_id: &str) -> String {
+    format!("pr:{pos}:{user_id}")
+}
+
 /// Something was appended to a room by process `instance`, the last event at `pos`: the
 /// room's members look. The writing process woke its own waiters already.
 pub(super) fn room_note(pos: i64, instance: &str, room_id: &str) -> String {
@@ -239,6 +244,7 @@ fn parse_held(payload: &str, own: &str) -> Option<(Stream, i64, Wakeup)> {
         "rc" => (Stream::Receipts, Wakeup::Room(id.to_owned())),
         "rp" => (Stream::Receipts, Wakeup::User(id.to_owned())),
         "ty" => (Stream::Typing, Wakeup::Room(id.to_owned())),
+        "pr" => (Stream::Presence, Wakeup::RoomMates(id.to_owned())),
         _ => return None,
     };
     Some((stream, pos, wakeup))

@@ -16,6 +16,7 @@ mod e2ee_dump;
 mod ephemeral;
 mod media;
 mod pool;
+mod presence;
 mod profile;
 mod push;
 mod pushers;
@@ -97,6 +98,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "refresh_tokens",
         include_str!("../../migrations/sqlite/0012_refresh_tokens.sql"),
+    ),
+    (
+        13,
+        "presence",
+        include_str!("../../migrations/sqlite/0013_presence.sql"),
+    ),
+    (
+        14,
+        "media_pending",
+        include_str!("../../migrations/sqlite/0014_media_pending.sql"),
     ),
 ];
 
