@@ -10,14 +10,19 @@ The server under test is at $MYELIN_URL and must allow open registration
 - two users in a room, each with nio's sync loop running: one creates the room
   inviting the other, who sees the invite and joins; they exchange messages;
   per-room account data reaches the writer's other device and never the other
-  user.
+  user;
+- media and presence: an image uploaded by one user is downloaded byte for byte
+  and thumbnailed by the other through nio's media calls, and a presence set
+  through nio reaches the room-mate's sync and presence lookup.
 """
 
 import asyncio
 import contextlib
 import json
 import os
+import struct
 import uuid
+import zlib
 from urllib.parse import quote
 
 import aiohttp
@@ -33,13 +38,20 @@ from nio import (
     InviteMemberEvent,
     JoinResponse,
     LoginResponse,
+    MemoryDownloadResponse,
+    PresenceGetResponse,
+    PresenceSetResponse,
     RegisterResponse,
+    ResizingMethod,
     RoomCreateResponse,
     RoomMessageText,
     RoomSendResponse,
     SyncError,
+    SyncResponse,
     TagEvent,
+    ThumbnailResponse,
     UpdateDeviceResponse,
+    UploadResponse,
     WhoamiError,
     WhoamiResponse,
 )
@@ -429,3 +441,71 @@ async def rooms_scenario() -> None:
 
 def test_room_messages_and_room_account_data_with_matrix_nio():
     asyncio.run(rooms_scenario())
+
+
+def png(width: int, height: int) -> bytes:
+    """A gradient PNG, written by hand so the test needs no imaging library."""
+    rows = b"".join(
+        b"\x00" + bytes(v for x in range(width) for v in (x % 256, y % 256, 128))
+        for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+async def media_and_presence_scenario() -> None:
+    url = homeserver()
+    alice_name, bob_name = f"nio_ma_{uuid.uuid4().hex[:12]}", f"nio_mb_{uuid.uuid4().hex[:12]}"
+    alice, bob = AsyncClient(url, alice_name, config=CONFIG), AsyncClient(url, bob_name, config=CONFIG)
+    try:
+        for c, name in ((alice, alice_name), (bob, bob_name)):
+            assert isinstance(await c.register(name, PASSWORD, f"{name}-device"), RegisterResponse)
+
+        image = png(400, 300)
+        uploaded, _keys = await alice.upload(
+            lambda *_: image, content_type="image/png", filename="gradient.png", filesize=len(image)
+        )
+        assert isinstance(uploaded, UploadResponse), uploaded
+        assert uploaded.content_uri.startswith("mxc://localhost/"), uploaded.content_uri
+
+        downloaded = await bob.download(uploaded.content_uri)
+        assert isinstance(downloaded, MemoryDownloadResponse), downloaded
+        assert downloaded.body == image
+        assert downloaded.content_type == "image/png"
+        assert downloaded.filename == "gradient.png"
+
+        server_name, media_id = uploaded.content_uri[len("mxc://"):].split("/")
+        for method, size in ((ResizingMethod.crop, (32, 32)), (ResizingMethod.scale, (320, 240))):
+            thumb = await bob.thumbnail(server_name, media_id, size[0], size[1], method)
+            assert isinstance(thumb, ThumbnailResponse), thumb
+            assert thumb.content_type == "image/png"
+            assert thumb.body.startswith(b"\x89PNG"), thumb.body[:8]
+            width, height = struct.unpack(">II", thumb.body[16:24])
+            assert (width, height) == size, (method, width, height)
+
+        # Presence reaches a room-mate, in a sync and by lookup.
+        created = await alice.room_create(invite=[bob.user_id])
+        assert isinstance(created, RoomCreateResponse), created
+        assert isinstance(await bob.join(created.room_id), JoinResponse)
+        first = await bob.sync(timeout=0, set_presence="offline")
+        assert isinstance(first, SyncResponse), first
+        assert isinstance(await alice.set_presence("unavailable", "At lunch"), PresenceSetResponse)
+        later = await bob.sync(timeout=10000, since=first.next_batch, set_presence="offline")
+        assert isinstance(later, SyncResponse), later
+        seen = [e for e in later.presence_events if e.user_id == alice.user_id]
+        assert seen and seen[-1].presence == "unavailable", later.presence_events
+        assert seen[-1].status_msg == "At lunch"
+        looked_up = await bob.get_presence(alice.user_id)
+        assert isinstance(looked_up, PresenceGetResponse), looked_up
+        assert looked_up.presence == "unavailable" and looked_up.status_msg == "At lunch"
+    finally:
+        for c in (alice, bob):
+            await c.close()
+
+
+def test_media_and_presence_with_matrix_nio():
+    asyncio.run(media_and_presence_scenario())
