@@ -1,7 +1,9 @@
 //! Myelin, a Matrix homeserver: configuration loading and the server's life cycle. The binary
 //! (`main.rs`) is the command line around this; tests start servers through [`start`].
 
+mod outbound;
 mod push_gateway;
+mod url_preview;
 
 use std::{net::SocketAddr, path::Path, pin::pin, sync::Arc, time::Duration};
 
@@ -149,6 +151,11 @@ pub async fn start(
             let _ = background_stopped.await;
         },
     ));
+    services
+        .previews
+        .set_fetcher(Arc::new(url_preview::HttpFetcher::new(
+            services.config.media.url_preview.allow_private,
+        )));
     services
         .delivery
         .set_client(Arc::new(push_gateway::HttpGateway::new(

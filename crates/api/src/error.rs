@@ -150,6 +150,8 @@ impl From<Error> for ApiError {
             Error::TooLarge(m) => matrix(S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", m),
             Error::FieldTooLong(m) => matrix(S::BAD_REQUEST, "M_TOO_LARGE", m),
             Error::UserInUse => matrix(S::BAD_REQUEST, "M_USER_IN_USE", "User ID already taken."),
+            Error::Unrecognized(m) => matrix(S::NOT_FOUND, "M_UNRECOGNIZED", m),
+            Error::UpstreamFailed(m) => matrix(S::BAD_GATEWAY, "M_UNKNOWN", m),
             Error::CannotOverwriteMedia => matrix(
                 S::CONFLICT,
                 "M_CANNOT_OVERWRITE_MEDIA",

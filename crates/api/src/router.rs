@@ -220,6 +220,11 @@ pub fn routes(state: AppState) -> Router {
             put(media::upload_to),
         )
         .route("/_matrix/media/v1/create", post(media::create))
+        .route(
+            "/_matrix/client/v1/media/preview_url",
+            get(media::preview_url),
+        )
+        .route("/_matrix/media/v3/preview_url", get(media::preview_url))
         .route("/_matrix/media/v3/config", get(media::config))
         .route(
             "/_matrix/media/v3/download/{server}/{media_id}",

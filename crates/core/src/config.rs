@@ -368,6 +368,28 @@ pub struct MediaConfig {
     pub max_pending_uploads_per_user: u32,
     /// How long a created media ID waits for its upload.
     pub pending_upload_expiry_secs: u64,
+    pub url_preview: UrlPreviewConfig,
+}
+
+/// URL previews (`preview_url`): the server fetches pages its users name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UrlPreviewConfig {
+    pub enabled: bool,
+    /// Fetch from loopback, private and link-local addresses too (never in production).
+    pub allow_private: bool,
+    /// The most read of a page or its image.
+    pub max_bytes: u64,
+}
+
+impl Default for UrlPreviewConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            allow_private: false,
+            max_bytes: 4 * 1024 * 1024,
+        }
+    }
 }
 
 impl Default for MediaConfig {
@@ -379,6 +401,7 @@ impl Default for MediaConfig {
             quota_bytes_per_user: None,
             max_pending_uploads_per_user: 5,
             pending_upload_expiry_secs: 86_400,
+            url_preview: UrlPreviewConfig::default(),
         }
     }
 }

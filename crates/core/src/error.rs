@@ -41,6 +41,12 @@ pub enum Error {
     FieldTooLong(Msg),
     #[error("user in use")]
     UserInUse,
+    /// 404 `M_UNRECOGNIZED`: a feature this server has switched off.
+    #[error("unrecognized: {0}")]
+    Unrecognized(Msg),
+    /// 502 `M_UNKNOWN`: a remote server the request needed did not answer well.
+    #[error("upstream failed: {0}")]
+    UpstreamFailed(Msg),
     /// 409 `M_CANNOT_OVERWRITE_MEDIA`: the created media ID has its content already.
     #[error("media already uploaded")]
     CannotOverwriteMedia,

@@ -73,6 +73,8 @@ pub struct Services {
     pub delivery: push::gateway::Delivery,
     pub(crate) typing_here: typing::TypingHere,
     pub(crate) presence: presence::PresenceTracker,
+    /// URL previews: the fetcher and the previews made lately.
+    pub previews: media::Previews,
 }
 
 impl Services {
@@ -113,6 +115,7 @@ impl Services {
             delivery: push::gateway::Delivery::default(),
             typing_here: typing::TypingHere::default(),
             presence: presence::PresenceTracker::default(),
+            previews: media::Previews::default(),
         });
         tokio::spawn(typing::expire(Arc::downgrade(&services)));
         tokio::spawn(presence::sweep(Arc::downgrade(&services)));

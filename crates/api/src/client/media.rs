@@ -159,6 +159,22 @@ pub async fn upload_to(
     Ok(Json(json!({})))
 }
 
+/// # `GET /_matrix/client/v1/media/preview_url` (and the deprecated `/_matrix/media/v3/preview_url`)
+///
+/// The OpenGraph data of a public page, its image stored here as media. 404
+/// `M_UNRECOGNIZED` unless `media.url_preview.enabled`; 403 for a URL (or redirect) to an
+/// address that is not public; 502 when the page cannot be fetched.
+pub async fn preview_url(
+    State(state): State<AppState>,
+    Auth(_requester): Auth,
+    QueryParams(query): QueryParams,
+) -> ApiResult<Json<Value>> {
+    let url = query.get("url").ok_or_else(|| {
+        ApiError::from(myelin_core::Error::MissingParam("url is required".into()))
+    })?;
+    Ok(Json(media::preview_url(&state.0, url).await?))
+}
+
 /// The `timeout_ms` a download waits for content not uploaded yet.
 fn timeout_ms(query: &std::collections::HashMap<String, String>) -> ApiResult<Option<u64>> {
     query

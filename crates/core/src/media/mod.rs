@@ -10,6 +10,7 @@
 //! `media.quota_bytes_per_user`, an upload that would take its uploader over the quota is
 //! refused (403).
 
+mod preview;
 mod thumbnail;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use myelin_store::{MediaRecord, MediaWrite};
 use tokio::io::AsyncWriteExt;
 
+pub use preview::{FetchError, Fetched, Previews, UrlFetcher, preview_url};
 pub use thumbnail::thumbnail;
 
 use crate::{
@@ -65,6 +67,8 @@ pub struct Upload {
     filename: Option<String>,
     /// The ID was created beforehand (`/create`), and this upload must take it.
     reserved: bool,
+    /// The uploader's quota, checked when the record is stored.
+    quota: Option<u64>,
 }
 
 fn quota_exceeded() -> Error {
@@ -116,6 +120,7 @@ pub async fn begin_upload(
         content_type,
         filename,
         declared_length,
+        services.config.media.quota_bytes_per_user,
     )
     .await
 }
@@ -154,10 +159,12 @@ pub async fn begin_upload_to(
         content_type,
         filename,
         declared_length,
+        services.config.media.quota_bytes_per_user,
     )
     .await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn receive(
     services: &Services,
     requester: &Requester,
@@ -166,12 +173,13 @@ async fn receive(
     content_type: Option<String>,
     filename: Option<String>,
     declared_length: Option<u64>,
+    quota: Option<u64>,
 ) -> Result<Upload> {
     let max = services.config.media.max_upload_bytes;
     if declared_length.is_some_and(|n| n > max) {
         return Err(too_large(format!("Uploads are limited to {max} bytes")));
     }
-    if let Some(quota) = services.config.media.quota_bytes_per_user {
+    if let Some(quota) = quota {
         let used = services.store.media_usage(&requester.user_id).await?;
         if used.saturating_add(declared_length.unwrap_or(0)) > quota {
             return Err(quota_exceeded());
@@ -200,7 +208,35 @@ async fn receive(
         content_type: content_type.filter(|c| !c.is_empty()),
         filename: filename.filter(|f| !f.is_empty()),
         reserved,
+        quota,
     })
+}
+
+impl Upload {
+    /// Media the server stores for nobody in particular (a preview's image): no quota.
+    pub(crate) async fn system(
+        services: &Services,
+        media_id: String,
+        content_type: Option<String>,
+    ) -> Result<Self> {
+        let nobody = Requester {
+            user_id: String::new(),
+            device_id: None,
+            appservice: None,
+            token_hash: None,
+        };
+        receive(
+            services,
+            &nobody,
+            media_id,
+            false,
+            content_type,
+            None,
+            None,
+            None,
+        )
+        .await
+    }
 }
 
 impl Upload {
@@ -257,7 +293,7 @@ impl Upload {
                     size: self.size,
                     created_ts: crate::now_ms(),
                 },
-                services.config.media.quota_bytes_per_user,
+                self.quota,
             )
             .await;
         match written {
