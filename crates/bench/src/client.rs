@@ -121,6 +121,31 @@ impl Conn {
         Ok((status, bytes))
     }
 
+    /// A request with a body of any content type (a media upload).
+    pub(crate) async fn upload(
+        &mut self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("host", &self.host)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", content_type)
+            .body(Full::new(body))?;
+        if self.sender.ready().await.is_err() {
+            self.sender = handshake(&self.addr).await?;
+            self.sender.ready().await?;
+        }
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
     pub(crate) async fn json(
         &mut self,
         method: Method,

@@ -9,6 +9,7 @@
 mod client;
 mod compare;
 mod measures;
+mod media;
 mod rooms;
 
 use std::{
@@ -474,6 +475,14 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+
+    if args
+        .only
+        .as_deref()
+        .is_none_or(|o| o.contains("media") || o.contains("thumbnail"))
+    {
+        media::run(&target, run, secs, &mut results).await?;
+    }
 
     if quick {
         return Ok(());

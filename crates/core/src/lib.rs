@@ -75,6 +75,8 @@ pub struct Services {
     pub(crate) presence: presence::PresenceTracker,
     /// URL previews: the fetcher and the previews made lately.
     pub previews: media::Previews,
+    /// Users whose events are served redacted to later joiners.
+    pub(crate) erased: rooms::erasure::ErasedUsers,
 }
 
 impl Services {
@@ -116,6 +118,7 @@ impl Services {
             typing_here: typing::TypingHere::default(),
             presence: presence::PresenceTracker::default(),
             previews: media::Previews::default(),
+            erased: rooms::erasure::ErasedUsers::default(),
         });
         tokio::spawn(typing::expire(Arc::downgrade(&services)));
         tokio::spawn(presence::sweep(Arc::downgrade(&services)));

@@ -311,6 +311,8 @@ pub struct Dump {
     pub account_data: Vec<(String, AccountDataChange)>,
     /// (user_id, filter_id, filter)
     pub filters: Vec<(String, i64, String)>,
+    /// (user_id, room-event position of the erasure)
+    pub erased_users: Vec<(String, i64)>,
     pub positions: StreamPositions,
     pub rooms: RoomsDump,
     pub e2ee: E2eeDump,
@@ -401,6 +403,9 @@ pub trait AccountStore: Send + Sync {
     async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>>;
 
     async fn access_token(&self, token_hash: [u8; 32]) -> StoreResult<Option<AccessToken>>;
+
+    /// Every erased user, with the room-event position of the erasure.
+    async fn erased_users(&self) -> StoreResult<Vec<(String, u64)>>;
 
     /// The first use of an access token issued by a refresh: the refresh token it was
     /// refreshed from stops working (`refresh.yaml`), in one transaction.
@@ -528,8 +533,9 @@ pub trait Txn: KeysTxn + Send {
     async fn set_password_hash(&mut self, hash: &str) -> StoreResult<()>;
 
     /// Marks the account deactivated and deletes its password, profile, account data and key
-    /// backups. Its devices go through [`Txn::delete_devices`].
-    async fn deactivate(&mut self) -> StoreResult<()>;
+    /// backups. Its devices go through [`Txn::delete_devices`]. With `erase`, the user is
+    /// recorded as erased at the current room-event position.
+    async fn deactivate(&mut self, erase: bool) -> StoreResult<()>;
 
     /// The `n` devices unused for longest (by `last_seen_ts`, else creation time).
     async fn least_recently_used(&mut self, n: u64) -> StoreResult<Vec<String>>;

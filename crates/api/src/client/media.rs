@@ -364,7 +364,8 @@ async fn serve(served: Served, name: Option<String>) -> ApiResult<Response> {
         "attachment"
     };
     let name = name.or(served.filename);
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    // 64 KiB reads: the default 4 KiB made a 1 MiB download 256 trips through the body.
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024));
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
     let value = |s: &str| {

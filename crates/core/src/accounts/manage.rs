@@ -81,7 +81,8 @@ pub async fn change_password(
 
 /// `POST /account/deactivate`. The account keeps only the row that reserves its ID: its
 /// devices, password, profile, account data and key backups are deleted in one transaction,
-/// then it leaves every room.
+/// then it leaves every room. With `erase`, whoever joins one of its rooms later is served
+/// its events redacted ([`crate::rooms::erasure`]).
 pub async fn deactivate(
     services: &Services,
     requester: &Requester,
@@ -92,12 +93,7 @@ pub async fn deactivate(
         None | Some(Value::Null | Value::String(_)) => {}
         Some(_) => return Err(bad_json("id_server must be a string")),
     }
-    if optional_bool(&body, "erase")? == Some(true) {
-        // Refused rather than ignored: the user asked for something this server does not do.
-        return Err(invalid_param(
-            "erase is not supported by this server yet; deactivate without it",
-        ));
-    }
+    let erase = optional_bool(&body, "erase")?.unwrap_or(false);
     uia::confirm_with_password(
         services,
         requester,
@@ -107,8 +103,8 @@ pub async fn deactivate(
     )
     .await?;
     let user_id = &requester.user_id;
-    crate::devices::deactivate(services, user_id).await?;
+    crate::devices::deactivate(services, user_id, erase).await?;
     crate::rooms::membership::leave_everywhere(services, user_id).await?;
-    tracing::info!(%user_id, "deactivated");
+    tracing::info!(%user_id, erase, "deactivated");
     Ok(())
 }

@@ -191,8 +191,9 @@ enum AccountChange<'a> {
         hash: &'a str,
         sign_out_all_but: Option<Option<&'a str>>,
     },
-    /// Deactivation: every device goes.
-    Deactivate,
+    /// Deactivation: every device goes; with `erase`, the user's events are served redacted
+    /// to those who join their rooms later.
+    Deactivate { erase: bool },
 }
 
 /// `POST /account/password`: stores the new hash and, when `sign_out_others`, deletes every
@@ -219,11 +220,14 @@ pub(crate) async fn change_password(
 /// `POST /account/deactivate`, the part that is one transaction: the account is marked
 /// deactivated, its password, profile, account data and key backups deleted, and every
 /// device with them.
-pub(crate) async fn deactivate(services: &Services, user_id: &str) -> Result<()> {
+pub(crate) async fn deactivate(services: &Services, user_id: &str, erase: bool) -> Result<()> {
     let user_id = user_id.to_owned();
     services
         .detached(move |services| async move {
-            account_change(&services, &user_id, AccountChange::Deactivate).await?;
+            account_change(&services, &user_id, AccountChange::Deactivate { erase }).await?;
+            if erase {
+                services.erased.forget();
+            }
             // Its push rules and ignore list are gone with the account data.
             services.push_recipients.forget(&user_id);
             Ok(())
@@ -256,8 +260,8 @@ async fn account_change(
                     }
                 }
             }
-            AccountChange::Deactivate => {
-                tx.deactivate().await?;
+            AccountChange::Deactivate { erase } => {
+                tx.deactivate(erase).await?;
                 tx.device_ids().await?
             }
         };

@@ -2,7 +2,10 @@
 //! `auth_events`, `prev_events` or `depth` (EV-11), with `unsigned` computed for the reader
 //! (EV-12..15), and redacted by the room version's algorithm once a redaction applies (EV-19).
 
-use std::{borrow::Cow, collections::HashMap};
+use std::{
+    borrow::Cow,
+    collections::{HashMap, HashSet},
+};
 
 use myelin_store::StoredEvent;
 use ruma_common::{CanonicalJsonObject, CanonicalJsonValue, room_version_rules::RedactionRules};
@@ -75,15 +78,19 @@ pub struct Reader<'a> {
     /// The last position the reader may see: a redaction after it (made after they left)
     /// is not theirs to know of.
     pub visible_upto: u64,
+    /// Senders whose events this reader is served redacted (erased users; see
+    /// `rooms::erasure`).
+    pub erased: &'a HashSet<String>,
 }
 
 impl Reader<'_> {
     fn is_redacted(&self, event: &StoredEvent) -> bool {
-        event.redacted_by.as_ref().is_some_and(|id| {
-            self.related
-                .get(id)
-                .is_none_or(|redaction| redaction.pos <= self.visible_upto)
-        })
+        self.erased.contains(&event.sender)
+            || event.redacted_by.as_ref().is_some_and(|id| {
+                self.related
+                    .get(id)
+                    .is_none_or(|redaction| redaction.pos <= self.visible_upto)
+            })
     }
 }
 
@@ -240,8 +247,16 @@ fn serve_at_depth(
 }
 
 /// The PDU as stored, for filters asking for `event_format: federation`.
-pub fn federation(event: &StoredEvent) -> Result<Box<RawValue>> {
-    RawValue::from_string(event.json.clone()).map_err(internal)
+/// The PDU as stored, redacted by its room version's rules when a redaction (or an erasure)
+/// applies to the reader.
+pub fn federation(event: &StoredEvent, reader: &Reader<'_>) -> Result<Box<RawValue>> {
+    if !reader.is_redacted(event) {
+        return RawValue::from_string(event.json.clone()).map_err(internal);
+    }
+    let mut object: CanonicalJsonObject = serde_json::from_str(&event.json).map_err(internal)?;
+    ruma_common::canonical_json::redact_in_place(&mut object, reader.redaction, None)
+        .map_err(internal)?;
+    raw(&object)
 }
 
 /// An event as stripped state; `dated` adds its ID and timestamp (the reader's own member

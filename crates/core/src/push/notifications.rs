@@ -61,6 +61,9 @@ pub async fn list(
         .await?;
     let mut rules: HashMap<String, RedactionRules> = HashMap::new();
     let related = HashMap::new();
+    // A notification is of an event that arrived while the user was in the room: seen before
+    // any later erasure of its sender.
+    let erased = std::collections::HashSet::new();
     let now_ms = crate::now_ms();
     let mut notifications = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -81,6 +84,7 @@ pub async fn list(
             related: &related,
             redaction,
             visible_upto: row.pos,
+            erased: &erased,
         };
         notifications.push(NotificationEntry {
             actions: RawValue::from_string(row.actions.clone())

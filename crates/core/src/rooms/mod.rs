@@ -15,6 +15,7 @@
 //! an event that will not be written. Members' syncs are woken after the commit.
 
 pub mod create;
+pub mod erasure;
 mod head;
 pub mod membership;
 pub mod read;

@@ -126,6 +126,7 @@ pub(crate) async fn serve_all(
     with_room_id: bool,
 ) -> Result<Vec<ClientEvent>> {
     let related = related(services, events).await?;
+    let erased = super::erasure::for_reader(services, &access.visibility).await?;
     let reader = Reader {
         user_id: &requester.user_id,
         device_id: requester.device_id.as_deref(),
@@ -134,6 +135,7 @@ pub(crate) async fn serve_all(
         related: &related,
         redaction: &access.rules.redaction,
         visible_upto: access.cap,
+        erased: &erased,
     };
     events
         .iter()

@@ -123,6 +123,14 @@ impl Visibility {
         self.memberships.last().map(|(p, m)| (*p, m.as_str()))
     }
 
+    /// Where the user first joined the room.
+    pub fn first_join(&self) -> Option<u64> {
+        self.memberships
+            .iter()
+            .find(|(_, m)| m == "join")
+            .map(|(p, _)| *p)
+    }
+
     pub fn ever_joined(&self) -> bool {
         self.memberships.iter().any(|(_, m)| m == "join")
     }

@@ -197,6 +197,7 @@ impl<'a> Room<'a> {
     ) -> Result<[Vec<SyncEvent>; 2]> {
         let all: Vec<&StoredEvent> = groups.iter().flat_map(|g| g.iter()).collect();
         let related = crate::rooms::read::related(self.services, &all).await?;
+        let erased = crate::rooms::erasure::for_reader(self.services, &self.visibility).await?;
         let reader = Reader {
             user_id: &requester.user_id,
             device_id: requester.device_id.as_deref(),
@@ -205,10 +206,13 @@ impl<'a> Room<'a> {
             related: &related,
             redaction: &self.rules.redaction,
             visible_upto,
+            erased: &erased,
         };
         let one = |e: &StoredEvent| -> Result<SyncEvent> {
             Ok(match format {
-                Some(EventFormat::Federation) => SyncEvent::Federation(client::federation(e)?),
+                Some(EventFormat::Federation) => {
+                    SyncEvent::Federation(client::federation(e, &reader)?)
+                }
                 _ => SyncEvent::Client(Box::new(client::serve(
                     e,
                     &reader,

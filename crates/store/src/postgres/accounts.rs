@@ -83,6 +83,17 @@ impl AccountStore for PostgresStore {
         )
     }
 
+    async fn erased_users(&self) -> StoreResult<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT user_id, pos FROM erased_users")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(user, pos)| (user, pos.max(0) as u64))
+            .collect())
+    }
+
     async fn first_use(&self, access_hash: [u8; 32]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let replaced: Option<Option<Vec<u8>>> = sqlx::query_scalar(

@@ -58,6 +58,10 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
             .fetch_all(&mut *tx)
             .await
             .map_err(classify)?;
+    let erased_users: Vec<(String, i64)> = sqlx::query_as("SELECT user_id, pos FROM erased_users")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
     let filters: Vec<(String, i64, String)> =
         sqlx::query_as("SELECT user_id, filter_id, filter FROM filters")
             .fetch_all(&mut *tx)
@@ -202,6 +206,7 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
             })
             .collect(),
         filters,
+        erased_users,
         positions,
         rooms,
         e2ee,
@@ -300,6 +305,14 @@ pub(super) async fn import(pool: &PgPool, dump: Dump) -> StoreResult<()> {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
+    }
+    for (user_id, pos) in &dump.erased_users {
+        sqlx::query("INSERT INTO erased_users (user_id, pos) VALUES ($1, $2)")
+            .bind(user_id)
+            .bind(pos)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
     }
     for (user_id, id, filter) in &dump.filters {
         sqlx::query("INSERT INTO filters (user_id, filter_id, filter) VALUES ($1, $2, $3)")

@@ -115,6 +115,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "media_pending",
         include_str!("../../migrations/postgres/0015_media_pending.sql"),
     ),
+    (
+        16,
+        "erasure",
+        include_str!("../../migrations/postgres/0016_erasure.sql"),
+    ),
 ];
 
 /// Serialises migrations when several processes start at once.

@@ -109,7 +109,18 @@ impl Txn for PgTxn {
         Ok(())
     }
 
-    async fn deactivate(&mut self) -> StoreResult<()> {
+    async fn deactivate(&mut self, erase: bool) -> StoreResult<()> {
+        if erase {
+            sqlx::query(
+                "INSERT INTO erased_users (user_id, pos)
+                 SELECT $1, pos FROM stream_positions WHERE stream = 'room_events'
+                 ON CONFLICT (user_id) DO NOTHING",
+            )
+            .bind(&self.user_id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        }
         for statement in [
             "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1",
             "DELETE FROM profile_fields WHERE user_id = $1",

@@ -100,6 +100,19 @@ impl AccountStore for SqliteStore {
             .await
     }
 
+    async fn erased_users(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.pool
+            .read(|conn| {
+                conn.prepare_cached("SELECT user_id, pos FROM erased_users")
+                    .and_then(|mut s| {
+                        s.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+                            .collect()
+                    })
+                    .map_err(classify)
+            })
+            .await
+    }
+
     async fn first_use(&self, access_hash: [u8; 32]) -> StoreResult<()> {
         self.pool
             .write(move |conn| {

@@ -85,6 +85,10 @@ pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
             ))
         })?
         .collect::<Result<_, _>>()?;
+    let erased_users = conn
+        .prepare("SELECT user_id, pos FROM erased_users")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
     let filters = conn
         .prepare("SELECT user_id, filter_id, filter FROM filters")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -106,6 +110,7 @@ pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
         refresh_tokens,
         account_data,
         filters,
+        erased_users,
         positions,
         rooms: export_rooms(conn)?,
         receipts: all(
@@ -415,6 +420,12 @@ pub(super) fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
                     c.content,
                     c.pos as i64
                 ],
+            )?;
+        }
+        for (user_id, pos) in &dump.erased_users {
+            conn.execute(
+                "INSERT INTO erased_users (user_id, pos) VALUES (?1, ?2)",
+                params![user_id, pos],
             )?;
         }
         for (user_id, id, filter) in &dump.filters {

@@ -109,6 +109,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "media_pending",
         include_str!("../../migrations/sqlite/0014_media_pending.sql"),
     ),
+    (
+        15,
+        "erasure",
+        include_str!("../../migrations/sqlite/0015_erasure.sql"),
+    ),
 ];
 
 /// `synchronous` levels accepted in the configuration.

@@ -146,8 +146,16 @@ impl Txn for SqliteTxn {
         .await
     }
 
-    async fn deactivate(&mut self) -> StoreResult<()> {
-        self.run(|conn, user_id| {
+    async fn deactivate(&mut self, erase: bool) -> StoreResult<()> {
+        self.run(move |conn, user_id| {
+            if erase {
+                conn.prepare_cached(
+                    "INSERT INTO erased_users (user_id, pos)
+                     SELECT ?1, pos FROM stream_positions WHERE stream = 'room_events'
+                     ON CONFLICT (user_id) DO NOTHING",
+                )?
+                .execute([user_id])?;
+            }
             for statement in [
                 "UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1",
                 "DELETE FROM profile_fields WHERE user_id = ?1",
