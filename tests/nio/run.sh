@@ -9,6 +9,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
+# shellcheck source=../lib/wait-for-myelin.sh
+source "$root/tests/lib/wait-for-myelin.sh"
 
 bin="${MYELIN_BIN:-}"
 if [[ -z "$bin" ]]; then
@@ -20,7 +22,7 @@ fi
 unset MYELIN_BIN
 
 work="$(mktemp -d)"
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+port="$(free_port)"
 url="http://127.0.0.1:$port"
 
 server_pid=""
@@ -39,25 +41,7 @@ MYELIN_DATABASE__URL="sqlite://$work/nio.db" \
     "$bin" serve >"$work/server.log" 2>&1 &
 server_pid=$!
 
-ready=""
-for _ in $(seq 1 150); do
-    if python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
-        "$url/_matrix/client/versions" 2>/dev/null; then
-        ready=1
-        break
-    fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "myelin exited before it was ready:" >&2
-        cat "$work/server.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if [[ -z "$ready" ]]; then
-    echo "myelin did not answer $url/_matrix/client/versions within 15 s:" >&2
-    cat "$work/server.log" >&2
-    exit 1
-fi
+wait_for_myelin "$url" "$server_pid" "$work/server.log"
 
 status=0
 MYELIN_URL="$url" python3 -m pytest -q -p no:cacheprovider -p no:asyncio tests/nio "$@" || status=$?

@@ -18,6 +18,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 web="$root/tests/web"
+# shellcheck source=../lib/wait-for-myelin.sh
+source "$root/tests/lib/wait-for-myelin.sh"
 
 cinny="${CINNY_DIR:-$root/../shared/web-clients/cinny}"
 if [[ ! -f "$cinny/index.html" ]]; then
@@ -59,7 +61,7 @@ mkdir -p "$artifacts"
 artifacts="$(cd "$artifacts" && pwd)"
 
 work="$(mktemp -d)"
-port="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+port="$(free_port)"
 url="http://127.0.0.1:$port"
 
 server_pid=""
@@ -99,25 +101,7 @@ else
     MYELIN_DATABASE__URL="$database" \
         "$bin" serve >"$work/server.log" 2>&1 &
     server_pid=$!
-
-    ready=""
-    for _ in $(seq 1 150); do
-        if curl -fsS -o /dev/null --max-time 1 "$url/_matrix/client/versions" 2>/dev/null; then
-            ready=1
-            break
-        fi
-        if ! kill -0 "$server_pid" 2>/dev/null; then
-            echo "myelin exited before it was ready:" >&2
-            cat "$work/server.log" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    if [[ -z "$ready" ]]; then
-        echo "myelin did not answer $url/_matrix/client/versions within 15 s:" >&2
-        cat "$work/server.log" >&2
-        exit 1
-    fi
+    wait_for_myelin "$url" "$server_pid" "$work/server.log"
 fi
 
 status=0

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs the matrix-js-sdk account scenario (tests/jssdk/account.mjs) against a freshly started
+# Myelin.
+#
+#   tests/jssdk/run.sh                    # builds target/debug/myelin first
+#   MYELIN_BIN=target/release/myelin tests/jssdk/run.sh
+#
+# Needs node >= 20 and npm (the pinned matrix-js-sdk is installed here with `npm ci`).
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+# shellcheck source=../lib/wait-for-myelin.sh
+source "$root/tests/lib/wait-for-myelin.sh"
+
+bin="${MYELIN_BIN:-}"
+if [[ -z "$bin" ]]; then
+    cargo build --quiet --bin myelin
+    bin=target/debug/myelin
+fi
+# The server reads every MYELIN_* variable as configuration and refuses unknown keys.
+unset MYELIN_BIN
+
+if [[ ! -d tests/jssdk/node_modules/matrix-js-sdk ]]; then
+    (cd tests/jssdk && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+work="$(mktemp -d)"
+port="$(free_port)"
+url="http://127.0.0.1:$port"
+server_pid=""
+cleanup() {
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill "$server_pid"
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+MYELIN_LISTEN="127.0.0.1:$port" \
+MYELIN_REGISTRATION__ENABLED=true \
+MYELIN_DATABASE__URL="sqlite://$work/jssdk.db" \
+    "$bin" serve >"$work/server.log" 2>&1 &
+server_pid=$!
+wait_for_myelin "$url" "$server_pid" "$work/server.log"
+
+status=0
+MYELIN_URL="$url" node tests/jssdk/account.mjs || status=$?
+if [[ $status -ne 0 ]]; then
+    echo "--- server log ---" >&2
+    tail -n 50 "$work/server.log" >&2
+fi
+exit $status
