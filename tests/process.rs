@@ -345,7 +345,7 @@ fn unknown_config_keys_are_named_with_the_keys_expected() {
             "foo = 1\n",
             "error: unknown key `foo`; expected one of: server_name, listen, public_baseurl, \
              database, registration, password, limits, rate_limits, devices, uia, tokens, sync, \
-             rooms, voip, media, push, profile, presence, user_directory, appservices, \
+             rooms, voip, media, push, profile, presence, user_directory, support, appservices, \
              trusted_proxies, workers\n",
         ),
         (

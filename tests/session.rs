@@ -835,3 +835,31 @@ async fn an_appservice_cannot_register_in_another_ones_exclusive_namespace() {
         .await
         .assert_ok();
 }
+
+#[tokio::test]
+async fn support_information_is_served_when_configured() {
+    let server = TestServer::start().await;
+    server
+        .call(Method::GET, "/.well-known/matrix/support", None, None)
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    let server = TestServer::with(|config, _| {
+        config.support.page = Some("https://example.org/help".into());
+        config.support.contacts = vec![myelin_core::config::SupportContact {
+            role: "m.role.admin".into(),
+            matrix_id: Some("@admin:localhost".into()),
+            email_address: None,
+        }];
+    })
+    .await;
+    let support = server
+        .call(Method::GET, "/.well-known/matrix/support", None, None)
+        .await;
+    assert_eq!(
+        support.assert_ok(),
+        &json!({
+            "contacts": [{ "role": "m.role.admin", "matrix_id": "@admin:localhost" }],
+            "support_page": "https://example.org/help",
+        })
+    );
+}

@@ -210,6 +210,7 @@ pub fn routes(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/_matrix/client/versions", get(versions::get_versions))
         .route("/.well-known/matrix/client", get(versions::get_well_known))
+        .route("/.well-known/matrix/support", get(versions::get_support))
         .route(
             "/_matrix/key/v2/server",
             get(crate::server_keys::get_server_keys),

@@ -32,6 +32,7 @@ pub struct Config {
     pub profile: ProfileConfig,
     pub presence: PresenceConfig,
     pub user_directory: UserDirectoryConfig,
+    pub support: SupportConfig,
     /// Paths to application-service registration files (YAML).
     pub appservices: Vec<PathBuf>,
     /// Addresses of reverse proxies whose `X-Forwarded-For` header is believed.
@@ -63,6 +64,7 @@ impl Default for Config {
             profile: ProfileConfig::default(),
             presence: PresenceConfig::default(),
             user_directory: UserDirectoryConfig::default(),
+            support: SupportConfig::default(),
             appservices: Vec::new(),
             trusted_proxies: Vec::new(),
             workers: None,
@@ -451,6 +453,26 @@ pub struct UserDirectoryConfig {
     pub search_all_users: bool,
 }
 
+/// Who to contact about this server (`GET /.well-known/matrix/support`, `support.yaml`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupportConfig {
+    /// A web page for support requests.
+    pub page: Option<String>,
+    pub contacts: Vec<SupportContact>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportContact {
+    /// `m.role.admin`, `m.role.security`, or a namespaced role of the operator's.
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_address: Option<String>,
+}
+
 /// A configuration value that is well-typed but unusable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration key `{key}`: {problem}")]
@@ -504,6 +526,17 @@ impl Config {
             return Err(invalid(
                 "presence.offline_after_secs",
                 "presence timeouts must be at least 1 second",
+            ));
+        }
+        if self
+            .support
+            .contacts
+            .iter()
+            .any(|c| c.role.is_empty() || (c.matrix_id.is_none() && c.email_address.is_none()))
+        {
+            return Err(invalid(
+                "support.contacts",
+                "each contact needs a role and a matrix_id or an email_address",
             ));
         }
         if self.workers == Some(0) {

@@ -1,7 +1,7 @@
 use axum::{Json, extract::State};
 use serde_json::{Value, json};
 
-use crate::AppState;
+use crate::{AppState, error::ApiResult};
 
 /// Spec versions whose behaviour Myelin follows for every endpoint it serves. v1.17 brought
 /// MSC4190 and MSC4326, which Myelin implements; v1.18 and later (OAuth-aware clients, the
@@ -20,6 +20,22 @@ pub async fn get_versions() -> Json<Value> {
             "io.element.msc4190": true,
         }
     }))
+}
+
+/// # `GET /.well-known/matrix/support`
+///
+/// The operator's contacts and support page from the `support` configuration; 404
+/// `M_NOT_FOUND` when none is configured.
+pub async fn get_support(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let support = &state.0.config.support;
+    if support.page.is_none() && support.contacts.is_empty() {
+        return Err(myelin_core::error::not_found("No support information is configured").into());
+    }
+    let mut body = json!({ "contacts": support.contacts });
+    if let Some(page) = &support.page {
+        body["support_page"] = json!(page);
+    }
+    Ok(Json(body))
 }
 
 /// # `GET /.well-known/matrix/client`
