@@ -1,6 +1,6 @@
 //! The opaque `since`/`next_batch` token: `m1.` followed by one position per stream, in the
-//! order of [`Stream::ALL`], separated by dots (`m1.42.7.3.9.4.2`: account data, room events,
-//! device lists, to-device messages, receipts, typing).
+//! order of [`Stream::ALL`], separated by dots (`m1.42.7.3.9.4.2.5`: account data, room events,
+//! device lists, to-device messages, receipts, typing, presence).
 //!
 //! Why a stream missing from a token may start at 0: a token lists only the streams that
 //! existed when it was issued. A stream added later (device lists, to-device messages, room
@@ -92,7 +92,9 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_reject_garbage() {
         let t = token(42);
-        assert_eq!(t.to_string(), "m1.42.0.0.0.0.0");
+        assert_eq!(t.to_string(), "m1.42.0.0.0.0.0.0");
+        // A token from before the presence stream existed still parses.
+        assert_eq!(SyncToken::parse("m1.42.0.0.0.0.0").ok(), Some(t));
         assert_eq!(SyncToken::parse(&t.to_string()).ok(), Some(t));
         assert_eq!(SyncToken::parse("m1.").ok(), None);
         // A token from before the room stream existed still parses (RS-41).
@@ -104,7 +106,7 @@ mod tests {
             "7",
             "m1.x",
             "m1.-1",
-            "m1.1.2.3.4.5.6.7",
+            "m1.1.2.3.4.5.6.7.8",
             "m1.99999999999999999999999",
             "s72_0",
         ] {
