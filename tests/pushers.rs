@@ -402,3 +402,24 @@ async fn undelivered_notifications_survive_a_restart() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["notification"]["event_id"], json!(event));
 }
+
+#[tokio::test]
+async fn pg18_the_badge_counts_rooms_with_notifications_and_pending_invites() {
+    let server = server().await;
+    let gateway = Gateway::start().await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat", "name": "Lounge" }))
+        .await;
+    set(&server, &bob, pusher(&gateway.url, "k", json!({})))
+        .await
+        .assert_ok();
+    let carol = server.register("carol").await;
+    let other = server.create_room(&carol, json!({})).await;
+    // The invite notifies (`.m.rule.invite_for_me`) and is on the badge.
+    server.invite(&carol, &other, &bob).await;
+    let got = gateway.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(got[0]["notification"]["counts"]["unread"], 1, "{got:?}");
+    server.send_text(&alice, &room, "hello").await;
+    let got = gateway.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(got[1]["notification"]["counts"]["unread"], 2, "{got:?}");
+}

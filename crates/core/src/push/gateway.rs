@@ -238,15 +238,19 @@ async fn post(
     Ok(rejected)
 }
 
-/// PG-18: the number of rooms with unread notifications.
+/// PG-18: the number of joined rooms with unread notifications, plus pending invites (as
+/// the reference server counts it). Rooms the user left do not count.
 async fn badge(services: &Services, user_id: &str) -> crate::Result<u64> {
+    let memberships = crate::rooms::membership::current_memberships(services, user_id).await?;
     let counts = services.store.unread_counts(user_id, u64::MAX >> 1).await?;
     let rooms: HashSet<&str> = counts
         .iter()
         .filter(|c| c.notifications > 0)
         .map(|c| c.room_id.as_str())
+        .filter(|room| memberships.get(*room).is_some_and(|(_, m)| m == "join"))
         .collect();
-    Ok(rooms.len() as u64)
+    let invites = memberships.values().filter(|(_, m)| m == "invite").count();
+    Ok((rooms.len() + invites) as u64)
 }
 
 /// A `devices` entry: the pusher's data without `url` (PG-13), and the tweaks.
