@@ -186,3 +186,36 @@ async fn bad_refresh_requests_are_matrix_errors() {
         .assert_error(400, "M_BAD_JSON");
     assert_soft_logout(&post(json!({ "refresh_token": "mylr_nonsense" })).await);
 }
+
+#[tokio::test]
+async fn a_token_that_expires_during_a_long_poll_is_a_soft_logout() {
+    let server = TestServer::with(|config, _| {
+        config.tokens.refreshable_access_token_lifetime_secs = 1;
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let (access, _) = pair(&login(&server, &alice, json!({ "refresh_token": true })).await);
+    let first = server.get("/sync", &access).await;
+    let since = first.assert_ok()["next_batch"].as_str().unwrap().to_owned();
+    let waiting = tokio::spawn(TestServer::finish(
+        server
+            .client
+            .get(server.url(&format!("/sync?since={since}&timeout=10000")))
+            .bearer_auth(&access),
+    ));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Another device's write wakes the long-poll, which finds its token expired.
+    server
+        .put(
+            &format!("/user/{}/account_data/org.example.x", alice.user_id),
+            &alice.token,
+            json!({ "n": 1 }),
+        )
+        .await
+        .assert_ok();
+    let answered = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the long-poll must be answered")
+        .unwrap();
+    assert_soft_logout(&answered);
+}

@@ -147,23 +147,33 @@ async fn appservice_requester(
 }
 
 /// Whether the requester's credentials are still valid (used after a long-poll wait, so a
-/// device deleted meanwhile is refused as soon as the deletion is acknowledged).
-pub async fn still_valid(services: &Services, requester: &Requester) -> Result<bool> {
+/// device deleted meanwhile is refused as soon as the deletion is acknowledged, and a token
+/// that expired meanwhile is a soft logout).
+pub async fn still_valid(services: &Services, requester: &Requester) -> Result<()> {
     match (&requester.token_hash, &requester.device_id) {
-        // The cache forgets a token before its revocation is acknowledged (see TokenCache):
-        // a token it still holds is valid, and every woken long-poll is spared a query.
-        (Some(hash), _) if services.tokens.get(hash).is_some() => Ok(true),
-        (Some(hash), _) => Ok(services
-            .store
-            .access_token(*hash)
-            .await?
-            .is_some_and(|t| !expired(&t, crate::now_ms()))),
-        (None, Some(device_id)) => Ok(services
+        (Some(hash), _) => {
+            // The cache forgets a token before its revocation is acknowledged (see
+            // TokenCache): a token it still holds exists, and every woken long-poll is spared
+            // a query.
+            let token = match services.tokens.get(hash) {
+                Some(token) => Some(token),
+                None => services.store.access_token(*hash).await?,
+            };
+            match token {
+                None => Err(Error::UnknownToken),
+                Some(token) if expired(&token, crate::now_ms()) => Err(Error::SoftLoggedOut),
+                Some(_) => Ok(()),
+            }
+        }
+        (None, Some(device_id)) => match services
             .store
             .get_device(&requester.user_id, device_id)
             .await?
-            .is_some()),
-        (None, None) => Ok(true),
+        {
+            Some(_) => Ok(()),
+            None => Err(Error::UnknownToken),
+        },
+        (None, None) => Ok(()),
     }
 }
 

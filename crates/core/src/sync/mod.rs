@@ -57,7 +57,7 @@ pub use token::SyncToken;
 use crate::{
     Services,
     auth::{self, Requester},
-    error::{Error, Result, invalid_param},
+    error::{Result, invalid_param},
 };
 use filter::resolve_filter;
 
@@ -110,7 +110,7 @@ pub async fn sync(
     // Subscribe before reading the watermark (see the module docs).
     let mut wakeups = services.notifier.subscribe(&requester.user_id);
     let mut closing = services.notifier.subscribe_closing();
-    let result = async {
+    let result: Result<SyncResponse> = async {
         loop {
             let upto = SyncToken::from_positions(services.store.positions().await?);
             let nothing_new = !params.full_state && from.is_some_and(|f| !upto.is_ahead_of(&f));
@@ -129,9 +129,7 @@ pub async fn sync(
             if !woken {
                 return Ok(response);
             }
-            if !auth::still_valid(services, requester).await? {
-                return Err(Error::UnknownToken);
-            }
+            auth::still_valid(services, requester).await?;
         }
     }
     .await;
