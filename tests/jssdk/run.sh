@@ -10,8 +10,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
-# shellcheck source=../lib/wait-for-myelin.sh
-source "$root/tests/lib/wait-for-myelin.sh"
+# shellcheck source=../lib/myelin.sh
+source "$root/tests/lib/myelin.sh"
 
 bin="${MYELIN_BIN:-}"
 if [[ -z "$bin" ]]; then
@@ -25,25 +25,7 @@ if [[ ! -d tests/jssdk/node_modules/matrix-js-sdk ]]; then
     (cd tests/jssdk && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-work="$(mktemp -d)"
-port="$(free_port)"
-url="http://127.0.0.1:$port"
-server_pid=""
-cleanup() {
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill "$server_pid"
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-MYELIN_LISTEN="127.0.0.1:$port" \
-MYELIN_REGISTRATION__ENABLED=true \
-MYELIN_DATABASE__URL="sqlite://$work/jssdk.db" \
-    "$bin" serve >"$work/server.log" 2>&1 &
-server_pid=$!
-wait_for_myelin "$url" "$server_pid" "$work/server.log"
+start_myelin "$bin" jssdk
 
 status=0
 MYELIN_URL="$url" node tests/jssdk/account.mjs || status=$?

@@ -18,8 +18,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 web="$root/tests/web"
-# shellcheck source=../lib/wait-for-myelin.sh
-source "$root/tests/lib/wait-for-myelin.sh"
+# shellcheck source=../lib/myelin.sh
+source "$root/tests/lib/myelin.sh"
 
 cinny="${CINNY_DIR:-$root/../shared/web-clients/cinny}"
 if [[ ! -f "$cinny/index.html" ]]; then

@@ -100,6 +100,18 @@ impl Conn {
         token: Option<&str>,
         body: Option<Bytes>,
     ) -> anyhow::Result<(u16, Bytes)> {
+        let content_type = body.as_ref().map(|_| "application/json");
+        self.send(method, path, token, content_type, body).await
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Option<Bytes>,
+    ) -> anyhow::Result<(u16, Bytes)> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -107,8 +119,8 @@ impl Conn {
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
         }
         let request = request.body(Full::new(body.unwrap_or_default()))?;
         if self.sender.ready().await.is_err() {
@@ -129,21 +141,14 @@ impl Conn {
         content_type: &str,
         body: Bytes,
     ) -> anyhow::Result<(u16, Bytes)> {
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header("host", &self.host)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", content_type)
-            .body(Full::new(body))?;
-        if self.sender.ready().await.is_err() {
-            self.sender = handshake(&self.addr).await?;
-            self.sender.ready().await?;
-        }
-        let response = self.sender.send_request(request).await?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
+        self.send(
+            Method::POST,
+            path,
+            Some(token),
+            Some(content_type),
+            Some(body),
+        )
+        .await
     }
 
     pub(crate) async fn json(
