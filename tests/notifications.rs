@@ -538,3 +538,39 @@ async fn counts_survive_a_restart() {
     let again = TestServer::start_in(dir, config).await;
     assert_eq!(counts_now(&again, &bob, &room).await, (1, 0));
 }
+
+#[tokio::test]
+async fn read_notifications_are_pruned_and_unread_ones_kept() {
+    let server = TestServer::start().await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
+    let first = server.send_text(&alice, &room, "one").await;
+    let second = server.send_text(&alice, &room, "two").await;
+    server
+        .receipt(&bob, &room, "m.read", &first, json!({}))
+        .await
+        .assert_ok();
+    // Everything older than a minute from now: the read one goes, the unread one stays.
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 60_000;
+    let pruned = server
+        .services()
+        .store
+        .prune_read_notifications(later)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    let listed = server.get("/notifications", &bob.token).await;
+    let ids: Vec<&str> = listed.assert_ok()["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["event"]["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![second.as_str()]);
+    assert_eq!(counts_now(&server, &bob, &room).await, (1, 0));
+}

@@ -410,11 +410,23 @@ impl Default for MediaConfig {
 
 /// Push gateways (`POST /pushers/set`): their URLs are fetched by the server, so by default
 /// an address on loopback, a private network or a link-local range is refused (PG-04).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PushConfig {
     /// Allow gateways on loopback and private addresses (a gateway beside the server).
     pub allow_private_gateways: bool,
+    /// Read notifications (`GET /notifications`) are kept this long, then deleted; unread
+    /// ones stay.
+    pub keep_read_notifications_days: u64,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_gateways: false,
+            keep_read_notifications_days: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -122,6 +122,7 @@ impl Services {
         });
         tokio::spawn(typing::expire(Arc::downgrade(&services)));
         tokio::spawn(presence::sweep(Arc::downgrade(&services)));
+        tokio::spawn(push::prune(Arc::downgrade(&services)));
         // Changes made by other processes on a shared database wake this one's syncs.
         if let Some(mut wakeups) = services.store.take_wakeups() {
             let weak = Arc::downgrade(&services);

@@ -115,4 +115,8 @@ pub trait PushStore: Send + Sync {
         pushkey: &str,
         pos: u64,
     ) -> StoreResult<()>;
+
+    /// Deletes the notifications that were read and are older than `before_ts`; unread ones
+    /// stay, as they are counted. Answers how many went.
+    async fn prune_read_notifications(&self, before_ts: i64) -> StoreResult<u64>;
 }

@@ -121,3 +121,22 @@ mod tests {
         assert!(rules.to_string().contains("@alice:example.org"));
     }
 }
+
+/// Deletes read notifications older than `push.keep_read_notifications_days`, at start and
+/// every hour: without it every notified member's row of every event stays for ever.
+pub async fn prune(services: std::sync::Weak<Services>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let Some(services) = services.upgrade() else {
+            return;
+        };
+        let days = services.config.push.keep_read_notifications_days;
+        let before = crate::now_ms() - (days.saturating_mul(86_400_000)) as i64;
+        match services.store.prune_read_notifications(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned read notifications"),
+            Err(err) => tracing::warn!(error = %err, "pruning read notifications failed"),
+        }
+    }
+}

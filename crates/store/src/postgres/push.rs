@@ -195,6 +195,15 @@ impl PushStore for PostgresStore {
     ) -> StoreResult<()> {
         self.move_pusher(user_id, app_id, pushkey, pos).await
     }
+
+    async fn prune_read_notifications(&self, before_ts: i64) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM push_actions WHERE unread = FALSE AND ts < $1")
+            .bind(before_ts)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
 }
 
 /// Notification rows of user `$1` with their events; `rest` continues the `WHERE`.

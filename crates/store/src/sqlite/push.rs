@@ -188,6 +188,17 @@ impl PushStore for SqliteStore {
     ) -> StoreResult<()> {
         self.move_pusher(user_id, app_id, pushkey, pos).await
     }
+
+    async fn prune_read_notifications(&self, before_ts: i64) -> StoreResult<u64> {
+        self.pool
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM push_actions WHERE unread = 0 AND ts < ?1")
+                    .and_then(|mut s| s.execute([before_ts]))
+                    .map(|n| n as u64)
+                    .map_err(classify)
+            })
+            .await
+    }
 }
 
 /// Notification rows of user `?1` with their events; `rest` continues the `WHERE`.
