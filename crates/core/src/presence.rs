@@ -238,14 +238,7 @@ pub async fn get(services: &Services, requester: &Requester, user_id: &str) -> R
     if services.store.get_user(user_id).await?.is_none() {
         return Err(not_found("Unknown user"));
     }
-    if requester.user_id != user_id
-        && !services
-            .store
-            .room_mates(&requester.user_id)
-            .await?
-            .iter()
-            .any(|mate| mate == user_id)
-    {
+    if !crate::rooms::membership::sees_user(services, &requester.user_id, user_id).await? {
         return Err(forbidden("You are not allowed to see their presence"));
     }
     let stored = if services.config.presence.enabled {

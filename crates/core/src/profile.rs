@@ -61,14 +61,7 @@ async fn check_readable(
     let Some(viewer) = viewer else {
         return Err(Error::MissingToken);
     };
-    if viewer.user_id == user_id
-        || services
-            .store
-            .room_mates(&viewer.user_id)
-            .await?
-            .iter()
-            .any(|mate| mate == user_id)
-    {
+    if crate::rooms::membership::sees_user(services, &viewer.user_id, user_id).await? {
         return Ok(());
     }
     Err(forbidden("This profile is not available to you"))

@@ -114,7 +114,7 @@ pub async fn begin_upload(
     let media_id = ids::random_alnum(MEDIA_ID_LEN);
     receive(
         services,
-        requester,
+        &requester.user_id,
         media_id,
         false,
         content_type,
@@ -153,7 +153,7 @@ pub async fn begin_upload_to(
     }
     receive(
         services,
-        requester,
+        &requester.user_id,
         media_id.to_owned(),
         true,
         content_type,
@@ -167,7 +167,7 @@ pub async fn begin_upload_to(
 #[allow(clippy::too_many_arguments)]
 async fn receive(
     services: &Services,
-    requester: &Requester,
+    uploader: &str,
     media_id: String,
     reserved: bool,
     content_type: Option<String>,
@@ -180,7 +180,7 @@ async fn receive(
         return Err(too_large(format!("Uploads are limited to {max} bytes")));
     }
     if let Some(quota) = quota {
-        let used = services.store.media_usage(&requester.user_id).await?;
+        let used = services.store.media_usage(uploader).await?;
         if used.saturating_add(declared_length.unwrap_or(0)) > quota {
             return Err(quota_exceeded());
         }
@@ -204,7 +204,7 @@ async fn receive(
         size: 0,
         max,
         media_id,
-        uploader: requester.user_id.clone(),
+        uploader: uploader.to_owned(),
         content_type: content_type.filter(|c| !c.is_empty()),
         filename: filename.filter(|f| !f.is_empty()),
         reserved,
@@ -213,21 +213,16 @@ async fn receive(
 }
 
 impl Upload {
-    /// Media the server stores for nobody in particular (a preview's image): no quota.
+    /// Media the server stores for nobody in particular (a preview's image): no uploader, no
+    /// quota.
     pub(crate) async fn system(
         services: &Services,
         media_id: String,
         content_type: Option<String>,
     ) -> Result<Self> {
-        let nobody = Requester {
-            user_id: String::new(),
-            device_id: None,
-            appservice: None,
-            token_hash: None,
-        };
         receive(
             services,
-            &nobody,
+            "",
             media_id,
             false,
             content_type,

@@ -267,6 +267,18 @@ async fn leave_room(
     Ok(())
 }
 
+/// Whether `viewer` is `user_id` or shares a joined room with them: who may see another
+/// user's presence, or (with `profile.require_shared_room`) their profile.
+pub(crate) async fn sees_user(services: &Services, viewer: &str, user_id: &str) -> Result<bool> {
+    Ok(viewer == user_id
+        || services
+            .store
+            .room_mates(viewer)
+            .await?
+            .iter()
+            .any(|mate| mate == user_id))
+}
+
 /// Deactivation: leaves every room the user is in, rejects every invite and withdraws every
 /// knock. A room that refuses (the user was kicked meanwhile) does not stop the others.
 pub(crate) async fn leave_everywhere(services: &Services, user_id: &str) -> Result<()> {
