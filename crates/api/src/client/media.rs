@@ -176,14 +176,8 @@ pub async fn preview_url(
 }
 
 /// The `timeout_ms` a download waits for content not uploaded yet.
-fn timeout_ms(query: &std::collections::HashMap<String, String>) -> ApiResult<Option<u64>> {
-    query
-        .get("timeout_ms")
-        .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| invalid_param("timeout_ms must be a non-negative integer"))
-        })
-        .transpose()
+fn timeout_ms(query: &QueryParams) -> ApiResult<Option<u64>> {
+    Ok(query.number("timeout_ms")?.map(|ms| ms as u64))
 }
 
 /// # `GET /_matrix/client/v1/media/config` (and the deprecated `/_matrix/media/v3/config`)
@@ -199,7 +193,7 @@ pub async fn download(
     State(state): State<AppState>,
     Auth(_requester): Auth,
     Segments((server, media_id)): Segments<(String, String)>,
-    QueryParams(query): QueryParams,
+    query: QueryParams,
 ) -> ApiResult<Response> {
     let wait = timeout_ms(&query)?;
     serve(
@@ -214,7 +208,7 @@ pub async fn download_named(
     State(state): State<AppState>,
     Auth(_requester): Auth,
     Segments((server, media_id, name)): Segments<(String, String, String)>,
-    QueryParams(query): QueryParams,
+    query: QueryParams,
 ) -> ApiResult<Response> {
     let wait = timeout_ms(&query)?;
     serve(
@@ -242,7 +236,7 @@ pub async fn thumbnail(
     State(state): State<AppState>,
     Auth(_requester): Auth,
     Segments((server, media_id)): Segments<(String, String)>,
-    QueryParams(query): QueryParams,
+    query: QueryParams,
 ) -> ApiResult<Response> {
     thumbnail_of(&state, &server, &media_id, &query).await
 }
@@ -251,10 +245,13 @@ async fn thumbnail_of(
     state: &AppState,
     server: &str,
     media_id: &str,
-    query: &std::collections::HashMap<String, String>,
+    query: &QueryParams,
 ) -> ApiResult<Response> {
-    let (width, height) = (dimension(query, "width")?, dimension(query, "height")?);
-    let method = match query.get("method").map(String::as_str) {
+    let (width, height) = (
+        dimension(&query.0, "width")?,
+        dimension(&query.0, "height")?,
+    );
+    let method = match query.0.get("method").map(String::as_str) {
         None | Some("scale") => "scale",
         Some("crop") => "crop",
         Some(_) => return Err(invalid_param("method must be crop or scale")),
@@ -281,7 +278,7 @@ fn legacy_allowed(state: &AppState) -> ApiResult<()> {
 pub async fn legacy_download(
     State(state): State<AppState>,
     Segments((server, media_id)): Segments<(String, String)>,
-    QueryParams(query): QueryParams,
+    query: QueryParams,
 ) -> ApiResult<Response> {
     legacy_allowed(&state)?;
     let wait = timeout_ms(&query)?;
@@ -296,7 +293,7 @@ pub async fn legacy_download(
 pub async fn legacy_download_named(
     State(state): State<AppState>,
     Segments((server, media_id, name)): Segments<(String, String, String)>,
-    QueryParams(query): QueryParams,
+    query: QueryParams,
 ) -> ApiResult<Response> {
     legacy_allowed(&state)?;
     let wait = timeout_ms(&query)?;
@@ -311,7 +308,7 @@ pub async fn legacy_download_named(
 pub async fn legacy_thumbnail(
     State(state): State<AppState>,
     Segments((server, media_id)): Segments<(String, String)>,
-    QueryParams(query): QueryParams,
+    query: QueryParams,
 ) -> ApiResult<Response> {
     legacy_allowed(&state)?;
     thumbnail_of(&state, &server, &media_id, &query).await
