@@ -36,6 +36,11 @@ use tower::ServiceExt;
 
 /// Loads the configuration: defaults, then the TOML file, then `MYELIN_*` environment
 /// variables (`__` separates nesting: `MYELIN_DATABASE__URL` sets `database.url`).
+///
+/// Unknown keys in the file are refused. In the environment, variables that name no
+/// top-level key are ignored with a warning: deployments set `MYELIN_*` variables Myelin does
+/// not own (Kubernetes gives every pod `MYELIN_PORT`, `MYELIN_SERVICE_HOST`, ... when a
+/// Service is named `myelin`). One that looks like a misspelt key is refused, naming the key.
 pub fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
     let mut figment = Figment::new();
     if let Some(file) = file {
@@ -46,13 +51,99 @@ pub fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
         );
         figment = figment.merge(Toml::file_exact(file));
     }
-    figment = figment.merge(Env::prefixed("MYELIN_").split("__"));
+    let keys = top_level_keys();
+    check_environment(&keys, std::env::vars_os().map(|(name, _)| name))?;
+    figment = figment.merge(
+        Env::prefixed("MYELIN_")
+            .filter(move |key| keys.iter().any(|k| k == &top_level_of(key.as_str())))
+            .split("__"),
+    );
     let config: Config = figment.extract().map_err(|e| {
         let lines: Vec<String> = e.into_iter().map(|err| describe(&err)).collect();
         anyhow::anyhow!(lines.join("\n"))
     })?;
     config.validate()?;
     Ok(config)
+}
+
+/// The configuration's top-level keys, as its deserializer knows them: asked with a key no
+/// configuration has, it refuses it and lists them, so the list cannot drift from `Config`.
+fn top_level_keys() -> Vec<String> {
+    let probe = Figment::from(figment::providers::Serialized::default(
+        "myelin_probe_of_the_keys",
+        0,
+    ));
+    let Err(err) = probe.extract::<Config>() else {
+        return Vec::new();
+    };
+    err.into_iter()
+        .find_map(|e| match e.kind {
+            figment::error::Kind::UnknownField(_, expected) => {
+                Some(expected.iter().map(|k| (*k).to_owned()).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The top-level key an environment variable's name (without `MYELIN_`) sets.
+fn top_level_of(name: &str) -> String {
+    name.split("__").next().unwrap_or_default().to_lowercase()
+}
+
+/// Refuses `MYELIN_*` variables that look like a misspelt key; warns about the others that
+/// name no key.
+fn check_environment(
+    keys: &[String],
+    names: impl Iterator<Item = std::ffi::OsString>,
+) -> anyhow::Result<()> {
+    let mut ignored = Vec::new();
+    for name in names {
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("MYELIN_")) else {
+            continue;
+        };
+        let top = top_level_of(rest);
+        if keys.contains(&top) {
+            continue;
+        }
+        let close = keys
+            .iter()
+            .find(|key| edit_distance(&top, key) <= if key.len() >= 6 { 2 } else { 1 });
+        if let Some(key) = close {
+            anyhow::bail!(
+                "environment variable {} names no configuration key; did you mean MYELIN_{}?",
+                name.to_string_lossy(),
+                key.to_uppercase()
+            );
+        }
+        ignored.push(name.to_string_lossy().into_owned());
+    }
+    if !ignored.is_empty() {
+        ignored.sort();
+        tracing::warn!(
+            "ignoring environment variables that name no configuration key: {}",
+            ignored.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Levenshtein distance (keys are short ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// One configuration error as an operator should read it, naming the key. figment's own text

@@ -41,6 +41,16 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Ask a running server whether it is ready (its database answers): exit status 0 if so,
+    /// 1 if not. For container health checks in images without curl.
+    Healthcheck {
+        /// TOML configuration file (for the address the server listens on).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The server's base URL, instead of the configured `listen` address.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -67,6 +77,19 @@ enum UserCommand {
         /// Read the password from this file (first line); without it, from standard input.
         #[arg(long)]
         password_file: Option<PathBuf>,
+        /// Make the user a server admin (allowed to call `/_synapse/admin`).
+        #[arg(long)]
+        admin: bool,
+        /// TOML configuration file (for server_name and the database).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Grant (or with --revoke, take away) the server-admin flag of an existing user.
+    SetAdmin {
+        /// The full user ID, e.g. @alice:localhost.
+        user_id: String,
+        #[arg(long)]
+        revoke: bool,
         /// TOML configuration file (for server_name and the database).
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -118,12 +141,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 UserCommand::Create {
                     user_id,
                     password_file,
+                    admin,
                     config,
                 },
-        } => runtime(None)?.block_on(create_user(&user_id, password_file, config)),
+        } => runtime(None)?.block_on(create_user(&user_id, password_file, admin, config)),
+        Command::User {
+            command:
+                UserCommand::SetAdmin {
+                    user_id,
+                    revoke,
+                    config,
+                },
+        } => runtime(None)?.block_on(set_admin(&user_id, !revoke, config)),
         Command::Db {
             command: DbCommand::Copy { from, to },
         } => runtime(None)?.block_on(copy_database(from, to)),
+        Command::Healthcheck { config, url } => {
+            runtime(Some(1))?.block_on(healthcheck(config, url))
+        }
     }
 }
 
@@ -161,6 +196,7 @@ async fn shutdown_signal() {
 async fn create_user(
     user_id: &str,
     password_file: Option<PathBuf>,
+    admin: bool,
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let config = myelin::load_config(config.as_deref())?;
@@ -180,11 +216,61 @@ async fn create_user(
     let services = myelin_core::Services::start(config, store.clone())
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
-    let created = myelin_core::accounts::create_user(&services, user_id, password)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot create {user_id}: {e}"));
+    let created = async {
+        let user_id = myelin_core::accounts::create_user(&services, user_id, password).await?;
+        if admin {
+            myelin_core::admin::set_admin_flag(&services, &user_id, true).await?;
+        }
+        Ok::<_, myelin_core::Error>(user_id)
+    }
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot create {user_id}: {e}"));
     store.close().await;
-    println!("created {}", created?);
+    let role = if admin { " (server admin)" } else { "" };
+    println!("created {}{role}", created?);
+    Ok(())
+}
+
+async fn set_admin(user_id: &str, admin: bool, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = myelin::load_config(config.as_deref())?;
+    let store = myelin::open_store(&config).await?;
+    let services = myelin_core::Services::start(config, store.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let done = myelin_core::admin::set_admin_flag(&services, user_id, admin)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot change {user_id}: {e}"));
+    store.close().await;
+    done?;
+    let now = if admin { "is now" } else { "is no longer" };
+    println!("{user_id} {now} a server admin");
+    Ok(())
+}
+
+async fn healthcheck(config: Option<PathBuf>, url: Option<String>) -> anyhow::Result<()> {
+    let base = match url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let config = myelin::load_config(config.as_deref())?;
+            let mut addr = config.listen_addr()?;
+            // A server listening on every address answers on loopback.
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let resp = client
+        .get(format!("{base}/_myelin/ready"))
+        .send()
+        .await
+        .with_context(|| format!("{base} does not answer"))?;
+    let status = resp.status();
+    anyhow::ensure!(status.is_success(), "{base} is not ready ({status})");
+    println!("{base} is ready");
     Ok(())
 }
 

@@ -320,6 +320,18 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         )
         .await
         .assert_ok();
+    // Administration: alice is a server admin, with a registration token of hers.
+    myelin_core::admin::set_admin_flag(server.services(), &alice.user_id, true)
+        .await
+        .unwrap();
+    server
+        .post(
+            "/_synapse/admin/v1/registration_tokens/new",
+            &alice.token,
+            json!({ "token": "moved-token", "uses_allowed": 3 }),
+        )
+        .await
+        .assert_ok();
     let since = next_batch(&server.get("/sync", &alice.token).await);
     let devices_before = server.get("/devices", &alice.token).await.body;
     server.stop().await;
@@ -366,6 +378,14 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         after.len(),
         devices_before["devices"].as_array().unwrap().len() + 1
     );
+    // Still an admin, and the token is still there.
+    let token = moved
+        .get(
+            "/_synapse/admin/v1/registration_tokens/moved-token",
+            &alice.token,
+        )
+        .await;
+    assert_eq!(token.assert_ok()["uses_allowed"], 3);
     let direct = moved
         .get("/user/@alice:localhost/account_data/m.direct", &alice.token)
         .await;

@@ -421,3 +421,66 @@ fn unreachable_postgres_is_reported_at_once() {
     assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }
+
+/// Kubernetes gives every pod of a Service named `myelin` variables Myelin does not own; the
+/// server starts anyway, naming what it ignored. A misspelt key is still refused.
+#[tokio::test]
+async fn a_pod_like_environment_starts_and_misspelt_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_with(
+        dir.path(),
+        &[
+            ("MYELIN_PORT", "tcp://10.0.0.7:8008"),
+            ("MYELIN_PORT_8008_TCP", "tcp://10.0.0.7:8008"),
+            ("MYELIN_PORT_8008_TCP_ADDR", "10.0.0.7"),
+            ("MYELIN_SERVICE_HOST", "10.0.0.7"),
+            ("MYELIN_SERVICE_PORT", "8008"),
+        ],
+    );
+    let base = server
+        .base
+        .trim_end_matches("/_matrix/client/v3")
+        .to_owned();
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "OK");
+    let ready = reqwest::get(format!("{base}/_myelin/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["database"], "ok");
+    // `myelin healthcheck` asks the same, for images without curl.
+    let (status, stderr) = run_in(dir.path(), &[], &["healthcheck", "--url", &base]);
+    assert!(status.success(), "{stderr}");
+    let (status, stderr) = run_in(
+        dir.path(),
+        &[],
+        &["healthcheck", "--url", "http://127.0.0.1:1"],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("does not answer"), "{stderr}");
+    let warned = server.log.lock().unwrap().iter().any(|line| {
+        line.contains("ignoring environment variables")
+            && line.contains("MYELIN_PORT, MYELIN_PORT_8008_TCP, MYELIN_PORT_8008_TCP_ADDR")
+            && line.contains("MYELIN_SERVICE_HOST")
+    });
+    assert!(warned, "{:?}", server.log.lock().unwrap());
+    let mut server = server;
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+
+    let (status, stderr) = run_in(
+        dir.path(),
+        &[
+            ("MYELIN_SERVR_NAME", "example.org"),
+            ("MYELIN_LISTEN", "127.0.0.1:0"),
+        ],
+        &["serve"],
+    );
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "MYELIN_SERVR_NAME names no configuration key; did you mean MYELIN_SERVER_NAME?"
+        ),
+        "{stderr}"
+    );
+}

@@ -182,7 +182,10 @@ impl TestServer {
     }
 
     pub fn url(&self, path: &str) -> String {
-        if path.starts_with("/_matrix") || path.starts_with("/.well-known") {
+        if path.starts_with("/_matrix")
+            || path.starts_with("/.well-known")
+            || path.starts_with("/_synapse")
+        {
             format!("{}{path}", self.base)
         } else {
             format!("{}/_matrix/client/v3{path}", self.base)

@@ -110,6 +110,20 @@ impl From<Error> for ApiError {
                     Value::Bool(true),
                 )])),
             }),
+            Error::UserLocked => ApiError::Matrix(MatrixError {
+                status: S::UNAUTHORIZED,
+                errcode: "M_USER_LOCKED",
+                message: "This account has been locked".into(),
+                extra: Some(Map::from_iter([(
+                    "soft_logout".to_owned(),
+                    Value::Bool(true),
+                )])),
+            }),
+            Error::UserSuspended => matrix(
+                S::FORBIDDEN,
+                "M_USER_SUSPENDED",
+                "This account has been suspended",
+            ),
             Error::UnknownToken => ApiError::Matrix(MatrixError {
                 status: S::UNAUTHORIZED,
                 errcode: "M_UNKNOWN_TOKEN",

@@ -128,6 +128,10 @@ impl FromRequestParts<AppState> for Auth {
             user_id: params.get("user_id").map(String::as_str),
             device_id: params.get("device_id").map(String::as_str),
             client_ip: client_addr(parts, services),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
         };
         Ok(Self(auth::authenticate(services, creds).await?))
     }

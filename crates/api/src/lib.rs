@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use myelin_core::Services;
 
+mod admin;
 pub mod client;
 pub mod error;
 pub mod extract;
+mod health;
 mod middleware;
 mod path;
 mod router;

@@ -202,12 +202,52 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/thirdparty/user", get(thirdparty::lookup)),
         ("/thirdparty/user/{protocol}", get(thirdparty::lookup)),
         ("/user/{user_id}/filter", post(sync::create_filter)),
+        ("/admin/whois/{user_id}", get(crate::admin::whois)),
         ("/user/{user_id}/filter/{filter_id}", get(sync::get_filter)),
+    ]
+}
+
+/// The reference server's admin API, under `/_synapse/admin`.
+fn admin_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    use crate::admin::*;
+    vec![
+        ("/v1/server_version", get(server_version)),
+        ("/v1/register", get(register_nonce).post(register)),
+        ("/v2/users", get(list_users_v2)),
+        ("/v3/users", get(list_users_v3)),
+        ("/v2/users/{user_id}", get(get_user).put(put_user)),
+        ("/v1/deactivate/{user_id}", post(deactivate)),
+        ("/v1/reset_password/{user_id}", post(reset_password)),
+        ("/v1/whois/{user_id}", get(whois)),
+        ("/v1/users/{user_id}/admin", get(get_admin).put(set_admin)),
+        ("/v1/suspend/{user_id}", put(suspend)),
+        ("/v1/username_available", get(username_available)),
+        ("/v1/users/{user_id}/accountdata", get(account_data)),
+        ("/v1/users/{user_id}/joined_rooms", get(joined_rooms)),
+        ("/v1/users/{user_id}/pushers", get(pushers)),
+        ("/v1/users/{user_id}/media", get(user_media)),
+        (
+            "/v2/users/{user_id}/devices",
+            get(devices).post(create_device),
+        ),
+        (
+            "/v2/users/{user_id}/devices/{device_id}",
+            get(device).put(rename_device).delete(delete_device),
+        ),
+        ("/v2/users/{user_id}/delete_devices", post(delete_devices)),
+        ("/v1/registration_tokens", get(list_tokens)),
+        ("/v1/registration_tokens/new", post(create_token)),
+        (
+            "/v1/registration_tokens/{token}",
+            get(get_token).put(update_token).delete(delete_token),
+        ),
     ]
 }
 
 pub fn routes(state: AppState) -> Router {
     let mut router = Router::new()
+        .route("/health", get(crate::health::health))
+        .route("/_myelin/ready", get(crate::health::ready))
         .route("/_matrix/client/versions", get(versions::get_versions))
         .route("/.well-known/matrix/client", get(versions::get_well_known))
         .route("/.well-known/matrix/support", get(versions::get_support))
@@ -273,6 +313,9 @@ pub fn routes(state: AppState) -> Router {
             "/_matrix/client/unstable/keys/signatures/upload",
             post(keys::upload_signatures),
         );
+    for (path, method_router) in admin_routes() {
+        router = router.route(&format!("/_synapse/admin{path}"), method_router);
+    }
     for (path, method_router) in client_routes() {
         for prefix in ["/_matrix/client/v3", "/_matrix/client/r0"] {
             router = router.route(&format!("{prefix}{path}"), method_router.clone());

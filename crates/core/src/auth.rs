@@ -29,6 +29,20 @@ pub struct Requester {
     pub appservice: Option<Arc<Appservice>>,
     /// The hash of the user access token, to re-check it after a long wait.
     pub token_hash: Option<[u8; 32]>,
+    /// An admin suspended the account (MSC3823): it may read, leave rooms and redact its own
+    /// events, but not send, join, invite, knock, create rooms or change its profile.
+    pub suspended: bool,
+}
+
+impl Requester {
+    /// 403 `M_USER_SUSPENDED` for a suspended account.
+    pub fn refuse_if_suspended(&self) -> Result<()> {
+        if self.suspended {
+            Err(Error::UserSuspended)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// What the transport layer extracted from a request.
@@ -38,6 +52,7 @@ pub struct Credentials<'a> {
     pub user_id: Option<&'a str>,
     pub device_id: Option<&'a str>,
     pub client_ip: Option<std::net::IpAddr>,
+    pub user_agent: Option<&'a str>,
 }
 
 pub async fn authenticate(services: &Services, creds: Credentials<'_>) -> Result<Requester> {
@@ -65,18 +80,26 @@ pub async fn authenticate(services: &Services, creds: Credentials<'_>) -> Result
             token
         }
     };
+    if token.locked {
+        return Err(Error::UserLocked);
+    }
     if expired(&token, now) {
         return Err(Error::SoftLoggedOut);
     }
+    let suspended = token.suspended;
     let owner = token.owner;
-    services
-        .last_seen
-        .record(&owner.user_id, &owner.device_id, creds.client_ip);
+    services.last_seen.record(
+        &owner.user_id,
+        &owner.device_id,
+        creds.client_ip,
+        creds.user_agent,
+    );
     Ok(Requester {
         user_id: owner.user_id,
         device_id: Some(owner.device_id),
         appservice: None,
         token_hash: Some(hash),
+        suspended,
     })
 }
 
@@ -133,7 +156,7 @@ async fn appservice_requester(
             }
             services
                 .last_seen
-                .record(&user_id, device_id, creds.client_ip);
+                .record(&user_id, device_id, creds.client_ip, creds.user_agent);
             Some(device_id.to_owned())
         }
         None => None,
@@ -143,6 +166,7 @@ async fn appservice_requester(
         device_id,
         appservice: Some(service),
         token_hash: None,
+        suspended: false,
     })
 }
 
@@ -161,6 +185,7 @@ pub async fn still_valid(services: &Services, requester: &Requester) -> Result<(
             };
             match token {
                 None => Err(Error::UnknownToken),
+                Some(token) if token.locked => Err(Error::UserLocked),
                 Some(token) if expired(&token, crate::now_ms()) => Err(Error::SoftLoggedOut),
                 Some(_) => Ok(()),
             }
@@ -272,6 +297,8 @@ mod tests {
             },
             expires_ts: None,
             first_use: false,
+            locked: false,
+            suspended: false,
         }
     }
 

@@ -19,6 +19,12 @@ pub enum Error {
     /// is no longer valid); the client may log in again and keep its device.
     #[error("soft logged out")]
     SoftLoggedOut,
+    /// 401 `M_USER_LOCKED` with `soft_logout: true`: an admin locked the account.
+    #[error("user locked")]
+    UserLocked,
+    /// 403 `M_USER_SUSPENDED`: an admin suspended the account, which may read but not act.
+    #[error("user suspended")]
+    UserSuspended,
     #[error("forbidden: {0}")]
     Forbidden(Msg),
     #[error("guest access forbidden")]

@@ -10,6 +10,7 @@ use myelin_store::{Store, Wakeup};
 
 pub mod account_data;
 pub mod accounts;
+pub mod admin;
 pub mod appservice;
 pub mod auth;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod devices;
 pub mod e2ee;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod ids;
 pub mod keys;
 pub mod media;
@@ -77,6 +79,8 @@ pub struct Services {
     pub previews: media::Previews,
     /// Users whose events are served redacted to later joiners.
     pub(crate) erased: rooms::erasure::ErasedUsers,
+    /// Nonces of shared-secret registration.
+    pub(crate) nonces: admin::Nonces,
 }
 
 impl Services {
@@ -119,6 +123,7 @@ impl Services {
             presence: presence::PresenceTracker::default(),
             previews: media::Previews::default(),
             erased: rooms::erasure::ErasedUsers::default(),
+            nonces: admin::Nonces::default(),
         });
         tokio::spawn(typing::expire(Arc::downgrade(&services)));
         tokio::spawn(presence::sweep(Arc::downgrade(&services)));

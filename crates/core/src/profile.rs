@@ -156,6 +156,7 @@ pub async fn set_field(
 ) -> Result<()> {
     check_key(key)?;
     check_owner(requester, user_id)?;
+    requester.refuse_if_suspended()?;
     let value = body
         .get(key)
         .ok_or_else(|| missing_param(format!("Missing required field: {key}")))?;
@@ -187,6 +188,7 @@ pub async fn delete_field(
 ) -> Result<()> {
     check_key(key)?;
     check_owner(requester, user_id)?;
+    requester.refuse_if_suspended()?;
     services.store.delete_profile_field(user_id, key).await?;
     if MEMBER_FIELDS.contains(&key) {
         update_rooms(services, user_id).await?;

@@ -19,7 +19,6 @@ use std::{
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::{
     Services,
@@ -31,6 +30,9 @@ use myelin_store::UiaSession;
 pub const PASSWORD: &str = "m.login.password";
 pub const DUMMY: &str = "m.login.dummy";
 pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
+
+/// Where a registration session remembers the admin-created token it reserved a use of.
+pub const RESERVED_TOKEN: &str = "reserved_registration_token";
 
 /// UIA sessions one user may have in progress at once.
 pub const MAX_SESSIONS_PER_USER: usize = 16;
@@ -196,6 +198,15 @@ pub async fn authenticate(
     let auth = auth.cloned().unwrap_or_default();
     match check_stage(services, &op, stage, &auth, client_ip).await? {
         StageResult::Passed => {}
+        StageResult::PassedWithToken(token) => {
+            let mut request = session
+                .request
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<Map<String, Value>>(r).ok())
+                .unwrap_or_default();
+            request.insert(RESERVED_TOKEN.to_owned(), Value::String(token));
+            session.request = Some(Value::Object(request).to_string());
+        }
         StageResult::Failed(errcode, message) => {
             return Err(challenge(&session, Some((errcode, message))));
         }
@@ -256,6 +267,9 @@ async fn start_session(
 
 enum StageResult {
     Passed,
+    /// Passed with a registration token an admin created, whose use the session remembers
+    /// (under [`RESERVED_TOKEN`] in its request) until the account exists.
+    PassedWithToken(String),
     Failed(&'static str, String),
 }
 
@@ -270,11 +284,19 @@ async fn check_stage(
         DUMMY => Ok(StageResult::Passed),
         REGISTRATION_TOKEN => {
             let given = auth.get("token").and_then(Value::as_str).unwrap_or("");
-            let expected = services.config.registration.token.as_deref().unwrap_or("");
-            let ok =
-                !expected.is_empty() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()));
-            Ok(if ok {
-                StageResult::Passed
+            if crate::admin::is_configured_token(services, given) {
+                return Ok(StageResult::Passed);
+            }
+            // An admin's token: one of its uses is reserved now, and counted as completed
+            // when the account is created (see `crate::admin::tokens`).
+            let reserved = !given.is_empty()
+                && given.len() <= 64
+                && services
+                    .store
+                    .reserve_registration_token(given, crate::now_ms())
+                    .await?;
+            Ok(if reserved {
+                StageResult::PassedWithToken(given.to_owned())
             } else {
                 StageResult::Failed("M_FORBIDDEN", "Invalid registration token".into())
             })

@@ -13,6 +13,7 @@
 
 use async_trait::async_trait;
 
+mod admin;
 mod backup;
 mod e2ee;
 mod ephemeral;
@@ -24,6 +25,7 @@ mod push;
 mod rooms;
 pub mod sqlite;
 
+pub use admin::*;
 pub use backup::*;
 pub use e2ee::*;
 pub use ephemeral::*;
@@ -116,6 +118,10 @@ pub struct AccessToken {
     /// The token came from a refresh and has not been used yet: its first use revokes the
     /// refresh token it was refreshed from ([`AccountStore::first_use`]).
     pub first_use: bool,
+    /// An admin locked the account: the token authenticates nothing until it is unlocked.
+    pub locked: bool,
+    /// An admin suspended the account: it may read but not act (MSC3823).
+    pub suspended: bool,
 }
 
 /// The outcome of `POST /refresh`.
@@ -159,6 +165,7 @@ pub struct Device {
     pub display_name: Option<String>,
     pub last_seen_ip: Option<String>,
     pub last_seen_ts: Option<i64>,
+    pub last_seen_user_agent: Option<String>,
 }
 
 /// A batched `last_seen` observation.
@@ -167,6 +174,7 @@ pub struct LastSeen {
     pub user_id: String,
     pub device_id: String,
     pub ip: Option<String>,
+    pub user_agent: Option<String>,
     pub ts: i64,
 }
 
@@ -326,6 +334,7 @@ pub struct Dump {
     /// (user_id, row)
     pub push_actions: Vec<(String, PushActionRow)>,
     pub pushers: Vec<Pusher>,
+    pub admin: AdminDump,
 }
 
 /// The rooms part of a [`Dump`], table by table.
@@ -370,6 +379,7 @@ pub trait Store:
     + EphemeralStore
     + PushStore
     + PresenceStore
+    + AdminStore
     + 'static
 {
     /// Opens a transaction on one user's data (see [`Txn`]). Units of work on the same user
@@ -382,6 +392,10 @@ pub trait Store:
 
     /// Writes a dump into this store, which must hold no users; one transaction.
     async fn import(&self, dump: Dump) -> StoreResult<()>;
+
+    /// Runs a trivial statement where writes run (SQLite's writer, a PostgreSQL connection):
+    /// `Ok` means the database answers now (the readiness check).
+    async fn ping(&self) -> StoreResult<()>;
 
     /// Finishes queued writes and closes the database.
     async fn close(&self);

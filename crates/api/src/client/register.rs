@@ -54,6 +54,6 @@ pub async fn get_registration_token_validity(
     let token = query
         .get("token")
         .ok_or_else(|| invalid_param("token is required"))?;
-    let valid = accounts::registration_token_valid(&state.0, token, ip.as_deref())?;
+    let valid = accounts::registration_token_valid(&state.0, token, ip.as_deref()).await?;
     Ok(Json(json!({ "valid": valid })))
 }

@@ -28,7 +28,7 @@ fn optional_bool(body: &Map<String, Value>, field: &str) -> Result<Option<bool>>
     }
 }
 
-fn new_password(body: &Map<String, Value>) -> Result<String> {
+pub(crate) fn new_password(body: &Map<String, Value>) -> Result<String> {
     match body.get("new_password") {
         None | Some(Value::Null) => Err(missing_param("new_password is required")),
         Some(Value::String(p)) if p.is_empty() => {

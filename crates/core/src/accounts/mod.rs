@@ -8,9 +8,11 @@ mod manage;
 mod refresh;
 mod register;
 
+pub(crate) use manage::new_password;
 pub use manage::{change_password, deactivate};
 pub use refresh::refresh;
-use refresh::{Issued, new_login_tokens};
+pub(crate) use refresh::{Issued, new_login_tokens};
+pub(crate) use register::check_new_username;
 pub use register::{register, registration_token_valid, username_available};
 
 use serde::{Deserialize, Serialize};
@@ -52,7 +54,11 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &Map<String, Value>) -> Result<T> {
 
 impl Session {
     /// The answer to a registration or login: with a device, its tokens.
-    fn new(services: &Services, user_id: String, device: Option<(String, Issued)>) -> Self {
+    pub(crate) fn new(
+        services: &Services,
+        user_id: String,
+        device: Option<(String, Issued)>,
+    ) -> Self {
         let (device_id, issued) = device.unzip();
         let (access_token, refresh_token, expires_in_ms) = match issued {
             Some(i) => (Some(i.access_token), i.refresh_token, i.expires_in_ms),
@@ -140,6 +146,15 @@ pub async fn login(
         }
         _ => return Err(Error::Unknown("Unknown login type".into())),
     };
+    // Told only to whoever proved the password, as the reference server does.
+    if services
+        .store
+        .user_flags(&user_id)
+        .await?
+        .is_some_and(|f| f.locked)
+    {
+        return Err(Error::UserLocked);
+    }
     if let Some(device_id) = &request.device_id {
         ids::check_device_id(device_id)?;
     }

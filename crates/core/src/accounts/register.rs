@@ -96,7 +96,8 @@ pub async fn register(
         }
     }
     for (key, value) in &body {
-        if key != "auth" && key != "password_hash" && !value.is_null() {
+        if key != "auth" && key != "password_hash" && key != uia::RESERVED_TOKEN && !value.is_null()
+        {
             merged.insert(key.clone(), value.clone());
         }
     }
@@ -117,9 +118,11 @@ pub async fn register(
         "initial_device_display_name",
     )?;
 
-    let flows = match services.config.registration.token {
-        Some(_) => vec![vec![uia::REGISTRATION_TOKEN]],
-        None => vec![vec![uia::DUMMY]],
+    let registration = &services.config.registration;
+    let flows = if registration.token.is_some() || registration.requires_token {
+        vec![vec![uia::REGISTRATION_TOKEN]]
+    } else {
+        vec![vec![uia::DUMMY]]
     };
     // The session remembers the password only as its hash (costs one hash per round that
     // sends a password; registration is rate-limited per address).
@@ -170,6 +173,14 @@ pub async fn register(
         )
         .await
         .map_err(user_in_use)?;
+    let reserved = session
+        .request
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<Map<String, Value>>(r).ok())
+        .and_then(|r| r.get(uia::RESERVED_TOKEN)?.as_str().map(str::to_owned));
+    if let Some(token) = reserved {
+        services.store.complete_registration_token(&token).await?;
+    }
     let mut done = session;
     done.result = Some(user_id.clone());
     services.store.put_uia_session(done).await?;
@@ -214,7 +225,7 @@ async fn issue_session(
     ))
 }
 
-async fn check_new_username(services: &Services, username: &str) -> Result<String> {
+pub(crate) async fn check_new_username(services: &Services, username: &str) -> Result<String> {
     let server_name = &services.config.server_name;
     let localpart = ids::new_localpart(username, server_name)?;
     let user_id = ids::user_id(&localpart, server_name);
@@ -309,12 +320,11 @@ pub async fn username_available(services: &Services, username: &str) -> Result<(
 
 /// `GET /register/m.login.registration_token/validity`, rate-limited per client address
 /// (an unlimited oracle would let a token be guessed).
-pub fn registration_token_valid(
+pub async fn registration_token_valid(
     services: &Services,
     token: &str,
     client_ip: Option<&str>,
 ) -> Result<bool> {
-    use subtle::ConstantTimeEq;
     if let Some(ip) = client_ip {
         services
             .limiters
@@ -322,10 +332,8 @@ pub fn registration_token_valid(
             .check(&ratelimit::address_key(ip))
             .map_err(limit_exceeded)?;
     }
-    Ok(match &services.config.registration.token {
-        Some(expected) if services.config.registration.enabled => {
-            bool::from(expected.as_bytes().ct_eq(token.as_bytes()))
-        }
-        _ => false,
-    })
+    if !services.config.registration.enabled {
+        return Ok(false);
+    }
+    crate::admin::registration_token_usable(services, token).await
 }

@@ -45,8 +45,11 @@ pub async fn flush_last_seen(services: &Services) {
 /// `last_seen_ip`/`last_seen_ts` observed since the last flush. Every authenticated request
 /// records here in memory; the batch is written every few seconds and at shutdown, never one
 /// write per request (LS-01). Reads overlay these pending values so clients see them at once.
-/// (address, timestamp in ms) of a device's latest request.
-type Seen = (Option<IpAddr>, i64);
+/// (address, user agent, timestamp in ms) of a device's latest request.
+type Seen = (Option<IpAddr>, Option<Arc<str>>, i64);
+
+/// The longest user agent kept, in bytes: it is shown to admins, not parsed.
+const MAX_USER_AGENT_BYTES: usize = 512;
 
 #[derive(Default)]
 pub struct LastSeenTracker {
@@ -56,22 +59,35 @@ pub struct LastSeenTracker {
 }
 
 impl LastSeenTracker {
-    pub fn record(&self, user_id: &str, device_id: &str, ip: Option<IpAddr>) {
+    pub fn record(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        ip: Option<IpAddr>,
+        user_agent: Option<&str>,
+    ) {
         let now = crate::now_ms();
+        let user_agent = user_agent.map(|ua| truncate(ua, MAX_USER_AGENT_BYTES));
         let Ok(mut pending) = self.pending.lock() else {
             return;
         };
         if let Some(entry) = pending.get_mut(user_id).and_then(|d| d.get_mut(device_id)) {
-            entry.1 = now;
+            entry.2 = now;
             if ip.is_some() {
                 entry.0 = ip;
+            }
+            // A client sends the same agent on every request: allocate only when it changes.
+            if let Some(ua) = user_agent
+                && entry.1.as_deref() != Some(ua)
+            {
+                entry.1 = Some(ua.into());
             }
             return;
         }
         pending
             .entry(user_id.to_owned())
             .or_default()
-            .insert(device_id.to_owned(), (ip, now));
+            .insert(device_id.to_owned(), (ip, user_agent.map(Into::into), now));
     }
 
     fn get(&self, user_id: &str, device_id: &str) -> Option<Seen> {
@@ -88,12 +104,15 @@ impl LastSeenTracker {
             return;
         };
         for device in devices {
-            if let Some((ip, ts)) = seen.get(&device.device_id)
+            if let Some((ip, ua, ts)) = seen.get(&device.device_id)
                 && device.last_seen_ts.is_none_or(|old| old < *ts)
             {
                 device.last_seen_ts = Some(*ts);
                 if let Some(ip) = ip {
                     device.last_seen_ip = Some(ip.to_string());
+                }
+                if let Some(ua) = ua {
+                    device.last_seen_user_agent = Some(ua.to_string());
                 }
             }
         }
@@ -101,7 +120,7 @@ impl LastSeenTracker {
 
     pub(super) fn seen_since(&self, user_id: &str, device_id: &str, since: i64) -> bool {
         self.get(user_id, device_id)
-            .is_some_and(|(_, ts)| ts >= since)
+            .is_some_and(|(_, _, ts)| ts >= since)
     }
 
     pub(crate) fn forget(&self, user_id: &str, device_ids: &[String]) {
@@ -126,13 +145,26 @@ impl LastSeenTracker {
             .flat_map(|(user_id, devices)| {
                 devices
                     .into_iter()
-                    .map(move |(device_id, (ip, ts))| LastSeen {
+                    .map(move |(device_id, (ip, ua, ts))| LastSeen {
                         user_id: user_id.clone(),
                         device_id,
                         ip: ip.map(|ip| ip.to_string()),
+                        user_agent: ua.map(|ua| ua.to_string()),
                         ts,
                     })
             })
             .collect()
     }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }

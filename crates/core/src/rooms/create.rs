@@ -150,6 +150,7 @@ pub async fn create_room(
     requester: &Requester,
     body: &[u8],
 ) -> Result<String> {
+    requester.refuse_if_suspended()?;
     let value: Value =
         serde_json::from_slice(body).map_err(|_| Error::NotJson("Body is not JSON".into()))?;
     if !value.is_object() {

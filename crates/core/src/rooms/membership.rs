@@ -105,6 +105,7 @@ pub async fn join(
     id_or_alias: &str,
     body: &[u8],
 ) -> Result<String> {
+    requester.refuse_if_suspended()?;
     spend_allowance(services, requester)?;
     let body = optional_object(body)?;
     let room_id = resolve_room(services, id_or_alias).await?;
@@ -188,6 +189,7 @@ pub async fn invite(
     room_id: &str,
     body: &[u8],
 ) -> Result<()> {
+    requester.refuse_if_suspended()?;
     spend_allowance(services, requester)?;
     let room_id = parse_room_id(room_id)?;
     let body = optional_object(body)?;
@@ -387,6 +389,7 @@ pub async fn knock(
     id_or_alias: &str,
     body: &[u8],
 ) -> Result<String> {
+    requester.refuse_if_suspended()?;
     spend_allowance(services, requester)?;
     let body = optional_object(body)?;
     let reason = reason(&body)?;

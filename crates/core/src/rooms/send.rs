@@ -48,6 +48,9 @@ pub async fn send_message(
     ids::check_event_type(event_type)?;
     ids::check_txn_id(txn_id)?;
     let content = body_object(body)?;
+    if event_type != "m.room.redaction" {
+        requester.refuse_if_suspended()?;
+    }
     let txn = ClientTxn::new(
         &requester.user_id,
         requester.device_id.as_deref(),
@@ -89,6 +92,7 @@ pub async fn put_state(
     state_key: &str,
     body: &[u8],
 ) -> Result<OwnedEventId> {
+    requester.refuse_if_suspended()?;
     let room = parse_room_id(room_id)?;
     ids::check_event_type(event_type)?;
     ids::check_state_key(state_key)?;
@@ -310,6 +314,9 @@ async fn redact_with(
         return Err(invalid_param("The event belongs to another room"));
     }
     let original_sender = original.map(|e| e.sender);
+    if original_sender.as_deref() != Some(requester.user_id.as_str()) {
+        requester.refuse_if_suspended()?;
+    }
     let sender = sender(requester)?;
     content.remove("redacts");
     append(services, &room, Some(txn), move |head| {

@@ -66,21 +66,25 @@ impl AccountStore for PostgresStore {
     }
 
     async fn access_token(&self, token_hash: [u8; 32]) -> StoreResult<Option<AccessToken>> {
-        let row: Option<(String, String, Option<i64>, bool)> = sqlx::query_as(
-            "SELECT user_id, device_id, expires_ts, replaces IS NOT NULL
-             FROM access_tokens WHERE token_hash = $1",
+        let row: Option<(String, String, Option<i64>, bool, bool, bool)> = sqlx::query_as(
+            "SELECT t.user_id, t.device_id, t.expires_ts, t.replaces IS NOT NULL, u.locked,
+                 u.suspended
+             FROM access_tokens t JOIN users u ON u.user_id = t.user_id
+             WHERE t.token_hash = $1",
         )
         .bind(&token_hash[..])
         .fetch_optional(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(
-            row.map(|(user_id, device_id, expires_ts, first_use)| AccessToken {
+        Ok(row.map(
+            |(user_id, device_id, expires_ts, first_use, locked, suspended)| AccessToken {
                 owner: TokenOwner { user_id, device_id },
                 expires_ts,
                 first_use,
-            }),
-        )
+                locked,
+                suspended,
+            },
+        ))
     }
 
     async fn erased_users(&self) -> StoreResult<Vec<(String, u64)>> {

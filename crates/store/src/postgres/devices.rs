@@ -9,7 +9,7 @@ use crate::DeviceStore;
 impl DeviceStore for PostgresStore {
     async fn list_devices(&self, user_id: &str) -> StoreResult<Vec<Device>> {
         let rows = sqlx::query(
-            "SELECT device_id, display_name, last_seen_ip, last_seen_ts
+            "SELECT device_id, display_name, last_seen_ip, last_seen_ts, last_seen_user_agent
              FROM devices WHERE user_id = $1 ORDER BY device_id",
         )
         .bind(user_id)
@@ -24,7 +24,7 @@ impl DeviceStore for PostgresStore {
 
     async fn get_device(&self, user_id: &str, device_id: &str) -> StoreResult<Option<Device>> {
         let row = sqlx::query(
-            "SELECT device_id, display_name, last_seen_ip, last_seen_ts
+            "SELECT device_id, display_name, last_seen_ip, last_seen_ts, last_seen_user_agent
              FROM devices WHERE user_id = $1 AND device_id = $2",
         )
         .bind(user_id)
@@ -111,10 +111,12 @@ impl DeviceStore for PostgresStore {
         let mut devices = Vec::with_capacity(batch.len());
         let mut ips = Vec::with_capacity(batch.len());
         let mut times = Vec::with_capacity(batch.len());
+        let mut agents = Vec::with_capacity(batch.len());
         for seen in batch {
             users.push(seen.user_id);
             devices.push(seen.device_id);
             ips.push(seen.ip);
+            agents.push(seen.user_agent);
             times.push(seen.ts);
         }
         // Newer wins: a flush from a process that saw the device earlier never overwrites a
@@ -133,8 +135,10 @@ impl DeviceStore for PostgresStore {
         .await
         .map_err(classify)?;
         sqlx::query(
-            "UPDATE devices d SET last_seen_ts = v.ts, last_seen_ip = COALESCE(v.ip, d.last_seen_ip)
-             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[]) AS v(user_id, device_id, ip, ts)
+            "UPDATE devices d SET last_seen_ts = v.ts, last_seen_ip = COALESCE(v.ip, d.last_seen_ip),
+                 last_seen_user_agent = COALESCE(v.ua, d.last_seen_user_agent)
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[])
+               AS v(user_id, device_id, ip, ts, ua)
              WHERE d.user_id = v.user_id AND d.device_id = v.device_id
                AND (d.last_seen_ts IS NULL OR d.last_seen_ts < v.ts)",
         )
@@ -142,6 +146,7 @@ impl DeviceStore for PostgresStore {
         .bind(&devices)
         .bind(&ips)
         .bind(&times)
+        .bind(&agents)
         .execute(&mut *tx)
         .await
         .map_err(classify)?;

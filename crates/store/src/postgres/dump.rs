@@ -22,13 +22,15 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
         Option<String>,
         Option<i64>,
         i64,
+        Option<String>,
     );
     let devices: Vec<DeviceRow> = sqlx::query_as(
-            "SELECT user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts FROM devices",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
+        "SELECT user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts,
+                 last_seen_user_agent FROM devices",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(classify)?;
     type TokenRow = (Vec<u8>, String, String, i64, Option<i64>, Option<Vec<u8>>);
     let access_tokens: Vec<TokenRow> = sqlx::query_as(
         "SELECT token_hash, user_id, device_id, created_ts, expires_ts, replaces
@@ -81,6 +83,7 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
     let e2ee = e2ee_dump::export(&mut tx).await?;
     let push_actions = push::export(&mut tx).await?;
     let pushers = pushers::select(&mut tx, "", None).await?;
+    let admin = admin::export_admin(&mut tx).await?;
     type ReceiptDumpRow = (String, String, String, String, String, i64, i64, i64);
     let receipts: Vec<ReceiptDumpRow> = sqlx::query_as(
         "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, event_pos, stream_pos
@@ -138,7 +141,7 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
         devices: devices
             .into_iter()
             .map(
-                |(user_id, device_id, display_name, last_seen_ip, last_seen_ts, created)| {
+                |(user_id, device_id, display_name, last_seen_ip, last_seen_ts, created, agent)| {
                     (
                         user_id,
                         Device {
@@ -146,6 +149,7 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
                             display_name,
                             last_seen_ip,
                             last_seen_ts,
+                            last_seen_user_agent: agent,
                         },
                         created,
                     )
@@ -216,6 +220,7 @@ pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
         thumbnails,
         push_actions,
         pushers,
+        admin,
     })
 }
 
@@ -246,18 +251,20 @@ pub(super) async fn import(pool: &PgPool, dump: Dump) -> StoreResult<()> {
     }
     for (user_id, d, created) in &dump.devices {
         sqlx::query(
-                "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(user_id)
-            .bind(&d.device_id)
-            .bind(&d.display_name)
-            .bind(&d.last_seen_ip)
-            .bind(d.last_seen_ts)
-            .bind(created)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+            "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts,
+                     created_ts, last_seen_user_agent)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(user_id)
+        .bind(&d.device_id)
+        .bind(&d.display_name)
+        .bind(&d.last_seen_ip)
+        .bind(d.last_seen_ts)
+        .bind(created)
+        .bind(&d.last_seen_user_agent)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
     }
     for t in &dump.access_tokens {
         sqlx::query(
@@ -324,6 +331,7 @@ pub(super) async fn import(pool: &PgPool, dump: Dump) -> StoreResult<()> {
             .map_err(classify)?;
     }
     import_rooms(&mut tx, &dump.rooms).await?;
+    admin::import_admin(&mut tx, &dump.admin).await?;
     e2ee_dump::import(&mut tx, &dump.e2ee).await?;
     push::import(&mut tx, &dump.push_actions).await?;
     for pusher in &dump.pushers {

@@ -5,6 +5,7 @@
 
 mod account_data;
 mod accounts;
+mod admin;
 mod backup;
 mod cross_signing;
 mod devices;
@@ -119,6 +120,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "erasure",
         include_str!("../../migrations/postgres/0016_erasure.sql"),
+    ),
+    (
+        17,
+        "admin",
+        include_str!("../../migrations/postgres/0017_admin.sql"),
     ),
 ];
 
@@ -354,6 +360,7 @@ fn device_from_row(r: &sqlx::postgres::PgRow) -> Result<Device, sqlx::Error> {
         display_name: r.try_get(1)?,
         last_seen_ip: r.try_get(2)?,
         last_seen_ts: r.try_get(3)?,
+        last_seen_user_agent: r.try_get(4)?,
     })
 }
 
@@ -466,6 +473,14 @@ impl Store for PostgresStore {
 
     async fn import(&self, dump: Dump) -> StoreResult<()> {
         dump::import(&self.pool, dump).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(classify)
     }
 
     async fn close(&self) {

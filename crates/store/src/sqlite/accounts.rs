@@ -79,8 +79,10 @@ impl AccountStore for SqliteStore {
         self.pool
             .read(move |conn| {
                 conn.prepare_cached(
-                    "SELECT user_id, device_id, expires_ts, replaces IS NOT NULL
-                     FROM access_tokens WHERE token_hash = ?1",
+                    "SELECT t.user_id, t.device_id, t.expires_ts, t.replaces IS NOT NULL, u.locked,
+                         u.suspended
+                     FROM access_tokens t JOIN users u ON u.user_id = t.user_id
+                     WHERE t.token_hash = ?1",
                 )
                 .and_then(|mut s| {
                     s.query_row([&token_hash[..]], |r| {
@@ -91,6 +93,8 @@ impl AccountStore for SqliteStore {
                             },
                             expires_ts: r.get(2)?,
                             first_use: r.get(3)?,
+                            locked: r.get(4)?,
+                            suspended: r.get(5)?,
                         })
                     })
                     .optional()

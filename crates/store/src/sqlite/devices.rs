@@ -12,7 +12,7 @@ impl DeviceStore for SqliteStore {
         self.pool
             .read(move |conn| {
                 conn.prepare_cached(
-                    "SELECT device_id, display_name, last_seen_ip, last_seen_ts
+                    "SELECT device_id, display_name, last_seen_ip, last_seen_ts, last_seen_user_agent
                      FROM devices WHERE user_id = ?1 ORDER BY device_id",
                 )
                 .and_then(|mut s| {
@@ -29,7 +29,7 @@ impl DeviceStore for SqliteStore {
         self.pool
             .read(move |conn| {
                 conn.prepare_cached(
-                    "SELECT device_id, display_name, last_seen_ip, last_seen_ts
+                    "SELECT device_id, display_name, last_seen_ip, last_seen_ts, last_seen_user_agent
                      FROM devices WHERE user_id = ?1 AND device_id = ?2",
                 )
                 .and_then(|mut s| {
@@ -114,13 +114,20 @@ impl DeviceStore for SqliteStore {
             .write(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(
-                        "UPDATE devices SET last_seen_ts = ?3, last_seen_ip = COALESCE(?4, last_seen_ip)
+                        "UPDATE devices SET last_seen_ts = ?3, last_seen_ip = COALESCE(?4, last_seen_ip),
+                             last_seen_user_agent = COALESCE(?5, last_seen_user_agent)
                          WHERE user_id = ?1 AND device_id = ?2
                            AND (last_seen_ts IS NULL OR last_seen_ts < ?3)",
                     )
                     .map_err(classify)?;
                 for seen in batch {
-                    stmt.execute(params![seen.user_id, seen.device_id, seen.ts, seen.ip])
+                    stmt.execute(params![
+                        seen.user_id,
+                        seen.device_id,
+                        seen.ts,
+                        seen.ip,
+                        seen.user_agent
+                    ])
                         .map_err(classify)?;
                 }
                 Ok(())

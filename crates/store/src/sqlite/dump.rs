@@ -22,7 +22,8 @@ pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
         .collect::<Result<_, _>>()?;
     let devices = conn
         .prepare(
-            "SELECT user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts FROM devices",
+            "SELECT user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts,
+                    last_seen_user_agent FROM devices",
         )?
         .query_map([], |r| {
             Ok((
@@ -32,6 +33,7 @@ pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
                     display_name: r.get(2)?,
                     last_seen_ip: r.get(3)?,
                     last_seen_ts: r.get(4)?,
+                    last_seen_user_agent: r.get(6)?,
                 },
                 r.get(5)?,
             ))
@@ -152,6 +154,7 @@ pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
         e2ee: e2ee_dump::export(conn)?,
         push_actions: push::export(conn)?,
         pushers: pushers::select(conn, "", [])?,
+        admin: admin::export_admin(conn)?,
     })
 }
 
@@ -373,9 +376,18 @@ pub(super) fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
         }
         for (user_id, d, created) in &dump.devices {
             conn.execute(
-                "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![user_id, d.device_id, d.display_name, d.last_seen_ip, d.last_seen_ts, created],
+                "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts,
+                     created_ts, last_seen_user_agent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    user_id,
+                    d.device_id,
+                    d.display_name,
+                    d.last_seen_ip,
+                    d.last_seen_ts,
+                    created,
+                    d.last_seen_user_agent
+                ],
             )?;
         }
         for t in &dump.access_tokens {
@@ -435,6 +447,7 @@ pub(super) fn import_tx(conn: &Connection, dump: Dump) -> StoreResult<()> {
             )?;
         }
         import_rooms(conn, &dump.rooms)?;
+        admin::import_admin(conn, &dump.admin)?;
         e2ee_dump::import(conn, &dump.e2ee)?;
         push::import(conn, &dump.push_actions)?;
         for pusher in &dump.pushers {

@@ -7,6 +7,7 @@
 
 mod account_data;
 mod accounts;
+mod admin;
 mod backup;
 mod cross_signing;
 mod devices;
@@ -113,6 +114,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "erasure",
         include_str!("../../migrations/sqlite/0015_erasure.sql"),
+    ),
+    (
+        16,
+        "admin",
+        include_str!("../../migrations/sqlite/0016_admin.sql"),
     ),
 ];
 
@@ -261,6 +267,7 @@ fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
         display_name: r.get(1)?,
         last_seen_ip: r.get(2)?,
         last_seen_ts: r.get(3)?,
+        last_seen_user_agent: r.get(4)?,
     })
 }
 
@@ -280,6 +287,12 @@ impl Store for SqliteStore {
     async fn import(&self, dump: Dump) -> StoreResult<()> {
         self.pool
             .write(move |conn| dump::import_tx(conn, dump))
+            .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.pool
+            .write(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(classify))
             .await
     }
 

@@ -1,0 +1,18 @@
+-- Server administration: who is a server admin, accounts an admin locked (no request
+-- authenticates) or suspended (read-only), the account type an admin set, and the user
+-- agent a device was last seen with (for whois and the admin device list).
+ALTER TABLE users ADD COLUMN admin BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE users ADD COLUMN locked BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE users ADD COLUMN suspended BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE users ADD COLUMN user_type TEXT;
+ALTER TABLE devices ADD COLUMN last_seen_user_agent TEXT;
+
+-- Registration tokens an admin created. `pending` counts registrations that presented the
+-- token and have not completed yet, `completed` those that did.
+CREATE TABLE registration_tokens (
+    token         TEXT PRIMARY KEY,
+    uses_allowed  BIGINT,
+    pending       BIGINT NOT NULL DEFAULT 0,
+    completed     BIGINT NOT NULL DEFAULT 0,
+    expiry_time   BIGINT
+);
