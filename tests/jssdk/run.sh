@@ -18,7 +18,7 @@ if [[ -z "$bin" ]]; then
     cargo build --quiet --bin myelin
     bin=target/debug/myelin
 fi
-# The server reads every MYELIN_* variable as configuration and refuses unknown keys.
+# The server reads MYELIN_* variables as configuration (and warns about those that name no key).
 unset MYELIN_BIN
 
 if [[ ! -d tests/jssdk/node_modules/matrix-js-sdk ]]; then

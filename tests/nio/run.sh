@@ -17,8 +17,8 @@ if [[ -z "$bin" ]]; then
     cargo build --quiet --bin myelin
     bin=target/debug/myelin
 fi
-# The server reads every MYELIN_* variable as configuration and refuses unknown keys, so
-# MYELIN_BIN (this script's own input) must not reach it.
+# The server reads MYELIN_* variables as configuration (and warns about those that name no
+# key): MYELIN_BIN is this script's own input, not the server's.
 unset MYELIN_BIN
 
 start_myelin "$bin" nio

@@ -41,8 +41,8 @@ if [[ -z "$bin" && -z "$external" ]]; then
     bin=target/debug/myelin
 fi
 [[ -n "$bin" ]] && bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
-# The server reads every MYELIN_* variable as configuration and refuses unknown keys, so
-# MYELIN_BIN (this script's own input) must not reach it.
+# The server reads MYELIN_* variables as configuration (and warns about those that name no
+# key): MYELIN_BIN is this script's own input, not the server's.
 unset MYELIN_BIN
 
 # npm ci wipes node_modules first, so only when the lock file changed since the last install.
