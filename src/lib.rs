@@ -1,6 +1,7 @@
 //! Myelin, a Matrix homeserver: configuration loading and the server's life cycle. The binary
 //! (`main.rs`) is the command line around this; tests start servers through [`start`].
 
+mod metrics;
 mod outbound;
 mod push_gateway;
 mod url_preview;
@@ -42,6 +43,16 @@ use tower::ServiceExt;
 /// not own (Kubernetes gives every pod `MYELIN_PORT`, `MYELIN_SERVICE_HOST`, ... when a
 /// Service is named `myelin`). One that looks like a misspelt key is refused, naming the key.
 pub fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
+    let (config, notes) = load_config_noting(file)?;
+    for note in notes {
+        tracing::warn!("{note}");
+    }
+    Ok(config)
+}
+
+/// [`load_config`], returning what it would warn about instead of logging it (for a caller
+/// that sets up logging from the configuration).
+pub fn load_config_noting(file: Option<&Path>) -> anyhow::Result<(Config, Vec<String>)> {
     let mut figment = Figment::new();
     if let Some(file) = file {
         anyhow::ensure!(
@@ -52,7 +63,7 @@ pub fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
         figment = figment.merge(Toml::file_exact(file));
     }
     let keys = top_level_keys();
-    check_environment(&keys, std::env::vars_os().map(|(name, _)| name))?;
+    let notes = check_environment(&keys, std::env::vars_os().map(|(name, _)| name))?;
     figment = figment.merge(
         Env::prefixed("MYELIN_")
             .filter(move |key| keys.iter().any(|k| k == &top_level_of(key.as_str())))
@@ -63,7 +74,7 @@ pub fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
         anyhow::anyhow!(lines.join("\n"))
     })?;
     config.validate()?;
-    Ok(config)
+    Ok((config, notes))
 }
 
 /// The configuration's top-level keys, as its deserializer knows them: asked with a key no
@@ -91,12 +102,12 @@ fn top_level_of(name: &str) -> String {
     name.split("__").next().unwrap_or_default().to_lowercase()
 }
 
-/// Refuses `MYELIN_*` variables that look like a misspelt key; warns about the others that
-/// name no key.
+/// Refuses `MYELIN_*` variables that look like a misspelt key; notes the others that name no
+/// key.
 fn check_environment(
     keys: &[String],
     names: impl Iterator<Item = std::ffi::OsString>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     let mut ignored = Vec::new();
     for name in names {
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("MYELIN_")) else {
@@ -118,14 +129,14 @@ fn check_environment(
         }
         ignored.push(name.to_string_lossy().into_owned());
     }
-    if !ignored.is_empty() {
-        ignored.sort();
-        tracing::warn!(
-            "ignoring environment variables that name no configuration key: {}",
-            ignored.join(", ")
-        );
+    if ignored.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(())
+    ignored.sort();
+    Ok(vec![format!(
+        "ignoring environment variables that name no configuration key: {}",
+        ignored.join(", ")
+    )])
 }
 
 /// Levenshtein distance (keys are short ASCII).
@@ -195,6 +206,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `GET /metrics` is served (`metrics.listen`).
+    pub metrics_addr: Option<SocketAddr>,
     pub services: Arc<Services>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
@@ -231,6 +244,11 @@ pub async fn start(
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
+    let metrics = match &services.config.metrics.listen {
+        Some(listen) => Some(metrics::serve(listen.parse()?).await?),
+        None => None,
+    };
+    let (metrics_addr, metrics_task) = metrics.unzip();
     let base_url = public_base_url.unwrap_or_else(|| format!("http://{addr}"));
     let app = myelin_api::router(services.clone(), &base_url);
 
@@ -275,12 +293,16 @@ pub async fn start(
         let _ = background.await;
         let _ = stop_delivery.send(());
         let _ = delivery.await;
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         served.store.close().await;
         tracing::info!("database closed");
         Ok(())
     });
     Ok(Running {
         addr,
+        metrics_addr,
         services,
         shutdown: Some(tx),
         task,

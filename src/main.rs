@@ -4,6 +4,7 @@ use std::{io::Read, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use myelin_core::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc, with a background thread that returns freed memory to the system within a second
@@ -96,20 +97,36 @@ enum UserCommand {
     },
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     // ruma's authorization rules log every check at info: one line per event is noise.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,ruma_state_res=warn"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .init();
+    match format {
+        LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(ansi)
+                .init();
+        }
+        LogFormat::Json => {
+            tracing_subscriber::fmt()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_env_filter(filter)
+                .init();
+            myelin_api::enable_access_log();
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // `serve` logs as its configuration says, so it sets logging up once that is read.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_tracing(LogFormat::Text);
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -133,7 +150,15 @@ fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
-            let config = myelin::load_config(config.as_deref())?;
+            let loaded = myelin::load_config_noting(config.as_deref());
+            let format = loaded
+                .as_ref()
+                .map_or(LogFormat::Text, |(c, _)| c.log.format);
+            init_tracing(format);
+            let (config, notes) = loaded?;
+            for note in notes {
+                tracing::warn!("{note}");
+            }
             runtime(config.workers)?.block_on(serve(config))
         }
         Command::User {

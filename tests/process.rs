@@ -345,8 +345,8 @@ fn unknown_config_keys_are_named_with_the_keys_expected() {
             "foo = 1\n",
             "error: unknown key `foo`; expected one of: server_name, listen, public_baseurl, \
              database, registration, password, limits, rate_limits, devices, uia, tokens, sync, \
-             rooms, voip, media, push, profile, presence, user_directory, support, appservices, \
-             trusted_proxies, workers\n",
+             rooms, voip, media, push, profile, presence, user_directory, support, metrics, log, \
+             appservices, trusted_proxies, workers\n",
         ),
         (
             "[database]\nfoo = 1\n",
@@ -483,4 +483,45 @@ async fn a_pod_like_environment_starts_and_misspelt_keys_are_refused() {
         ),
         "{stderr}"
     );
+}
+
+/// `log.format = "json"`: one JSON object per line, and one access line per request with
+/// its route, status, duration and who made it; tokens never appear (not even one sent in
+/// the query string).
+#[tokio::test]
+async fn json_logs_carry_one_access_line_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_with(
+        dir.path(),
+        &[("MYELIN_LOG__FORMAT", "json"), ("RUST_LOG", "info")],
+    );
+    let token = register(&server, "dora").await;
+    let whoami = format!("{}/account/whoami?access_token={token}", server.base);
+    let (status, _) = call(reqwest::Method::GET, whoami, None, Value::Null).await;
+    assert_eq!(status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log.lock().unwrap().clone();
+    let lines: Vec<Value> = log
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let access = lines
+        .iter()
+        .find(|l| {
+            l["target"] == "myelin::access" && l["route"] == "/_matrix/client/v3/account/whoami"
+        })
+        .unwrap_or_else(|| panic!("no access line: {log:?}"));
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["user_id"], "@dora:localhost");
+    assert!(access["device_id"].is_string(), "{access}");
+    assert!(access["duration_ms"].is_number(), "{access}");
+    assert!(access["request_id"].is_number(), "{access}");
+    assert_eq!(access["level"], "INFO");
+    for line in &log {
+        assert!(!line.contains(&token) && !line.contains(PASSWORD), "{line}");
+    }
+    let mut server = server;
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
 }

@@ -169,6 +169,11 @@ impl TestServer {
         }
     }
 
+    /// Where `GET /metrics` is served, with `metrics.listen` set.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.running.as_ref().unwrap().metrics_addr
+    }
+
     pub fn services(&self) -> &std::sync::Arc<myelin_core::Services> {
         &self.running.as_ref().unwrap().services
     }

@@ -133,7 +133,11 @@ impl FromRequestParts<AppState> for Auth {
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok()),
         };
-        Ok(Self(auth::authenticate(services, creds).await?))
+        let requester = auth::authenticate(services, creds).await?;
+        if let Some(identity) = parts.extensions.get::<crate::middleware::Identity>() {
+            identity.set(&requester.user_id, requester.device_id.as_deref());
+        }
+        Ok(Self(requester))
     }
 }
 

@@ -11,6 +11,8 @@ pub mod error;
 pub mod extract;
 mod health;
 mod middleware;
+
+pub use middleware::{enable_access_log, enable_metrics};
 mod path;
 mod router;
 mod server_keys;

@@ -1,17 +1,97 @@
-//! Cross-cutting layers: CORS, request logging, panic containment.
+//! Cross-cutting layers: CORS, request logging, metrics, panic containment.
 
-use std::time::Instant;
+use std::{
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Instant,
+};
 
 use axum::{
     Json,
-    extract::Request,
-    http::{HeaderValue, Method, header},
+    extract::{MatchedPath, Request},
+    http::{HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use metrics::SharedString;
 use serde_json::json;
 
 use crate::error::internal;
+
+/// Whether a metrics recorder is installed: without one, building labels is wasted work.
+static METRICS: AtomicBool = AtomicBool::new(false);
+/// Whether every request gets an access line at `info` (with `log.format = "json"`).
+static ACCESS_LOG: AtomicBool = AtomicBool::new(false);
+/// Numbers requests in access lines.
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Records request metrics from now on (the binary calls this once it installed a recorder).
+pub fn enable_metrics() {
+    METRICS.store(true, Ordering::Relaxed);
+}
+
+/// Logs one line per request at `info`, target `myelin::access`.
+pub fn enable_access_log() {
+    ACCESS_LOG.store(true, Ordering::Relaxed);
+}
+
+/// Who made a request, filled in by the `Auth` extractor for the access line.
+#[derive(Clone, Default)]
+pub(crate) struct Identity(Arc<OnceLock<(String, Option<String>)>>);
+
+impl Identity {
+    pub(crate) fn set(&self, user_id: &str, device_id: Option<&str>) {
+        let _ = self
+            .0
+            .set((user_id.to_owned(), device_id.map(str::to_owned)));
+    }
+}
+
+/// The route template that served a request, handed from [`tag_route`] to [`around`].
+#[derive(Clone)]
+struct Route(MatchedPath);
+
+/// Inside the router, where the matched route is known: remembers it on the response.
+pub async fn tag_route(matched: MatchedPath, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(Route(matched));
+    response
+}
+
+/// Counts a request in flight for as long as it is (a client hanging up drops the future).
+struct InFlight;
+
+impl InFlight {
+    fn start() -> Self {
+        metrics::gauge!("myelin_http_requests_in_flight").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("myelin_http_requests_in_flight").decrement(1.0);
+    }
+}
+
+fn record(method: &Method, route: &str, status: StatusCode, seconds: f64) {
+    let labels = [
+        ("method", SharedString::from(method.as_str().to_owned())),
+        ("route", SharedString::from(route.to_owned())),
+        ("status", SharedString::from(status.as_u16().to_string())),
+    ];
+    metrics::counter!("myelin_http_requests_total", &labels).increment(1);
+    // Long-polls wait up to their timeout by design: apart, so they leave the latency of
+    // every other request readable.
+    let name = if route.ends_with("/sync") {
+        "myelin_http_sync_duration_seconds"
+    } else {
+        "myelin_http_request_duration_seconds"
+    };
+    metrics::histogram!(name, &labels).record(seconds);
+}
 
 /// One layer for what every request gets:
 /// - the spec's "Web Browser Clients": the CORS headers on every response, and `OPTIONS`
@@ -19,16 +99,47 @@ use crate::error::internal;
 ///   to requests that carry an `Origin`);
 /// - a log line with method, path, status and latency. The query string is never logged: it
 ///   may hold an access token.
-pub async fn around(request: Request, next: Next) -> Response {
+pub async fn around(mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     // Cheap: a `Uri` shares its bytes with the request.
     let uri = request.uri().clone();
     let started = Instant::now();
+    let metrics = METRICS.load(Ordering::Relaxed);
+    let access = ACCESS_LOG.load(Ordering::Relaxed);
+    let in_flight = metrics.then(InFlight::start);
+    let identity = access.then(|| {
+        let identity = Identity::default();
+        request.extensions_mut().insert(identity.clone());
+        identity
+    });
     let mut response = if method == Method::OPTIONS {
         Json(json!({})).into_response()
     } else {
         next.run(request).await
     };
+    drop(in_flight);
+    if metrics || access {
+        let route = response.extensions().get::<Route>();
+        let route = route.map_or("unmatched", |r| r.0.as_str());
+        let seconds = started.elapsed().as_secs_f64();
+        if metrics {
+            record(&method, route, response.status(), seconds);
+        }
+        if let Some(identity) = identity {
+            let who = identity.0.get();
+            tracing::info!(
+                target: "myelin::access",
+                request_id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed),
+                %method,
+                route,
+                path = uri.path(),
+                status = response.status().as_u16(),
+                duration_ms = seconds * 1000.0,
+                user_id = who.map(|w| w.0.as_str()),
+                device_id = who.and_then(|w| w.1.as_deref()),
+            );
+        }
+    }
     let headers = response.headers_mut();
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,

@@ -322,6 +322,7 @@ pub fn routes(state: AppState) -> Router {
         }
     }
     router
+        .route_layer(axum::middleware::from_fn(middleware::tag_route))
         .method_not_allowed_fallback(|| async { error::method_not_allowed() })
         .fallback(|| async { error::unrecognized() })
         .with_state(state.clone())

@@ -31,6 +31,7 @@ pub mod receipts;
 pub mod rooms;
 pub mod sync;
 pub mod tags;
+pub mod telemetry;
 pub mod typing;
 pub mod uia;
 pub mod user_directory;
@@ -128,6 +129,7 @@ impl Services {
         tokio::spawn(typing::expire(Arc::downgrade(&services)));
         tokio::spawn(presence::sweep(Arc::downgrade(&services)));
         tokio::spawn(push::prune(Arc::downgrade(&services)));
+        tokio::spawn(telemetry::population(Arc::downgrade(&services)));
         // Changes made by other processes on a shared database wake this one's syncs.
         if let Some(mut wakeups) = services.store.take_wakeups() {
             let weak = Arc::downgrade(&services);

@@ -42,19 +42,29 @@ impl Passwords {
     }
 
     pub async fn hash(&self, password: String) -> Result<String> {
-        let _slot = self.slots.acquire().await.map_err(|_| closed())?;
+        let _slot = self.slot().await?;
         let params = self.params.clone();
-        tokio::task::spawn_blocking(move || hash_with(&params, &password))
+        let started = std::time::Instant::now();
+        let hashed = tokio::task::spawn_blocking(move || hash_with(&params, &password))
             .await
-            .map_err(|_| closed())?
+            .map_err(|_| closed())?;
+        record(started);
+        hashed
+    }
+
+    /// A hashing slot; the wait for it is the password queue operators watch.
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        let _waiting = crate::telemetry::Raised::new("myelin_password_hashes_waiting");
+        self.slots.acquire().await.map_err(|_| closed())
     }
 
     /// Verifies `password` against `hash`. With `hash = None` (no such user, or no password)
     /// it hashes the password anyway and fails, so both cases take as long as a wrong password.
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool> {
-        let _slot = self.slots.acquire().await.map_err(|_| closed())?;
+        let _slot = self.slot().await?;
         let params = self.params.clone();
-        tokio::task::spawn_blocking(move || match hash {
+        let started = std::time::Instant::now();
+        let verified = tokio::task::spawn_blocking(move || match hash {
             Some(hash) => Ok(PasswordHash::new(&hash)
                 .map(|parsed| {
                     Argon2::default()
@@ -65,8 +75,15 @@ impl Passwords {
             None => hash_with(&params, &password).map(|_| false),
         })
         .await
-        .map_err(|_| closed())?
+        .map_err(|_| closed())?;
+        record(started);
+        verified
     }
+}
+
+fn record(started: std::time::Instant) {
+    metrics::histogram!("myelin_password_hash_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
 }
 
 fn closed() -> Error {

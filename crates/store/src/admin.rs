@@ -74,6 +74,28 @@ pub struct TokenChange {
     pub expiry_time: Option<Option<i64>>,
 }
 
+/// How many accounts and devices there are, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Population {
+    pub active_users: u64,
+    pub deactivated_users: u64,
+    pub locked_users: u64,
+    pub suspended_users: u64,
+    pub devices: u64,
+    /// Devices seen since the time asked about.
+    pub active_devices: u64,
+}
+
+/// The counts of [`Population`] in one statement both backends understand (`?` is the
+/// time since which a device counts as active).
+pub(crate) const POPULATION: &str = "SELECT
+    (SELECT COUNT(*) FROM users WHERE NOT deactivated),
+    (SELECT COUNT(*) FROM users WHERE deactivated),
+    (SELECT COUNT(*) FROM users WHERE locked),
+    (SELECT COUNT(*) FROM users WHERE suspended),
+    (SELECT COUNT(*) FROM devices),
+    (SELECT COUNT(*) FROM devices WHERE last_seen_ts >= $1)";
+
 /// The admin API's use cases.
 #[async_trait]
 pub trait AdminStore: Send + Sync {
@@ -116,6 +138,9 @@ pub trait AdminStore: Send + Sync {
 
     /// The registration that reserved the token has created its account.
     async fn complete_registration_token(&self, token: &str) -> StoreResult<()>;
+
+    /// Accounts and devices, with the devices seen since `active_since_ms`.
+    async fn population(&self, active_since_ms: i64) -> StoreResult<Population>;
 }
 
 /// The administration part of a [`crate::Dump`].

@@ -37,6 +37,8 @@ pub struct Config {
     pub presence: PresenceConfig,
     pub user_directory: UserDirectoryConfig,
     pub support: SupportConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
     /// Paths to application-service registration files (YAML).
     pub appservices: Vec<PathBuf>,
     /// Addresses of reverse proxies whose `X-Forwarded-For` header is believed.
@@ -69,6 +71,8 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             user_directory: UserDirectoryConfig::default(),
             support: SupportConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
             appservices: Vec::new(),
             trusted_proxies: Vec::new(),
             workers: None,
@@ -98,6 +102,14 @@ impl Config {
             return Err(invalid("server_name", "not a valid Matrix server name"));
         }
         self.listen_addr()?;
+        if let Some(listen) = &self.metrics.listen
+            && listen.parse::<SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "metrics.listen",
+                "expected host:port, e.g. 127.0.0.1:9000",
+            ));
+        }
         self.public_base_url()?;
         self.database_backend()?;
         if !["disable", "prefer", "require", "verify-ca", "verify-full"]

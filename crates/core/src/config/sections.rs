@@ -422,3 +422,29 @@ pub struct SupportContact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_address: Option<String>,
 }
+
+/// Prometheus metrics, on a listener of their own so that scrapes still work while the
+/// client listener is saturated.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` serving `GET /metrics`; off when unset.
+    pub listen: Option<String>,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, and one line per request (target `myelin::access`).
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}

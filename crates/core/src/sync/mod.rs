@@ -122,6 +122,7 @@ pub async fn sync(
             if from.is_none() || params.full_state || !response.is_empty() || *closing.borrow() {
                 return Ok(response);
             }
+            let _waiting = crate::telemetry::Raised::new("myelin_sync_waiters");
             let woken = tokio::select! {
                 woken = tokio::time::timeout_at(deadline, wakeups.changed()) => woken.is_ok(),
                 _ = closing.changed() => false,

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::{
-    AdminDump, AdminStore, FlagsChange, RegistrationToken, TokenChange, UserFlags, UserSummary,
+    AdminDump, AdminStore, FlagsChange, POPULATION, Population, RegistrationToken, TokenChange,
+    UserFlags, UserSummary,
 };
 
 const SUMMARY: &str = "SELECT u.user_id, u.admin, u.locked, u.suspended, u.user_type, u.deactivated,
@@ -288,6 +289,22 @@ impl AdminStore for PostgresStore {
         }
         tx.commit().await.map_err(classify)?;
         Ok(usable)
+    }
+
+    async fn population(&self, active_since_ms: i64) -> StoreResult<Population> {
+        let row: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(POPULATION)
+            .bind(active_since_ms)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(Population {
+            active_users: row.0 as u64,
+            deactivated_users: row.1 as u64,
+            locked_users: row.2 as u64,
+            suspended_users: row.3 as u64,
+            devices: row.4 as u64,
+            active_devices: row.5 as u64,
+        })
     }
 
     async fn complete_registration_token(&self, token: &str) -> StoreResult<()> {

@@ -21,10 +21,12 @@ pub(super) struct PgTxn {
     tx: Transaction<'static, Postgres>,
     fast: PgPool,
     notes: Vec<String>,
+    started: std::time::Instant,
 }
 
 impl PgTxn {
     pub(super) async fn begin(pool: &PgPool, fast: &PgPool, user_id: &str) -> StoreResult<Self> {
+        let started = std::time::Instant::now();
         let mut tx = pool.begin().await.map_err(classify)?;
         lock_user(&mut tx, user_id).await?;
         Ok(Self {
@@ -32,6 +34,7 @@ impl PgTxn {
             tx,
             fast: fast.clone(),
             notes: Vec::new(),
+            started,
         })
     }
 
@@ -280,9 +283,20 @@ impl Txn for PgTxn {
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         let Self {
-            tx, fast, notes, ..
+            tx,
+            fast,
+            notes,
+            started,
+            ..
         } = *self;
         tx.commit().await.map_err(classify)?;
+        // A unit of work from its pool connection to its commit (the user's lock included).
+        metrics::histogram!(
+            "myelin_db_transaction_duration_seconds",
+            "backend" => "postgres",
+            "operation" => "unit_of_work"
+        )
+        .record(started.elapsed().as_secs_f64());
         notify(&fast, &notes).await;
         Ok(())
     }

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::{
-    AdminDump, AdminStore, FlagsChange, RegistrationToken, TokenChange, UserFlags, UserSummary,
+    AdminDump, AdminStore, FlagsChange, POPULATION, Population, RegistrationToken, TokenChange,
+    UserFlags, UserSummary,
 };
 
 const SUMMARY: &str = "SELECT u.user_id, u.admin, u.locked, u.suspended, u.user_type, u.deactivated,
@@ -298,6 +299,29 @@ impl AdminStore for SqliteStore {
                     }
                 };
                 run().map_err(classify)
+            })
+            .await
+    }
+
+    async fn population(&self, active_since_ms: i64) -> StoreResult<Population> {
+        self.pool
+            .read(move |conn| {
+                // SQLite reads `$1` as a numbered parameter too.
+                conn.prepare_cached(POPULATION)
+                    .and_then(|mut s| {
+                        s.query_row([active_since_ms], |r| {
+                            let n = |i| r.get::<_, i64>(i).map(|n| n as u64);
+                            Ok(Population {
+                                active_users: n(0)?,
+                                deactivated_users: n(1)?,
+                                locked_users: n(2)?,
+                                suspended_users: n(3)?,
+                                devices: n(4)?,
+                                active_devices: n(5)?,
+                            })
+                        })
+                    })
+                    .map_err(classify)
             })
             .await
     }

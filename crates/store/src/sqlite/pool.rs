@@ -279,6 +279,9 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, marks: &W
 }
 
 fn run_batch(conn: &Connection, batch: Vec<Job>, marks: &Watermarks) {
+    let started = std::time::Instant::now();
+    metrics::histogram!("myelin_db_write_batch_size").record(batch.len() as f64);
+    let _timed = Timed(started);
     if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %err, "BEGIN failed");
         for job in batch {
@@ -324,5 +327,20 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, marks: &Watermarks) {
             (Ok(()), Ok(())) => Ok(()),
         };
         reply(outcome);
+    }
+}
+
+/// Records a write transaction's time (from `BEGIN` to the replies) when dropped, whichever
+/// way the batch ends.
+struct Timed(std::time::Instant);
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        metrics::histogram!(
+            "myelin_db_transaction_duration_seconds",
+            "backend" => "sqlite",
+            "operation" => "write_batch"
+        )
+        .record(self.0.elapsed().as_secs_f64());
     }
 }
