@@ -69,12 +69,75 @@ pub fn load_config_noting(file: Option<&Path>) -> anyhow::Result<(Config, Vec<St
             .filter(move |key| keys.iter().any(|k| k == &top_level_of(key.as_str())))
             .split("__"),
     );
-    let config: Config = figment.extract().map_err(|e| {
+    let mut config: Config = figment.extract().map_err(|e| {
         let lines: Vec<String> = e.into_iter().map(|err| describe(&err)).collect();
         anyhow::anyhow!(lines.join("\n"))
     })?;
+    read_secret_files(&mut config)?;
+    if let Some(directives) = &config.log.filter {
+        tracing_subscriber::EnvFilter::try_new(directives)
+            .map_err(|e| anyhow::anyhow!("invalid configuration key `log.filter`: {e}"))?;
+    }
     config.validate()?;
     Ok((config, notes))
+}
+
+/// Fills each secret whose `*_file` key is set from that file's first line, so secrets can
+/// stay out of the environment and the configuration (Docker and Kubernetes secrets, systemd
+/// credentials). Setting both a value and its file is refused: which one wins would be a
+/// guess.
+fn read_secret_files(config: &mut Config) -> anyhow::Result<()> {
+    fn read(
+        key: &str,
+        file: &Option<std::path::PathBuf>,
+        value: &mut Option<String>,
+    ) -> anyhow::Result<()> {
+        let Some(path) = file else {
+            return Ok(());
+        };
+        anyhow::ensure!(
+            value.is_none(),
+            "invalid configuration key `{key}_file`: `{key}` is set too; set one of them"
+        );
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "invalid configuration key `{key}_file`: reading {}",
+                path.display()
+            )
+        })?;
+        let first = text.lines().next().unwrap_or_default().trim_end();
+        anyhow::ensure!(
+            !first.is_empty(),
+            "invalid configuration key `{key}_file`: {} is empty",
+            path.display()
+        );
+        *value = Some(first.to_owned());
+        Ok(())
+    }
+    let registration = &mut config.registration;
+    read(
+        "registration.token",
+        &registration.token_file,
+        &mut registration.token,
+    )?;
+    read(
+        "registration.shared_secret",
+        &registration.shared_secret_file,
+        &mut registration.shared_secret,
+    )?;
+    let voip = &mut config.voip;
+    read(
+        "voip.turn_shared_secret",
+        &voip.turn_shared_secret_file,
+        &mut voip.turn_shared_secret,
+    )?;
+    // The database URL always has a value (the default): the file replaces it.
+    if config.database.url_file.is_some() {
+        let mut url = None;
+        read("database.url", &config.database.url_file, &mut url)?;
+        config.database.url = url.unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// The configuration's top-level keys, as its deserializer knows them: asked with a key no
@@ -113,6 +176,10 @@ fn check_environment(
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("MYELIN_")) else {
             continue;
         };
+        // The command line's own: the configuration file's path.
+        if rest == "CONFIG" {
+            continue;
+        }
         let top = top_level_of(rest);
         if keys.contains(&top) {
             continue;

@@ -4,8 +4,11 @@ use std::{io::Read, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use myelin_core::config::LogFormat;
-use tracing_subscriber::EnvFilter;
+use myelin_core::config::{LogConfig, LogFormat};
+use sd_notify::NotifyState;
+use tracing_subscriber::{
+    EnvFilter, Registry, layer::SubscriberExt, reload, util::SubscriberInitExt,
+};
 
 /// jemalloc, with a background thread that returns freed memory to the system within a second
 /// (see `.cargo/config.toml`). With the system allocator, the 19 MiB argon2id working areas of
@@ -29,7 +32,7 @@ enum Command {
     /// override any key (MYELIN_SERVER_NAME, MYELIN_DATABASE__URL, ...).
     Serve {
         /// TOML configuration file.
-        #[arg(long, short)]
+        #[arg(long, short, env = "MYELIN_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Manage users without going through HTTP.
@@ -46,7 +49,7 @@ enum Command {
     /// 1 if not. For container health checks in images without curl.
     Healthcheck {
         /// TOML configuration file (for the address the server listens on).
-        #[arg(long, short)]
+        #[arg(long, short, env = "MYELIN_CONFIG")]
         config: Option<PathBuf>,
         /// The server's base URL, instead of the configured `listen` address.
         #[arg(long)]
@@ -97,35 +100,50 @@ enum UserCommand {
     },
 }
 
-fn init_tracing(format: LogFormat) {
-    // ruma's authorization rules log every check at info: one line per event is noise.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,ruma_state_res=warn"));
-    match format {
+/// What a reload may change of logging: the filter.
+type FilterHandle = reload::Handle<EnvFilter, Registry>;
+
+/// The filter: `RUST_LOG` when set, else `log.filter`, else `info` (ruma's authorization
+/// rules log every check at info: one line per event is noise).
+fn log_filter(configured: Option<&str>) -> EnvFilter {
+    if let Ok(from_env) = EnvFilter::try_from_default_env() {
+        return from_env;
+    }
+    configured
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::new("info,ruma_state_res=warn"))
+}
+
+fn init_tracing(config: &LogConfig) -> FilterHandle {
+    let (filter, handle) = reload::Layer::new(log_filter(config.filter.as_deref()));
+    let registry = tracing_subscriber::registry().with(filter);
+    match config.format {
         LogFormat::Text => {
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(ansi)
+            registry
+                .with(tracing_subscriber::fmt::layer().with_ansi(ansi))
                 .init();
         }
         LogFormat::Json => {
-            tracing_subscriber::fmt()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_env_filter(filter)
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(false),
+                )
                 .init();
             myelin_api::enable_access_log();
         }
     }
+    handle
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // `serve` logs as its configuration says, so it sets logging up once that is read.
     if !matches!(cli.command, Command::Serve { .. }) {
-        init_tracing(LogFormat::Text);
+        init_tracing(&LogConfig::default());
     }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -149,17 +167,18 @@ fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config } => {
-            let loaded = myelin::load_config_noting(config.as_deref());
-            let format = loaded
+        Command::Serve { config: file } => {
+            let loaded = myelin::load_config_noting(file.as_deref());
+            let log = loaded
                 .as_ref()
-                .map_or(LogFormat::Text, |(c, _)| c.log.format);
-            init_tracing(format);
+                .map(|(c, _)| c.log.clone())
+                .unwrap_or_default();
+            let filter = init_tracing(&log);
             let (config, notes) = loaded?;
             for note in notes {
                 tracing::warn!("{note}");
             }
-            runtime(config.workers)?.block_on(serve(config))
+            runtime(config.workers)?.block_on(serve(config, file, filter))
         }
         Command::User {
             command:
@@ -187,14 +206,89 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: myelin_core::config::Config) -> anyhow::Result<()> {
+async fn serve(
+    config: myelin_core::config::Config,
+    file: Option<PathBuf>,
+    filter: FilterHandle,
+) -> anyhow::Result<()> {
     let data = without_password(&config.database.url);
-    let running = myelin::start(config, shutdown_signal()).await?;
+    let stopping = async {
+        shutdown_signal().await;
+        systemd(&[NotifyState::Stopping]);
+    };
+    let running = myelin::start(config, stopping).await?;
     tracing::info!(
         "Myelin listening on http://{}, data in {data}",
         running.addr
     );
+    // Migrations ran and the listeners are bound: ready for systemd's Type=notify.
+    systemd(&[NotifyState::Ready]);
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(running.services.clone(), file, filter));
+    #[cfg(not(unix))]
+    let _ = (file, filter);
     running.wait().await
+}
+
+/// Tells systemd, when it started this process with `NOTIFY_SOCKET` (a no-op otherwise).
+fn systemd(state: &[NotifyState<'_>]) {
+    if let Err(err) = sd_notify::notify(state) {
+        tracing::debug!(error = %err, "telling systemd failed");
+    }
+}
+
+/// SIGHUP reads the configuration again (the same file and environment) and applies what
+/// can change while running: `registration`, `rate_limits` and `log.filter`. A configuration
+/// that does not load is refused and the running one kept; changes to other keys are named
+/// as waiting for a restart.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    services: std::sync::Arc<myelin_core::Services>,
+    file: Option<PathBuf>,
+    filter: FilterHandle,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reloading the configuration is off");
+        return;
+    };
+    let mut log_filter_in_force = services.config.log.filter.clone();
+    while hangups.recv().await.is_some() {
+        // systemd's notify-reload wants the reload's start time with RELOADING=1.
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => systemd(&[NotifyState::Reloading, now]),
+            Err(_) => systemd(&[NotifyState::Reloading]),
+        }
+        match myelin::load_config_noting(file.as_deref()) {
+            Ok((new, notes)) => {
+                for note in notes {
+                    tracing::warn!("{note}");
+                }
+                let mut done = services.reload(&new);
+                if new.log.filter != log_filter_in_force {
+                    match filter.reload(log_filter(new.log.filter.as_deref())) {
+                        Ok(()) => {
+                            done.applied.push("log.filter");
+                            log_filter_in_force = new.log.filter.clone();
+                        }
+                        Err(err) => tracing::warn!(error = %err, "changing the log filter failed"),
+                    }
+                }
+                if services.config.log.format != new.log.format {
+                    done.need_restart.push("log.format");
+                }
+                tracing::info!(
+                    applied = ?done.applied,
+                    need_restart = ?done.need_restart,
+                    "configuration reloaded"
+                );
+            }
+            Err(err) => {
+                tracing::error!("configuration reload refused, the running one stays: {err:#}");
+            }
+        }
+        systemd(&[NotifyState::Ready]);
+    }
 }
 
 async fn shutdown_signal() {

@@ -119,3 +119,37 @@ async fn metrics_are_served_and_count_what_was_sent() {
         .await
         .assert_error(404, "M_UNRECOGNIZED");
 }
+
+/// The Grafana dashboard in `contrib/` only queries metrics that exist.
+#[test]
+fn the_dashboard_queries_documented_metrics() {
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contrib/grafana/myelin.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if !(word.starts_with("myelin_") || word.starts_with("process_")) {
+                    continue;
+                }
+                let name = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|suffix| word.strip_suffix(suffix))
+                    .unwrap_or(word);
+                let known = DOCUMENTED.contains(&name)
+                    || name == "myelin_db_write_batch_size"
+                    || name == "process_cpu_seconds_total";
+                assert!(known, "the dashboard queries {name}, which is not served");
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 12, "{queried}");
+}

@@ -39,9 +39,14 @@ fn spawn(dir: &Path) -> Server {
 
 /// Starts `myelin serve` in `dir` with extra environment on top of [`command`]'s.
 fn spawn_with(dir: &Path, env: &[(&str, &str)]) -> Server {
-    let mut child = command(dir)
-        .envs(env.iter().copied())
-        .arg("serve")
+    let mut cmd = command(dir);
+    cmd.envs(env.iter().copied()).arg("serve");
+    spawn_command(cmd)
+}
+
+/// Starts `cmd` (a `myelin serve`) and waits for its start-up line.
+fn spawn_command(mut cmd: Command) -> Server {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -350,8 +355,8 @@ fn unknown_config_keys_are_named_with_the_keys_expected() {
         ),
         (
             "[database]\nfoo = 1\n",
-            "error: unknown key `database.foo`; expected one of: url, readers, pool_size, \
-             statement_timeout_ms, tls, synchronous\n",
+            "error: unknown key `database.foo`; expected one of: url, url_file, readers, \
+             pool_size, statement_timeout_ms, tls, synchronous\n",
         ),
         (
             "[devices]\non_limit = \"never\"\n",
@@ -524,4 +529,194 @@ async fn json_logs_carry_one_access_line_per_request() {
     let mut server = server;
     server.child.kill().unwrap();
     let _ = server.child.wait();
+}
+
+/// SIGHUP applies a changed `registration` while the server runs, refuses a configuration
+/// that does not load (the running one stays), and names changes that need a restart.
+#[tokio::test]
+async fn sighup_reloads_what_can_change_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("myelin.toml");
+    std::fs::write(&file, "[registration]\nenabled = false\n").unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env_remove("MYELIN_REGISTRATION__ENABLED")
+        .env("RUST_LOG", "info")
+        .args(["serve", "--config"])
+        .arg(&file);
+    let server = spawn_command(cmd);
+    let url = format!("{}/register", server.base);
+    let body = json!({"username": "erin", "password": PASSWORD});
+    let (status, refused) = call(reqwest::Method::POST, url.clone(), None, body.clone()).await;
+    assert_eq!(
+        (status, refused["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN"))
+    );
+
+    let hangup = |server: &Server| {
+        let pid = server.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let wait_for = |server: &Server, needle: &str, count: usize| {
+        let started = Instant::now();
+        loop {
+            let seen = server
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count();
+            if seen >= count {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no {needle:?} in {:?}",
+                server.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    std::fs::write(
+        &file,
+        "server_name = \"elsewhere.example\"\n[registration]\nenabled = true\n",
+    )
+    .unwrap();
+    hangup(&server);
+    wait_for(&server, "configuration reloaded", 1);
+    let line = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("configuration reloaded"))
+        .cloned()
+        .unwrap();
+    assert!(line.contains("applied=[\"registration\"]"), "{line}");
+    assert!(line.contains("need_restart=[\"server_name\"]"), "{line}");
+    let (status, first) = call(reqwest::Method::POST, url.clone(), None, body.clone()).await;
+    assert_eq!(status, 401, "{first}");
+
+    // A configuration that does not load leaves the running one in force.
+    std::fs::write(&file, "[registration]\nenabled = \"maybe\"\n").unwrap();
+    hangup(&server);
+    wait_for(&server, "configuration reload refused", 1);
+    let (status, _) = call(reqwest::Method::POST, url, None, body).await;
+    assert_eq!(status, 401);
+    let mut server = server;
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+}
+
+/// Secrets can come from files (`*_file` keys), so they stay out of the environment and the
+/// configuration; a secret set both ways is refused.
+#[tokio::test]
+async fn secrets_are_read_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("shared_secret");
+    std::fs::write(&secret, "a-secret-from-a-file-0123456789\n").unwrap();
+    let url = dir.path().join("database_url");
+    let db = dir.path().join("from-file.db");
+    std::fs::write(&url, format!("sqlite://{}\n", db.display())).unwrap();
+    let server = spawn_with(
+        dir.path(),
+        &[
+            (
+                "MYELIN_REGISTRATION__SHARED_SECRET_FILE",
+                secret.to_str().unwrap(),
+            ),
+            ("MYELIN_DATABASE__URL_FILE", url.to_str().unwrap()),
+        ],
+    );
+    let base = server
+        .base
+        .trim_end_matches("/_matrix/client/v3")
+        .to_owned();
+    let (status, body) = call(
+        reqwest::Method::GET,
+        format!("{base}/_synapse/admin/v1/register"),
+        None,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(db.exists(), "the database named in the file was not used");
+    let mut server = server;
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+
+    let (status, stderr) = run_in(
+        dir.path(),
+        &[
+            (
+                "MYELIN_REGISTRATION__SHARED_SECRET_FILE",
+                secret.to_str().unwrap(),
+            ),
+            (
+                "MYELIN_REGISTRATION__SHARED_SECRET",
+                "another-secret-0123456789",
+            ),
+            ("MYELIN_LISTEN", "127.0.0.1:0"),
+        ],
+        &["serve"],
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("registration.shared_secret_file"),
+        "{stderr}"
+    );
+    let (status, stderr) = run_in(
+        dir.path(),
+        &[
+            ("MYELIN_REGISTRATION__TOKEN_FILE", "/nonexistent/token"),
+            ("MYELIN_LISTEN", "127.0.0.1:0"),
+        ],
+        &["serve"],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("registration.token_file"), "{stderr}");
+}
+
+/// Under systemd (`NOTIFY_SOCKET`), the server says READY=1 once it serves and STOPPING=1 on
+/// SIGTERM.
+#[test]
+fn systemd_is_told_ready_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let server = spawn_with(dir.path(), &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).contains("READY=1"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut child = server.child;
+    let status = exit_within(&mut child, Duration::from_secs(10), &["serve"]);
+    assert!(status.success());
 }

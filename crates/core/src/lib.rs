@@ -82,6 +82,8 @@ pub struct Services {
     pub(crate) erased: rooms::erasure::ErasedUsers,
     /// Nonces of shared-secret registration.
     pub(crate) nonces: admin::Nonces,
+    /// `registration`, which a configuration reload may change (see [`Services::reload`]).
+    registration: std::sync::RwLock<config::RegistrationConfig>,
 }
 
 impl Services {
@@ -105,6 +107,7 @@ impl Services {
             appservice_device_creation: KeyedLimiter::new(limits.appservice_device_creation),
             room_membership_per_user: KeyedLimiter::new(limits.room_membership_per_user),
         };
+        let registration = config.registration.clone();
         let services = Arc::new_cyclic(|me| Self {
             me: me.clone(),
             config,
@@ -125,6 +128,7 @@ impl Services {
             previews: media::Previews::default(),
             erased: rooms::erasure::ErasedUsers::default(),
             nonces: admin::Nonces::default(),
+            registration: std::sync::RwLock::new(registration),
         });
         tokio::spawn(typing::expire(Arc::downgrade(&services)));
         tokio::spawn(presence::sweep(Arc::downgrade(&services)));
@@ -153,6 +157,113 @@ impl Services {
             .await
             .map_err(|e| format!("creating appservice sender users: {e}"))?;
         Ok(services)
+    }
+}
+
+/// What a configuration reload did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Sections now in force.
+    pub applied: Vec<&'static str>,
+    /// Sections that changed but take effect only after a restart.
+    pub need_restart: Vec<&'static str>,
+}
+
+impl Services {
+    /// The registration settings in force.
+    pub fn registration(&self) -> config::RegistrationConfig {
+        self.registration
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Applies what can change while the server runs (SIGHUP): `registration` and
+    /// `rate_limits`. `new` has been validated; the other sections are compared only to say
+    /// which changes wait for a restart.
+    pub fn reload(&self, new: &Config) -> Reloaded {
+        let mut done = Reloaded::default();
+        let differs =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        if differs(&self.registration(), &new.registration) {
+            *self
+                .registration
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = new.registration.clone();
+            done.applied.push("registration");
+        }
+        let limits = &new.rate_limits;
+        let limiters = [
+            (
+                &self.limiters.login_failures_per_account,
+                limits.login_failures_per_account,
+            ),
+            (
+                &self.limiters.login_failures_per_address,
+                limits.login_failures_per_address,
+            ),
+            (
+                &self.limiters.registration_per_address,
+                limits.registration_per_address,
+            ),
+            (
+                &self.limiters.registration_token_validity_per_address,
+                limits.registration_token_validity_per_address,
+            ),
+            (
+                &self.limiters.appservice_device_creation,
+                limits.appservice_device_creation,
+            ),
+            (
+                &self.limiters.room_membership_per_user,
+                limits.room_membership_per_user,
+            ),
+        ];
+        let mut limits_changed = false;
+        for (limiter, limit) in limiters {
+            if differs(&limiter.limit(), &limit) {
+                limiter.set_limit(limit);
+                limits_changed = true;
+            }
+        }
+        if limits_changed {
+            done.applied.push("rate_limits");
+        }
+        let old = &self.config;
+        let fixed: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 22] = [
+            ("server_name", &old.server_name, &new.server_name),
+            ("listen", &old.listen, &new.listen),
+            ("public_baseurl", &old.public_baseurl, &new.public_baseurl),
+            ("database", &old.database, &new.database),
+            ("password", &old.password, &new.password),
+            ("limits", &old.limits, &new.limits),
+            ("devices", &old.devices, &new.devices),
+            ("uia", &old.uia, &new.uia),
+            ("tokens", &old.tokens, &new.tokens),
+            ("sync", &old.sync, &new.sync),
+            ("rooms", &old.rooms, &new.rooms),
+            ("voip", &old.voip, &new.voip),
+            ("media", &old.media, &new.media),
+            ("push", &old.push, &new.push),
+            ("profile", &old.profile, &new.profile),
+            ("presence", &old.presence, &new.presence),
+            ("user_directory", &old.user_directory, &new.user_directory),
+            ("support", &old.support, &new.support),
+            ("metrics", &old.metrics, &new.metrics),
+            ("appservices", &old.appservices, &new.appservices),
+            (
+                "trusted_proxies",
+                &old.trusted_proxies,
+                &new.trusted_proxies,
+            ),
+            ("workers", &old.workers, &new.workers),
+        ];
+        for (name, a, b) in fixed {
+            if differs(a, b) {
+                done.need_restart.push(name);
+            }
+        }
+        done
     }
 }
 

@@ -12,7 +12,10 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv6Addr},
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -22,7 +25,10 @@ use crate::config::RateLimit;
 pub const MAX_KEYS: usize = 10_000;
 
 pub struct KeyedLimiter {
-    limit: RateLimit,
+    /// The limit, changeable while running (a configuration reload): `per_second` as the bits
+    /// of an `f64`, and `burst`.
+    per_second: AtomicU64,
+    burst: AtomicU32,
     max_keys: usize,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
@@ -40,20 +46,36 @@ impl KeyedLimiter {
 
     fn with_max_keys(limit: RateLimit, max_keys: usize) -> Self {
         Self {
-            limit,
+            per_second: AtomicU64::new(limit.per_second.to_bits()),
+            burst: AtomicU32::new(limit.burst),
             max_keys,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The limit in force.
+    pub fn limit(&self) -> RateLimit {
+        RateLimit {
+            per_second: f64::from_bits(self.per_second.load(Ordering::Relaxed)),
+            burst: self.burst.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Changes the limit; buckets keep their tokens (capped at the new burst when next used).
+    pub fn set_limit(&self, limit: RateLimit) {
+        self.per_second
+            .store(limit.per_second.to_bits(), Ordering::Relaxed);
+        self.burst.store(limit.burst, Ordering::Relaxed);
+    }
+
     fn burst(&self) -> f64 {
-        f64::from(self.limit.burst)
+        f64::from(self.limit().burst)
     }
 
     /// Tokens in `bucket` at `now`, without writing the refill back.
     fn level(&self, bucket: &Bucket, now: Instant) -> f64 {
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        (bucket.tokens + elapsed * self.limit.per_second).min(self.burst())
+        (bucket.tokens + elapsed * self.limit().per_second).min(self.burst())
     }
 
     fn refill(&self, bucket: &mut Bucket, now: Instant) {
@@ -63,7 +85,7 @@ impl KeyedLimiter {
 
     fn wait_for_one(&self, bucket: &Bucket) -> Duration {
         let missing = (1.0 - bucket.tokens).max(0.0);
-        Duration::from_secs_f64(missing / self.limit.per_second).max(Duration::from_millis(1))
+        Duration::from_secs_f64(missing / self.limit().per_second).max(Duration::from_millis(1))
     }
 
     /// What a poisoned lock answers. A panic while the lock was held may have left the buckets
@@ -71,7 +93,7 @@ impl KeyedLimiter {
     /// restarted) is safer than letting every attempt through unlimited.
     fn poisoned(&self) -> Duration {
         tracing::error!("rate limiter lock poisoned by an earlier panic; refusing");
-        Duration::from_secs_f64(1.0 / self.limit.per_second).max(Duration::from_secs(1))
+        Duration::from_secs_f64(1.0 / self.limit().per_second).max(Duration::from_secs(1))
     }
 
     /// Spends one token, or `Err(wait)` if none is left.

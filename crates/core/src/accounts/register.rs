@@ -66,7 +66,7 @@ pub async fn register(
         return register_appservice_user(services, &service, &parse(&body)?).await;
     }
 
-    if !services.config.registration.enabled {
+    if !services.registration().enabled {
         return Err(forbidden("Registration is disabled"));
     }
     if let Some(ip) = client_ip {
@@ -118,7 +118,7 @@ pub async fn register(
         "initial_device_display_name",
     )?;
 
-    let registration = &services.config.registration;
+    let registration = services.registration();
     let flows = if registration.token.is_some() || registration.requires_token {
         vec![vec![uia::REGISTRATION_TOKEN]]
     } else {
@@ -312,7 +312,7 @@ async fn register_appservice_user(
 
 /// `GET /register/available`.
 pub async fn username_available(services: &Services, username: &str) -> Result<()> {
-    if !services.config.registration.enabled {
+    if !services.registration().enabled {
         return Err(forbidden("Registration is disabled"));
     }
     check_new_username(services, username).await.map(drop)
@@ -332,7 +332,7 @@ pub async fn registration_token_valid(
             .check(&ratelimit::address_key(ip))
             .map_err(limit_exceeded)?;
     }
-    if !services.config.registration.enabled {
+    if !services.registration().enabled {
         return Ok(false);
     }
     crate::admin::registration_token_usable(services, token).await

@@ -46,12 +46,10 @@ impl Nonces {
     }
 }
 
-fn secret(services: &Services) -> Result<&str> {
+fn secret(services: &Services) -> Result<String> {
     services
-        .config
-        .registration
+        .registration()
         .shared_secret
-        .as_deref()
         .ok_or_else(|| Error::Unknown("Shared secret registration is not enabled".into()))
 }
 
@@ -104,7 +102,7 @@ pub async fn register(services: &Services, body: Map<String, Value>) -> Result<S
     if !services.nonces.take(nonce, crate::now_ms()) {
         return Err(Error::Unknown("unrecognised nonce".into()));
     }
-    let expected = expected_mac(secret, nonce, username, password, admin, user_type)?;
+    let expected = expected_mac(&secret, nonce, username, password, admin, user_type)?;
     if !bool::from(
         expected
             .as_bytes()

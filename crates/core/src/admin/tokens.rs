@@ -195,7 +195,8 @@ pub async fn delete_token(services: &Services, requester: &Requester, token: &st
 
 /// Whether `token` is the configured registration token (any number of uses).
 pub fn is_configured_token(services: &Services, token: &str) -> bool {
-    let expected = services.config.registration.token.as_deref().unwrap_or("");
+    let registration = services.registration();
+    let expected = registration.token.as_deref().unwrap_or("");
     !expected.is_empty() && bool::from(token.as_bytes().ct_eq(expected.as_bytes()))
 }
 

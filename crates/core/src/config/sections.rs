@@ -25,6 +25,9 @@ impl Default for RoomsConfig {
 pub struct DatabaseConfig {
     /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DATABASE`.
     pub url: String,
+    /// A file holding `url` (its first line), so a password in it stays out of the
+    /// environment and the configuration file.
+    pub url_file: Option<PathBuf>,
     /// Read-only connections kept open (SQLite).
     pub readers: usize,
     /// Connections in the pool (PostgreSQL).
@@ -42,6 +45,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://myelin-data/myelin.db".into(),
+            url_file: None,
             readers: 4,
             pool_size: 16,
             statement_timeout_ms: 30_000,
@@ -64,6 +68,9 @@ pub struct RegistrationConfig {
     /// Enables shared-secret registration (`/_synapse/admin/v1/register`): whoever knows it
     /// can create accounts, admins included, even while registration is closed.
     pub shared_secret: Option<String>,
+    /// Files holding `token` and `shared_secret` (their first line).
+    pub token_file: Option<PathBuf>,
+    pub shared_secret_file: Option<PathBuf>,
 }
 
 /// argon2id parameters; the defaults are OWASP's recommendation (19 MiB, 2 passes, 1 lane).
@@ -274,6 +281,8 @@ impl Default for SyncConfig {
 pub struct VoipConfig {
     pub turn_uris: Vec<String>,
     pub turn_shared_secret: Option<String>,
+    /// A file holding `turn_shared_secret` (its first line).
+    pub turn_shared_secret_file: Option<PathBuf>,
     pub turn_username: Option<String>,
     pub turn_password: Option<String>,
     /// How long credentials made from the shared secret are valid.
@@ -285,6 +294,7 @@ impl Default for VoipConfig {
         Self {
             turn_uris: Vec::new(),
             turn_shared_secret: None,
+            turn_shared_secret_file: None,
             turn_username: None,
             turn_password: None,
             turn_user_lifetime_secs: 86_400,
@@ -447,4 +457,7 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     pub format: LogFormat,
+    /// Which lines are logged, in `RUST_LOG`'s syntax (`RUST_LOG` wins when set); a reload
+    /// (SIGHUP) applies a new one.
+    pub filter: Option<String>,
 }
