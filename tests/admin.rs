@@ -762,3 +762,106 @@ async fn a_suspended_account_reads_but_does_not_act() {
     server.join(&bob, &room).await;
     server.send_text(&bob, &room, "after").await;
 }
+
+#[tokio::test]
+async fn rooms_are_listed_and_shown_to_admins_whatever_their_membership() {
+    let (server, admin, bob) = setup().await;
+    let carol = server.register("carol").await;
+    let public = server
+        .create_room(
+            &bob,
+            json!({ "preset": "public_chat", "name": "Bob's lounge", "topic": "chat" }),
+        )
+        .await;
+    server.join(&carol, &public).await;
+    let private = server
+        .create_room(&carol, json!({ "name": "Carol's den" }))
+        .await;
+    let list = server.get(&format!("{A}/v1/rooms"), &admin.token).await;
+    let list = list.assert_ok();
+    assert_eq!(list["total_rooms"], 2, "{list}");
+    assert_eq!(list["offset"], 0);
+    // By name by default.
+    let names: Vec<&str> = list["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Bob's lounge", "Carol's den"]);
+    let lounge = &list["rooms"][0];
+    assert_eq!(lounge["room_id"], public);
+    assert_eq!(lounge["joined_members"], 2);
+    assert_eq!(lounge["joined_local_members"], 2);
+    assert_eq!(lounge["creator"], bob.user_id);
+    assert_eq!(lounge["join_rules"], "public");
+    assert_eq!(lounge["history_visibility"], "shared");
+    assert!(lounge["state_events"].as_u64().unwrap() >= 6, "{lounge}");
+    let by_members = server
+        .get(
+            &format!("{A}/v1/rooms?order_by=joined_members&dir=b&limit=1"),
+            &admin.token,
+        )
+        .await;
+    let by_members = by_members.assert_ok();
+    assert_eq!(by_members["rooms"][0]["room_id"], public);
+    assert_eq!(by_members["next_batch"], 1);
+    let found = server
+        .get(&format!("{A}/v1/rooms?search_term=DEN"), &admin.token)
+        .await;
+    assert_eq!(found.assert_ok()["rooms"][0]["room_id"], private);
+    server
+        .get(&format!("{A}/v1/rooms?order_by=colour"), &admin.token)
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+
+    // The admin is in neither room, and still sees them.
+    let details = server
+        .get(&format!("{A}/v1/rooms/{}", enc(&private)), &admin.token)
+        .await;
+    let details = details.assert_ok();
+    assert_eq!(details["name"], "Carol's den");
+    assert_eq!(details["topic"], Value::Null);
+    assert_eq!(details["tombstoned"], false);
+    let members = server
+        .get(
+            &format!("{A}/v1/rooms/{}/members", enc(&public)),
+            &admin.token,
+        )
+        .await;
+    let mut listed: Vec<String> = members.assert_ok()["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, [bob.user_id.clone(), carol.user_id.clone()]);
+    assert_eq!(members.body["total"], 2);
+    let state = server
+        .get(
+            &format!("{A}/v1/rooms/{}/state", enc(&public)),
+            &admin.token,
+        )
+        .await;
+    let state = state.assert_ok()["state"].as_array().unwrap().clone();
+    let topic = state.iter().find(|e| e["type"] == "m.room.topic").unwrap();
+    assert_eq!(topic["content"]["topic"], "chat");
+    assert_eq!(topic["room_id"], public);
+    // Unknown and malformed rooms; non-admins.
+    server
+        .get(
+            &format!("{A}/v1/rooms/{}", enc("!nope:localhost")),
+            &admin.token,
+        )
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    server
+        .get(&format!("{A}/v1/rooms/{}", enc("not-a-room")), &admin.token)
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    server
+        .get(&format!("{A}/v1/rooms"), &bob.token)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+}

@@ -191,6 +191,50 @@ pub async fn user_media(
     Ok(Json(json!({ "media": [], "total": 0 })))
 }
 
+/// # `GET /_synapse/admin/v1/rooms`
+pub async fn list_rooms(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    QueryParams(params): QueryParams,
+) -> Answer {
+    Ok(Json(
+        admin::list_rooms(&state.0, &requester, &params).await?,
+    ))
+}
+
+/// # `GET /_synapse/admin/v1/rooms/{roomId}`
+pub async fn room(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(room_id): Segments<String>,
+) -> Answer {
+    Ok(Json(
+        admin::room_details(&state.0, &requester, &room_id).await?,
+    ))
+}
+
+/// # `GET /_synapse/admin/v1/rooms/{roomId}/members`
+pub async fn room_members(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(room_id): Segments<String>,
+) -> Answer {
+    Ok(Json(
+        admin::room_members(&state.0, &requester, &room_id).await?,
+    ))
+}
+
+/// # `GET /_synapse/admin/v1/rooms/{roomId}/state`
+pub async fn room_state(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(room_id): Segments<String>,
+) -> Answer {
+    Ok(Json(
+        admin::room_state(&state.0, &requester, &room_id).await?,
+    ))
+}
+
 /// # `GET /_synapse/admin/v2/users/{userId}/devices`
 pub async fn devices(
     State(state): State<AppState>,

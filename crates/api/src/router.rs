@@ -235,6 +235,10 @@ fn admin_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             get(device).put(rename_device).delete(delete_device),
         ),
         ("/v2/users/{user_id}/delete_devices", post(delete_devices)),
+        ("/v1/rooms", get(list_rooms)),
+        ("/v1/rooms/{room_id}", get(room)),
+        ("/v1/rooms/{room_id}/members", get(room_members)),
+        ("/v1/rooms/{room_id}/state", get(room_state)),
         ("/v1/registration_tokens", get(list_tokens)),
         ("/v1/registration_tokens/new", post(create_token)),
         (

@@ -139,6 +139,9 @@ pub trait AdminStore: Send + Sync {
     /// The registration that reserved the token has created its account.
     async fn complete_registration_token(&self, token: &str) -> StoreResult<()>;
 
+    /// Every room this server knows, in room-ID order.
+    async fn room_ids(&self) -> StoreResult<Vec<String>>;
+
     /// Accounts and devices, with the devices seen since `active_since_ms`.
     async fn population(&self, active_since_ms: i64) -> StoreResult<Population>;
 }

@@ -291,6 +291,13 @@ impl AdminStore for PostgresStore {
         Ok(usable)
     }
 
+    async fn room_ids(&self) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar("SELECT room_id FROM rooms ORDER BY room_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
     async fn population(&self, active_since_ms: i64) -> StoreResult<Population> {
         let row: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(POPULATION)
             .bind(active_since_ms)

@@ -303,6 +303,16 @@ impl AdminStore for SqliteStore {
             .await
     }
 
+    async fn room_ids(&self) -> StoreResult<Vec<String>> {
+        self.pool
+            .read(|conn| {
+                conn.prepare_cached("SELECT room_id FROM rooms ORDER BY room_id")
+                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                    .map_err(classify)
+            })
+            .await
+    }
+
     async fn population(&self, active_since_ms: i64) -> StoreResult<Population> {
         self.pool
             .read(move |conn| {
