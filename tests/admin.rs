@@ -865,3 +865,66 @@ async fn rooms_are_listed_and_shown_to_admins_whatever_their_membership() {
         .await
         .assert_error(403, "M_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn an_admin_can_act_as_a_user_through_a_device_of_its_own() {
+    let (server, admin, bob) = setup().await;
+    let path = format!("{A}/v1/users/{}/login", enc(&bob.user_id));
+    let resp = server.post(&path, &admin.token, json!({})).await;
+    let token = resp.assert_ok()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let whoami = server.get("/account/whoami", &token).await;
+    assert_eq!(whoami.assert_ok()["user_id"], bob.user_id);
+    // Bob sees who signed in.
+    let devices = server.get("/devices", &bob.token).await;
+    let named = devices.assert_ok()["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_id"] == whoami.body["device_id"])
+        .unwrap()["display_name"]
+        .clone();
+    assert_eq!(named, format!("Signed in by {} (admin)", admin.user_id));
+    // Deleting that device revokes the token.
+    let device = whoami.body["device_id"].as_str().unwrap();
+    delete(
+        &server,
+        &user_path(&bob.user_id, &format!("/devices/{device}")),
+        &admin.token,
+    )
+    .await
+    .assert_ok();
+    server
+        .get("/account/whoami", &token)
+        .await
+        .assert_error(401, "M_UNKNOWN_TOKEN");
+    // A token with an end is soft-logged-out after it.
+    let soon = myelin_core::now_ms() + 300;
+    let resp = server
+        .post(&path, &admin.token, json!({ "valid_until_ms": soon }))
+        .await;
+    let brief = resp.assert_ok()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.get("/account/whoami", &brief).await.assert_ok();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let expired = server.get("/account/whoami", &brief).await;
+    expired.assert_error(401, "M_UNKNOWN_TOKEN");
+    assert_eq!(expired.body["soft_logout"], true);
+    // Not as oneself; not for a non-admin.
+    server
+        .post(
+            &format!("{A}/v1/users/{}/login", enc(&admin.user_id)),
+            &admin.token,
+            json!({}),
+        )
+        .await
+        .assert_error(400, "M_UNKNOWN");
+    server
+        .post(&path, &bob.token, json!({}))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+}

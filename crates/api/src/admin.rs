@@ -149,6 +149,19 @@ pub async fn username_available(
     ))
 }
 
+/// # `POST /_synapse/admin/v1/users/{userId}/login`
+pub async fn login_as(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(user_id): Segments<String>,
+    body: RawBody,
+) -> Answer {
+    let body = body.object_or_empty()?;
+    Ok(Json(
+        admin::login_as(&state.0, &requester, &user_id, body).await?,
+    ))
+}
+
 /// # `GET /_synapse/admin/v1/users/{userId}/accountdata`
 pub async fn account_data(
     State(state): State<AppState>,

@@ -223,6 +223,7 @@ fn admin_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/suspend/{user_id}", put(suspend)),
         ("/v1/username_available", get(username_available)),
         ("/v1/users/{user_id}/accountdata", get(account_data)),
+        ("/v1/users/{user_id}/login", post(login_as)),
         ("/v1/users/{user_id}/joined_rooms", get(joined_rooms)),
         ("/v1/users/{user_id}/pushers", get(pushers)),
         ("/v1/users/{user_id}/media", get(user_media)),

@@ -8,12 +8,16 @@
 //! user's own requests ([`crate::devices`], [`crate::accounts`], [`crate::profile`]), so an
 //! admin's deletion answers long-polls and notifies device lists just as the user's would.
 
+mod account;
 mod devices;
 mod register;
 mod rooms;
 mod tokens;
 mod users;
 
+pub use account::{
+    account_data, deactivate, joined_rooms, login_as, pushers, reset_password, whois,
+};
 pub use devices::{create_device, delete_device, delete_devices, device, devices, rename_device};
 pub use register::{Nonces, nonce, register};
 pub use rooms::{list_rooms, room_details, room_members, room_state};
@@ -22,8 +26,7 @@ pub use tokens::{
     registration_token_usable, update_token,
 };
 pub use users::{
-    account_data, deactivate, get_admin, joined_rooms, list_users, pushers, put_user,
-    reset_password, set_admin, set_admin_flag, suspend, user, username_available, whois,
+    get_admin, list_users, put_user, set_admin, set_admin_flag, suspend, user, username_available,
 };
 
 use serde_json::{Map, Value};
