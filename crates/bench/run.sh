@@ -69,7 +69,7 @@ if [[ -z "${SKIP_POSTGRES:-}" ]]; then
 fi
 
 echo
-"$B" --compare myelin-sqlite.json synapse.json
+"$B" --compare myelin-sqlite.json synapse.json --chart myelin-vs-synapse.svg
 if [[ -z "${SKIP_POSTGRES:-}" ]]; then
   echo
   "$B" --compare myelin-pg.json myelin-pg2.json

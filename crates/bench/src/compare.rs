@@ -4,11 +4,29 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+fn load(path: &std::path::Path) -> anyhow::Result<Value> {
+    Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+}
+
+/// Writes the throughput ratios of A over B as an SVG bar chart to `out`.
+pub(crate) fn chart(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let (a, b) = (load(a)?, load(b)?);
+    let title = format!(
+        "Throughput, {} ÷ {}",
+        a["label"].as_str().unwrap_or("A"),
+        b["label"].as_str().unwrap_or("B")
+    );
+    let rows = crate::chart::ratios(&a, &b);
+    std::fs::write(out, crate::chart::svg(&title, &rows))?;
+    Ok(())
+}
+
 /// Prints two result files side by side as a Markdown table.
 pub(crate) fn compare(a: &std::path::Path, b: &std::path::Path) -> anyhow::Result<()> {
-    let load = |p: &std::path::Path| -> anyhow::Result<Value> {
-        Ok(serde_json::from_str(&std::fs::read_to_string(p)?)?)
-    };
     let (a, b) = (load(a)?, load(b)?);
     let (la, lb) = (
         a["label"].as_str().unwrap_or("A"),

@@ -6,6 +6,7 @@
 //! worker (as wrk does). Traffic goes only to `--url`. With `--pid`, it samples the server's
 //! resident memory throughout.
 
+mod chart;
 mod client;
 mod compare;
 mod measures;
@@ -82,6 +83,9 @@ struct Args {
     /// Instead of running: print a side-by-side Markdown table of two JSON result files.
     #[arg(long, num_args = 2, value_names = ["A.json", "B.json"])]
     compare: Option<Vec<std::path::PathBuf>>,
+    /// With --compare: also write the throughput ratios (A ÷ B) as an SVG bar chart here.
+    #[arg(long, requires = "compare")]
+    chart: Option<std::path::PathBuf>,
 }
 
 /// Latency samples (µs) and outcome counts of one scenario.
@@ -282,6 +286,9 @@ struct Report {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(files) = &args.compare {
+        if let Some(path) = &args.chart {
+            compare::chart(&files[0], &files[1], path)?;
+        }
         return compare::compare(&files[0], &files[1]);
     }
     let target = Target::parse(&args.url)?;
