@@ -271,7 +271,20 @@ async fn copy_database(from: String, to: String) -> anyhow::Result<()> {
     let target = myelin::open_store(&to)
         .await
         .context("opening the target")?;
+    // Progress goes to standard error as each phase ends; the summary to standard output.
+    eprintln!("reading the source...");
+    let started = std::time::Instant::now();
     let dump = source.export().await.context("reading the source")?;
+    let counts = dump.counts();
+    let rows: usize = counts.iter().map(|(_, n)| n).sum();
+    let read_secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "read {rows} rows in {read_secs:.1} s ({:.0} rows/s)",
+        rows as f64 / read_secs.max(0.001)
+    );
+    for (table, n) in counts.iter().filter(|(_, n)| *n > 0) {
+        eprintln!("  {table}: {n}");
+    }
     let summary = format!(
         "{} users, {} devices, {} access tokens, {} account-data entries, {} filters, \
          {} rooms, {} events",
@@ -283,10 +296,17 @@ async fn copy_database(from: String, to: String) -> anyhow::Result<()> {
         dump.rooms.rooms.len(),
         dump.rooms.events.len()
     );
+    eprintln!("writing the target in one transaction...");
+    let started = std::time::Instant::now();
     let imported = target.import(dump).await.context("writing the target");
     source.close().await;
     target.close().await;
     imported?;
+    let write_secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "wrote {rows} rows in {write_secs:.1} s ({:.0} rows/s)",
+        rows as f64 / write_secs.max(0.001)
+    );
     println!("copied {summary}");
     Ok(())
 }

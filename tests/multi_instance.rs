@@ -348,6 +348,14 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
     );
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("2 users"), "{summary}");
+    // Progress, table by table, on standard error.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(progress.contains("  users: 2\n"), "{progress}");
+    assert!(
+        progress.contains("  registration tokens: 1\n"),
+        "{progress}"
+    );
+    assert!(progress.contains(" rows/s)"), "{progress}");
     // A second copy into the now populated target is refused.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_myelin"))
         .args(["db", "copy", "--from", &sqlite_url, "--to", &pg_url])

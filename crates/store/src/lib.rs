@@ -337,6 +337,35 @@ pub struct Dump {
     pub admin: AdminDump,
 }
 
+impl Dump {
+    /// Rows per table (roughly: a table's rows, or a group of small tables'), for progress
+    /// reports.
+    pub fn counts(&self) -> Vec<(&'static str, usize)> {
+        let e2ee = &self.e2ee;
+        vec![
+            ("users", self.users.len()),
+            ("devices", self.devices.len()),
+            ("access tokens", self.access_tokens.len()),
+            ("refresh tokens", self.refresh_tokens.len()),
+            ("account data", self.account_data.len()),
+            ("filters", self.filters.len()),
+            ("rooms", self.rooms.rooms.len()),
+            ("events", self.rooms.events.len()),
+            ("room state", self.rooms.state.len()),
+            ("memberships", self.rooms.memberships.len()),
+            ("device keys", e2ee.device_keys.len()),
+            ("one-time keys", e2ee.one_time_keys.len()),
+            ("to-device messages", e2ee.to_device.len()),
+            ("profile fields", self.profile_fields.len()),
+            ("receipts", self.receipts.len()),
+            ("media", self.media.len()),
+            ("push actions", self.push_actions.len()),
+            ("pushers", self.pushers.len()),
+            ("registration tokens", self.admin.registration_tokens.len()),
+        ]
+    }
+}
+
 /// The rooms part of a [`Dump`], table by table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoomsDump {
