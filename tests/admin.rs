@@ -928,3 +928,84 @@ async fn an_admin_can_act_as_a_user_through_a_device_of_its_own() {
         .await
         .assert_error(403, "M_FORBIDDEN");
 }
+
+async fn upload(server: &TestServer, user: &User, bytes: &[u8], name: &str) -> String {
+    let resp = server
+        .client
+        .post(format!(
+            "{}/_matrix/media/v3/upload?filename={}",
+            server.base,
+            enc(name)
+        ))
+        .bearer_auth(&user.token)
+        .header("Content-Type", "text/plain")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let uri = resp.json::<Value>().await.unwrap()["content_uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    uri.rsplit('/').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_users_media_is_listed_and_deleted() {
+    let (server, admin, bob) = setup().await;
+    let first = upload(&server, &bob, b"first file", "one.txt").await;
+    let second = upload(&server, &bob, b"the second file", "two.txt").await;
+    let path = format!("{A}/v1/users/{}/media", enc(&bob.user_id));
+    let list = server.get(&path, &admin.token).await;
+    let list = list.assert_ok();
+    assert_eq!(list["total"], 2);
+    assert_eq!(list["media"][0]["media_id"], first);
+    assert_eq!(list["media"][0]["media_length"], 10);
+    assert_eq!(list["media"][0]["upload_name"], "one.txt");
+    assert_eq!(list["media"][0]["media_type"], "text/plain");
+    let newest = server
+        .get(&format!("{path}?dir=b&limit=1"), &admin.token)
+        .await;
+    let newest = newest.assert_ok();
+    assert_eq!(newest["media"][0]["media_id"], second);
+    assert_eq!(newest["next_token"], 1);
+    let download = |id: &str| format!("/_matrix/client/v1/media/download/localhost/{id}");
+    server.get(&download(&first), &bob.token).await;
+    // One item: gone from storage and from downloads.
+    let one = format!("{A}/v1/media/localhost/{first}");
+    let resp = delete(&server, &one, &admin.token).await;
+    assert_eq!(
+        resp.assert_ok(),
+        &json!({ "deleted_media": [first], "total": 1 })
+    );
+    let gone = server
+        .client
+        .get(server.url(&download(&first)))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    delete(&server, &one, &admin.token)
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    delete(
+        &server,
+        &format!("{A}/v1/media/elsewhere.example/{first}"),
+        &admin.token,
+    )
+    .await
+    .assert_error(400, "M_UNKNOWN");
+    // All of a user's.
+    let resp = delete(&server, &path, &admin.token).await;
+    assert_eq!(
+        resp.assert_ok(),
+        &json!({ "deleted_media": [second], "total": 1 })
+    );
+    let list = server.get(&path, &admin.token).await;
+    assert_eq!(list.assert_ok(), &json!({ "media": [], "total": 0 }));
+    delete(&server, &path, &bob.token)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+}

@@ -193,15 +193,38 @@ pub async fn pushers(
     Ok(Json(admin::pushers(&state.0, &requester, &user_id).await?))
 }
 
-/// # `GET /_synapse/admin/v1/users/{userId}/media`: well-formed and empty until the media
-/// part of the admin API lands, so the admin UIs' user page renders.
+/// # `GET /_synapse/admin/v1/users/{userId}/media`
 pub async fn user_media(
     State(state): State<AppState>,
     Auth(requester): Auth,
     Segments(user_id): Segments<String>,
+    QueryParams(params): QueryParams,
 ) -> Answer {
-    admin::user(&state.0, &requester, &user_id).await?;
-    Ok(Json(json!({ "media": [], "total": 0 })))
+    Ok(Json(
+        admin::user_media(&state.0, &requester, &user_id, &params).await?,
+    ))
+}
+
+/// # `DELETE /_synapse/admin/v1/users/{userId}/media`
+pub async fn delete_user_media(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(user_id): Segments<String>,
+) -> Answer {
+    Ok(Json(
+        admin::delete_user_media(&state.0, &requester, &user_id).await?,
+    ))
+}
+
+/// # `DELETE /_synapse/admin/v1/media/{serverName}/{mediaId}`
+pub async fn delete_media(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments((server, media_id)): Segments<(String, String)>,
+) -> Answer {
+    Ok(Json(
+        admin::delete_media(&state.0, &requester, &server, &media_id).await?,
+    ))
 }
 
 /// # `GET /_synapse/admin/v1/rooms`

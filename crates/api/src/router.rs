@@ -226,7 +226,11 @@ fn admin_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/users/{user_id}/login", post(login_as)),
         ("/v1/users/{user_id}/joined_rooms", get(joined_rooms)),
         ("/v1/users/{user_id}/pushers", get(pushers)),
-        ("/v1/users/{user_id}/media", get(user_media)),
+        (
+            "/v1/users/{user_id}/media",
+            get(user_media).delete(delete_user_media),
+        ),
+        ("/v1/media/{server}/{media_id}", delete(delete_media)),
         (
             "/v2/users/{user_id}/devices",
             get(devices).post(create_device),

@@ -80,4 +80,11 @@ pub trait MediaStore: Send + Sync {
 
     /// Records a thumbnail; one already recorded for the same size and method stays.
     async fn put_thumbnail(&self, record: ThumbnailRecord) -> StoreResult<()>;
+
+    /// The media a user uploaded, oldest first (the admin API).
+    async fn media_of(&self, uploader: &str) -> StoreResult<Vec<MediaRecord>>;
+
+    /// Deletes these media records with their thumbnails' records, in one transaction;
+    /// returns the IDs that existed. The files are `core`'s to remove.
+    async fn delete_media(&self, media_ids: &[String]) -> StoreResult<Vec<String>>;
 }

@@ -10,6 +10,7 @@
 
 mod account;
 mod devices;
+mod media;
 mod register;
 mod rooms;
 mod tokens;
@@ -19,6 +20,7 @@ pub use account::{
     account_data, deactivate, joined_rooms, login_as, pushers, reset_password, whois,
 };
 pub use devices::{create_device, delete_device, delete_devices, device, devices, rename_device};
+pub use media::{delete_one as delete_media, delete_user_media, user_media};
 pub use register::{Nonces, nonce, register};
 pub use rooms::{list_rooms, room_details, room_members, room_state};
 pub use tokens::{

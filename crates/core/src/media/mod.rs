@@ -43,6 +43,11 @@ pub(crate) fn file_path(root: &Path, media_id: &str) -> PathBuf {
     root.join(&media_id[..2]).join(media_id)
 }
 
+/// Where the thumbnails of a media item are kept.
+pub(crate) fn thumbnail_dir(root: &Path, media_id: &str) -> PathBuf {
+    root.join("thumbnails").join(media_id)
+}
+
 pub(crate) fn thumbnail_path(
     root: &Path,
     media_id: &str,
@@ -50,9 +55,7 @@ pub(crate) fn thumbnail_path(
     height: u32,
     method: &str,
 ) -> PathBuf {
-    root.join("thumbnails")
-        .join(media_id)
-        .join(format!("{width}x{height}-{method}"))
+    thumbnail_dir(root, media_id).join(format!("{width}x{height}-{method}"))
 }
 
 /// An upload being received: the bytes go to a temporary file until [`Upload::finish`].
@@ -323,7 +326,7 @@ pub struct Served {
     pub size: u64,
 }
 
-fn valid_media_id(media_id: &str) -> bool {
+pub(crate) fn valid_media_id(media_id: &str) -> bool {
     media_id.len() == MEDIA_ID_LEN && media_id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 

@@ -175,6 +175,35 @@ impl MediaStore for PostgresStore {
         .map_err(classify)?;
         Ok(())
     }
+
+    async fn media_of(&self, uploader: &str) -> StoreResult<Vec<MediaRecord>> {
+        let rows: Vec<MediaRow> = sqlx::query_as(
+            "SELECT media_id, uploader, content_type, filename, size, created_ts
+             FROM media WHERE uploader = $1 ORDER BY created_ts, media_id",
+        )
+        .bind(uploader)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows.into_iter().map(media_from_row).collect())
+    }
+
+    async fn delete_media(&self, media_ids: &[String]) -> StoreResult<Vec<String>> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("DELETE FROM media_thumbnails WHERE media_id = ANY($1)")
+            .bind(media_ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let deleted: Vec<String> =
+            sqlx::query_scalar("DELETE FROM media WHERE media_id = ANY($1) RETURNING media_id")
+                .bind(media_ids)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(deleted)
+    }
 }
 
 async fn usage(conn: &mut PgConnection, uploader: &str) -> StoreResult<u64> {

@@ -184,6 +184,55 @@ impl MediaStore for SqliteStore {
             })
             .await
     }
+
+    async fn media_of(&self, uploader: &str) -> StoreResult<Vec<MediaRecord>> {
+        let uploader = uploader.to_owned();
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT media_id, uploader, content_type, filename, size, created_ts
+                     FROM media WHERE uploader = ?1 ORDER BY created_ts, media_id",
+                )
+                .and_then(|mut s| {
+                    s.query_map([uploader], |r| {
+                        Ok(MediaRecord {
+                            media_id: r.get(0)?,
+                            uploader: r.get(1)?,
+                            content_type: r.get(2)?,
+                            filename: r.get(3)?,
+                            size: r.get::<_, i64>(4)? as u64,
+                            created_ts: r.get(5)?,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn delete_media(&self, media_ids: &[String]) -> StoreResult<Vec<String>> {
+        let media_ids = media_ids.to_vec();
+        self.pool
+            .write(move |conn| {
+                let run = || -> rusqlite::Result<Vec<String>> {
+                    let mut deleted = Vec::new();
+                    for id in media_ids {
+                        conn.prepare_cached("DELETE FROM media_thumbnails WHERE media_id = ?1")?
+                            .execute([&id])?;
+                        let gone = conn
+                            .prepare_cached("DELETE FROM media WHERE media_id = ?1")?
+                            .execute([&id])?;
+                        if gone > 0 {
+                            deleted.push(id);
+                        }
+                    }
+                    Ok(deleted)
+                };
+                run().map_err(classify)
+            })
+            .await
+    }
 }
 
 pub(super) fn thumbnail_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThumbnailRecord> {
