@@ -305,3 +305,62 @@ async fn shared_secret_registration_is_off_without_a_secret() {
         .await
         .assert_error(400, "M_UNKNOWN");
 }
+
+/// A registration that reserved a token's use and was abandoned gives it back when its UIA
+/// session expires, as the reference server counts `pending`.
+#[tokio::test]
+async fn an_abandoned_registration_gives_its_use_back() {
+    let server = TestServer::with(|config, _| {
+        config.registration.requires_token = true;
+        config.registration.shared_secret = Some(SECRET.into());
+        config.uia.session_ttl_secs = 1;
+    })
+    .await;
+    let admin = register_as(&server, "admin").await;
+    myelin_core::admin::set_admin_flag(server.services(), &admin.user_id, true)
+        .await
+        .unwrap();
+    server
+        .post(
+            &format!("{T}/new"),
+            &admin.token,
+            json!({ "token": "last-use", "uses_allowed": 1 }),
+        )
+        .await
+        .assert_ok();
+    // The token stage passes, then the registration fails: no password.
+    let first = server
+        .call(
+            Method::POST,
+            "/register",
+            None,
+            Some(json!({ "username": "gone" })),
+        )
+        .await;
+    let auth = json!({ "auth": {
+        "type": "m.login.registration_token", "token": "last-use",
+        "session": first.body["session"],
+    }});
+    server
+        .call(Method::POST, "/register", None, Some(auth))
+        .await
+        .assert_error(400, "M_MISSING_PARAM");
+    let held = server.get(&format!("{T}/last-use"), &admin.token).await;
+    assert_eq!(held.assert_ok()["pending"], 1);
+    assert!(!validity(&server, "last-use").await);
+    let refused = register_with_token(&server, "other", "last-use").await;
+    assert_eq!(refused.body["errcode"], "M_FORBIDDEN", "{}", refused.body);
+    // Once the session expired, the use is free again.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let freed = server.get(&format!("{T}/last-use"), &admin.token).await;
+    assert_eq!(freed.assert_ok()["pending"], 0);
+    register_with_token(&server, "other", "last-use")
+        .await
+        .assert_ok();
+    let used = server.get(&format!("{T}/last-use"), &admin.token).await;
+    let used = used.assert_ok();
+    assert_eq!(
+        (&used["pending"], &used["completed"]),
+        (&json!(0), &json!(1))
+    );
+}

@@ -196,7 +196,7 @@ pub async fn authenticate(
         ));
     }
     let auth = auth.cloned().unwrap_or_default();
-    match check_stage(services, &op, stage, &auth, client_ip).await? {
+    match check_stage(services, &op, &session, stage, &auth, client_ip).await? {
         StageResult::Passed => {}
         StageResult::PassedWithToken(token) => {
             let mut request = session
@@ -276,6 +276,7 @@ enum StageResult {
 async fn check_stage(
     services: &Services,
     op: &Operation<'_>,
+    session: &UiaSession,
     stage: &str,
     auth: &Map<String, Value>,
     client_ip: Option<&str>,
@@ -293,7 +294,12 @@ async fn check_stage(
                 && given.len() <= 64
                 && services
                     .store
-                    .reserve_registration_token(given, crate::now_ms())
+                    .reserve_registration_token(
+                        given,
+                        &session.session_id,
+                        crate::now_ms(),
+                        session.expires_ms,
+                    )
                     .await?;
             Ok(if reserved {
                 StageResult::PassedWithToken(given.to_owned())

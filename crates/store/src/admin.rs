@@ -50,7 +50,7 @@ pub struct RegistrationToken {
     pub token: String,
     /// `None`: any number of registrations.
     pub uses_allowed: Option<u64>,
-    /// Registrations that presented the token and have not completed yet.
+    /// Registrations that presented the token and have neither completed nor expired.
     pub pending: u64,
     pub completed: u64,
     /// Milliseconds since the epoch after which the token is refused; `None`: never.
@@ -131,13 +131,21 @@ pub trait AdminStore: Send + Sync {
     /// `false` if there was no such token.
     async fn delete_registration_token(&self, token: &str) -> StoreResult<bool>;
 
-    /// A registration presents the token: if it is usable now, it counts one more pending
-    /// registration and returns `true`, in one transaction (two registrations cannot both take
-    /// its last use).
-    async fn reserve_registration_token(&self, token: &str, now_ms: i64) -> StoreResult<bool>;
+    /// The registration of UIA session `session_id` presents the token: if it is usable now,
+    /// the session holds one of its uses until `expires_ts` (its expiry) and this returns
+    /// `true`, in one transaction, so two registrations cannot both take its last use. A
+    /// session that holds a use already keeps it.
+    async fn reserve_registration_token(
+        &self,
+        token: &str,
+        session_id: &str,
+        now_ms: i64,
+        expires_ts: i64,
+    ) -> StoreResult<bool>;
 
-    /// The registration that reserved the token has created its account.
-    async fn complete_registration_token(&self, token: &str) -> StoreResult<()>;
+    /// The registration of `session_id` created its account: its use of the token counts as
+    /// completed.
+    async fn complete_registration_token(&self, token: &str, session_id: &str) -> StoreResult<()>;
 
     /// Every room this server knows, in room-ID order.
     async fn room_ids(&self) -> StoreResult<Vec<String>>;

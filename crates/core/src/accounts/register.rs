@@ -179,7 +179,10 @@ pub async fn register(
         .and_then(|r| serde_json::from_str::<Map<String, Value>>(r).ok())
         .and_then(|r| r.get(uia::RESERVED_TOKEN)?.as_str().map(str::to_owned));
     if let Some(token) = reserved {
-        services.store.complete_registration_token(&token).await?;
+        services
+            .store
+            .complete_registration_token(&token, &session.session_id)
+            .await?;
     }
     let mut done = session;
     done.result = Some(user_id.clone());

@@ -35,8 +35,13 @@ fn summary_from_row(r: &sqlx::postgres::PgRow) -> Result<UserSummary, sqlx::Erro
     })
 }
 
-const TOKEN: &str =
-    "SELECT token, uses_allowed, pending, completed, expiry_time FROM registration_tokens";
+/// `pending` counts the reservations not yet expired.
+const TOKEN: &str = "SELECT token, uses_allowed,
+        (SELECT COUNT(*) FROM registration_token_reservations r
+         WHERE r.token = t.token
+           AND r.expires_ts > (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT),
+        completed, expiry_time
+    FROM registration_tokens t";
 
 type TokenRow = (String, Option<i64>, i64, i64, Option<i64>);
 
@@ -144,8 +149,8 @@ async fn get_token(
     token: &str,
     lock: bool,
 ) -> StoreResult<Option<RegistrationToken>> {
-    let suffix = if lock { " FOR UPDATE" } else { "" };
-    let row: Option<TokenRow> = sqlx::query_as(&format!("{TOKEN} WHERE token = $1{suffix}"))
+    let suffix = if lock { " FOR UPDATE OF t" } else { "" };
+    let row: Option<TokenRow> = sqlx::query_as(&format!("{TOKEN} WHERE t.token = $1{suffix}"))
         .bind(token)
         .fetch_optional(conn)
         .await
@@ -222,7 +227,7 @@ impl AdminStore for PostgresStore {
     }
 
     async fn registration_tokens(&self) -> StoreResult<Vec<RegistrationToken>> {
-        let rows: Vec<TokenRow> = sqlx::query_as(&format!("{TOKEN} ORDER BY token"))
+        let rows: Vec<TokenRow> = sqlx::query_as(&format!("{TOKEN} ORDER BY t.token"))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
@@ -247,22 +252,25 @@ impl AdminStore for PostgresStore {
         token: &str,
         change: TokenChange,
     ) -> StoreResult<Option<RegistrationToken>> {
-        let row: Option<TokenRow> = sqlx::query_as(
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        let done = sqlx::query(
             "UPDATE registration_tokens SET
                  uses_allowed = CASE WHEN $2 THEN $3 ELSE uses_allowed END,
                  expiry_time = CASE WHEN $4 THEN $5 ELSE expiry_time END
-             WHERE token = $1
-             RETURNING token, uses_allowed, pending, completed, expiry_time",
+             WHERE token = $1",
         )
         .bind(token)
         .bind(change.uses_allowed.is_some())
         .bind(change.uses_allowed.flatten().map(|n| n as i64))
         .bind(change.expiry_time.is_some())
         .bind(change.expiry_time.flatten())
-        .fetch_optional(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(classify)?;
-        Ok(row.map(token_from_row))
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        get_token(&mut conn, token, false).await
     }
 
     async fn delete_registration_token(&self, token: &str) -> StoreResult<bool> {
@@ -274,21 +282,69 @@ impl AdminStore for PostgresStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn reserve_registration_token(&self, token: &str, now_ms: i64) -> StoreResult<bool> {
-        // The row lock makes the check and the increment one step for concurrent registrations.
+    async fn reserve_registration_token(
+        &self,
+        token: &str,
+        session_id: &str,
+        now_ms: i64,
+        expires_ts: i64,
+    ) -> StoreResult<bool> {
+        // The token's row lock makes the check and the reservation one step for concurrent
+        // registrations.
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        let usable = get_token(&mut tx, token, true)
-            .await?
-            .is_some_and(|t| t.usable(now_ms));
+        let Some(found) = get_token(&mut tx, token, true).await? else {
+            return Ok(false);
+        };
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM registration_token_reservations
+                            WHERE session_id = $1 AND token = $2 AND expires_ts > $3)",
+        )
+        .bind(session_id)
+        .bind(token)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let usable = held || found.usable(now_ms);
         if usable {
-            sqlx::query("UPDATE registration_tokens SET pending = pending + 1 WHERE token = $1")
-                .bind(token)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
+            sqlx::query(
+                "INSERT INTO registration_token_reservations (session_id, token, expires_ts)
+                 VALUES ($1, $2, $3)
+                 ON CONFLICT (session_id) DO UPDATE SET
+                     token = excluded.token, expires_ts = excluded.expires_ts",
+            )
+            .bind(session_id)
+            .bind(token)
+            .bind(expires_ts)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         }
+        sqlx::query(
+            "DELETE FROM registration_token_reservations WHERE token = $1 AND expires_ts <= $2",
+        )
+        .bind(token)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         Ok(usable)
+    }
+
+    async fn complete_registration_token(&self, token: &str, session_id: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("DELETE FROM registration_token_reservations WHERE session_id = $1")
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        sqlx::query("UPDATE registration_tokens SET completed = completed + 1 WHERE token = $1")
+            .bind(token)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)
     }
 
     async fn room_ids(&self) -> StoreResult<Vec<String>> {
@@ -312,18 +368,5 @@ impl AdminStore for PostgresStore {
             devices: row.4 as u64,
             active_devices: row.5 as u64,
         })
-    }
-
-    async fn complete_registration_token(&self, token: &str) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE registration_tokens
-             SET pending = GREATEST(pending - 1, 0), completed = completed + 1
-             WHERE token = $1",
-        )
-        .bind(token)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(())
     }
 }

@@ -126,6 +126,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "admin",
         include_str!("../../migrations/postgres/0017_admin.sql"),
     ),
+    (
+        18,
+        "token_reservations",
+        include_str!("../../migrations/postgres/0018_token_reservations.sql"),
+    ),
 ];
 
 /// Serialises migrations when several processes start at once.

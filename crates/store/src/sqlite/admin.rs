@@ -34,8 +34,13 @@ fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserSummary> {
     })
 }
 
-const TOKEN: &str =
-    "SELECT token, uses_allowed, pending, completed, expiry_time FROM registration_tokens";
+/// `pending` counts the reservations not yet expired (milliseconds now, as SQLite sees it).
+const TOKEN: &str = "SELECT token, uses_allowed,
+        (SELECT COUNT(*) FROM registration_token_reservations r
+         WHERE r.token = t.token
+           AND r.expires_ts > CAST(unixepoch('subsec') * 1000 AS INTEGER)),
+        completed, expiry_time
+    FROM registration_tokens t";
 
 fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RegistrationToken> {
     Ok(RegistrationToken {
@@ -48,7 +53,7 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RegistrationToken> 
 }
 
 fn get_token(conn: &Connection, token: &str) -> rusqlite::Result<Option<RegistrationToken>> {
-    conn.prepare_cached(&format!("{TOKEN} WHERE token = ?1"))?
+    conn.prepare_cached(&format!("{TOKEN} WHERE t.token = ?1"))?
         .query_row([token], token_from_row)
         .optional()
 }
@@ -214,7 +219,7 @@ impl AdminStore for SqliteStore {
     async fn registration_tokens(&self) -> StoreResult<Vec<RegistrationToken>> {
         self.pool
             .read(|conn| {
-                conn.prepare_cached(&format!("{TOKEN} ORDER BY token"))
+                conn.prepare_cached(&format!("{TOKEN} ORDER BY t.token"))
                     .and_then(|mut s| s.query_map([], token_from_row)?.collect())
                     .map_err(classify)
             })
@@ -280,23 +285,64 @@ impl AdminStore for SqliteStore {
             .await
     }
 
-    async fn reserve_registration_token(&self, token: &str, now_ms: i64) -> StoreResult<bool> {
-        let token = token.to_owned();
-        // The single writer runs this check and the increment with no other write between.
+    async fn reserve_registration_token(
+        &self,
+        token: &str,
+        session_id: &str,
+        now_ms: i64,
+        expires_ts: i64,
+    ) -> StoreResult<bool> {
+        let (token, session_id) = (token.to_owned(), session_id.to_owned());
+        // The single writer runs the check and the reservation with no other write between.
         self.pool
             .write(move |conn| {
                 let run = || -> rusqlite::Result<bool> {
-                    match get_token(conn, &token)? {
-                        Some(t) if t.usable(now_ms) => {
-                            conn.prepare_cached(
-                                "UPDATE registration_tokens SET pending = pending + 1
-                                 WHERE token = ?1",
-                            )?
-                            .execute([&token])?;
-                            Ok(true)
-                        }
-                        _ => Ok(false),
+                    conn.prepare_cached(
+                        "DELETE FROM registration_token_reservations
+                         WHERE token = ?1 AND expires_ts <= ?2",
+                    )?
+                    .execute(params![token, now_ms])?;
+                    let held = conn
+                        .prepare_cached(
+                            "SELECT 1 FROM registration_token_reservations
+                             WHERE session_id = ?1 AND token = ?2",
+                        )?
+                        .exists(params![session_id, token])?;
+                    if held {
+                        return Ok(true);
                     }
+                    let usable = get_token(conn, &token)?.is_some_and(|t| t.usable(now_ms));
+                    if usable {
+                        conn.prepare_cached(
+                            "INSERT INTO registration_token_reservations
+                                 (session_id, token, expires_ts) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (session_id) DO UPDATE SET
+                                 token = excluded.token, expires_ts = excluded.expires_ts",
+                        )?
+                        .execute(params![session_id, token, expires_ts])?;
+                    }
+                    Ok(usable)
+                };
+                run().map_err(classify)
+            })
+            .await
+    }
+
+    async fn complete_registration_token(&self, token: &str, session_id: &str) -> StoreResult<()> {
+        let (token, session_id) = (token.to_owned(), session_id.to_owned());
+        self.pool
+            .write(move |conn| {
+                let run = || -> rusqlite::Result<()> {
+                    conn.prepare_cached(
+                        "DELETE FROM registration_token_reservations WHERE session_id = ?1",
+                    )?
+                    .execute([&session_id])?;
+                    conn.prepare_cached(
+                        "UPDATE registration_tokens SET completed = completed + 1
+                         WHERE token = ?1",
+                    )?
+                    .execute([&token])?;
+                    Ok(())
                 };
                 run().map_err(classify)
             })
@@ -332,22 +378,6 @@ impl AdminStore for SqliteStore {
                         })
                     })
                     .map_err(classify)
-            })
-            .await
-    }
-
-    async fn complete_registration_token(&self, token: &str) -> StoreResult<()> {
-        let token = token.to_owned();
-        self.pool
-            .write(move |conn| {
-                conn.prepare_cached(
-                    "UPDATE registration_tokens
-                     SET pending = MAX(pending - 1, 0), completed = completed + 1
-                     WHERE token = ?1",
-                )
-                .and_then(|mut s| s.execute([token]))
-                .map(drop)
-                .map_err(classify)
             })
             .await
     }

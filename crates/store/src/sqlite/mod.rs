@@ -120,6 +120,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "admin",
         include_str!("../../migrations/sqlite/0016_admin.sql"),
     ),
+    (
+        17,
+        "token_reservations",
+        include_str!("../../migrations/sqlite/0017_token_reservations.sql"),
+    ),
 ];
 
 /// `synchronous` levels accepted in the configuration.
