@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use super::{existing_user, require_admin};
+use super::{Paging, existing_user, require_admin};
 use crate::{
     Services,
     auth::Requester,
-    error::{Error, Result, invalid_param, not_found},
+    error::{Error, Result, not_found},
     media::{file_path, thumbnail_dir},
 };
 use myelin_store::MediaRecord;
@@ -38,25 +38,13 @@ pub async fn user_media(
 ) -> Result<Value> {
     require_admin(services, requester).await?;
     let user_id = existing_user(services, user_id, "User not found").await?;
-    let number = |name: &str, default: usize| match params.get(name) {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| invalid_param(format!("{name} must be a non-negative integer"))),
-    };
-    let from = number("from", 0)?;
-    let limit = number("limit", 100)?;
-    let mut media = services.store.media_of(&user_id).await?;
-    match params.get("dir").map(String::as_str) {
-        None | Some("f") => {}
-        Some("b") => media.reverse(),
-        Some(_) => return Err(invalid_param("Unknown direction: dir must be f or b")),
-    }
-    let total = media.len();
-    let page: Vec<Value> = media.iter().skip(from).take(limit).map(to_json).collect();
+    let paging = Paging::parse(params)?;
+    let media = services.store.media_of(&user_id).await?;
+    let (page, total, next) = paging.page(media);
+    let page: Vec<Value> = page.iter().map(to_json).collect();
     let mut out = json!({ "media": page, "total": total });
-    if from.saturating_add(limit) < total {
-        out["next_token"] = json!(from + limit);
+    if let Some(next) = next {
+        out["next_token"] = json!(next);
     }
     Ok(out)
 }

@@ -31,12 +31,14 @@ pub use users::{
     get_admin, list_users, put_user, set_admin, set_admin_flag, suspend, user, username_available,
 };
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use crate::{
     Services,
     auth::Requester,
-    error::{Error, Result, bad_json, forbidden, not_found},
+    error::{Error, Result, bad_json, forbidden, invalid_param, not_found},
     ids,
 };
 
@@ -107,5 +109,48 @@ fn optional_string<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Opti
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(bad_json(format!("{field} must be a string"))),
+    }
+}
+
+/// How the admin UIs page a list: `from` is an offset (react-admin computes it from the page
+/// number), `limit` its length, `dir=b` reverses the order.
+struct Paging {
+    from: usize,
+    limit: usize,
+    backwards: bool,
+}
+
+impl Paging {
+    fn parse(params: &HashMap<String, String>) -> Result<Self> {
+        let number = |name: &str, default: usize| match params.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse::<usize>().map_err(|_| {
+                invalid_param(format!(
+                    "Query parameter {name} must be a string representing a positive integer."
+                ))
+            }),
+        };
+        let backwards = match params.get("dir").map(String::as_str) {
+            None | Some("f") => false,
+            Some("b") => true,
+            Some(_) => return Err(invalid_param("Unknown direction: dir must be f or b")),
+        };
+        Ok(Self {
+            from: number("from", 0)?,
+            limit: number("limit", 100)?,
+            backwards,
+        })
+    }
+
+    /// The page of `items` (already in their forward order), and the offset of the next
+    /// page if there is one.
+    fn page<T>(&self, mut items: Vec<T>) -> (Vec<T>, usize, Option<usize>) {
+        if self.backwards {
+            items.reverse();
+        }
+        let total = items.len();
+        let next = self.from.saturating_add(self.limit);
+        let page = items.into_iter().skip(self.from).take(self.limit).collect();
+        (page, total, (next < total).then_some(next))
     }
 }

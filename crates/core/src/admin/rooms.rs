@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use super::require_admin;
+use super::{Paging, require_admin};
 use crate::{
     Services,
     auth::Requester,
@@ -92,19 +92,7 @@ pub async fn list_rooms(
     params: &HashMap<String, String>,
 ) -> Result<Value> {
     require_admin(services, requester).await?;
-    let number = |name: &str, default: usize| match params.get(name) {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| invalid_param(format!("{name} must be a non-negative integer"))),
-    };
-    let from = number("from", 0)?;
-    let limit = number("limit", 100)?;
-    let backwards = match params.get("dir").map(String::as_str) {
-        None | Some("f") => false,
-        Some("b") => true,
-        Some(_) => return Err(invalid_param("Unknown direction: dir must be f or b")),
-    };
+    let paging = Paging::parse(params)?;
     let order_by = params.get("order_by").map_or("name", String::as_str);
     // `size` is the reference server's older name for `state_events`.
     let order_by = if order_by == "size" {
@@ -158,17 +146,14 @@ pub async fn list_rooms(
             .then_with(|| ka.1.cmp(&kb.1))
             .then_with(|| a["room_id"].as_str().cmp(&b["room_id"].as_str()))
     });
-    if backwards {
-        rooms.reverse();
-    }
-    let total = rooms.len();
-    let page: Vec<Value> = rooms.into_iter().skip(from).take(limit).collect();
+    let (page, total, next) = paging.page(rooms);
+    let from = paging.from;
     let mut out = json!({ "rooms": page, "offset": from, "total_rooms": total });
-    if from.saturating_add(limit) < total {
-        out["next_batch"] = json!(from + limit);
+    if let Some(next) = next {
+        out["next_batch"] = json!(next);
     }
     if from > 0 {
-        out["prev_batch"] = json!(from.saturating_sub(limit));
+        out["prev_batch"] = json!(from.saturating_sub(paging.limit));
     }
     Ok(out)
 }

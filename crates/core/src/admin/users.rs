@@ -5,7 +5,9 @@ use std::{cmp::Ordering, collections::HashMap};
 
 use serde_json::{Map, Value, json};
 
-use super::{acting_as, existing_user, local_user, optional_bool, optional_string, require_admin};
+use super::{
+    Paging, acting_as, existing_user, local_user, optional_bool, optional_string, require_admin,
+};
 use crate::{
     Services,
     auth::Requester,
@@ -83,17 +85,6 @@ fn bool_param(params: &HashMap<String, String>, name: &str) -> Result<Option<boo
     }
 }
 
-fn number_param(params: &HashMap<String, String>, name: &str, default: u64) -> Result<u64> {
-    match params.get(name) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| {
-            invalid_param(format!(
-                "Query parameter {name} must be a string representing a positive integer."
-            ))
-        }),
-    }
-}
-
 fn contains_ci(haystack: &str, needle: &str) -> bool {
     haystack.to_lowercase().contains(needle)
 }
@@ -107,8 +98,7 @@ pub async fn list_users(
     v3: bool,
 ) -> Result<Value> {
     require_admin(services, requester).await?;
-    let from = number_param(params, "from", 0)?;
-    let limit = number_param(params, "limit", 100)?;
+    let paging = Paging::parse(params)?;
     let deactivated = match bool_param(params, "deactivated")? {
         // v2 lists deactivated accounts only when asked, and then beside the others.
         Some(true) if !v3 => None,
@@ -123,11 +113,6 @@ pub async fn list_users(
     let name = params.get("name").map(|n| n.to_lowercase());
     let user_id = params.get("user_id").map(|n| n.to_lowercase());
     let order_by = params.get("order_by").map_or("name", String::as_str);
-    let backwards = match params.get("dir").map(String::as_str) {
-        None | Some("f") => false,
-        Some("b") => true,
-        Some(_) => return Err(invalid_param("Unknown direction: dir must be f or b")),
-    };
     let key: fn(&UserSummary, &UserSummary) -> Ordering = match order_by {
         "name" => |a, b| a.user_id.cmp(&b.user_id),
         "is_guest" | "shadow_banned" => |_, _| Ordering::Equal,
@@ -163,19 +148,11 @@ pub async fn list_users(
         .collect();
     // Ties fall back to the user ID, so pages never overlap or skip.
     users.sort_by(|a, b| key(a, b).then_with(|| a.user_id.cmp(&b.user_id)));
-    if backwards {
-        users.reverse();
-    }
-    let total = users.len() as u64;
-    let page: Vec<Value> = users
-        .iter()
-        .skip(from as usize)
-        .take(limit as usize)
-        .map(list_entry)
-        .collect();
+    let (page, total, next) = paging.page(users);
+    let page: Vec<Value> = page.iter().map(list_entry).collect();
     let mut out = json!({ "users": page, "total": total });
-    if from.saturating_add(limit) < total {
-        out["next_token"] = json!((from + limit).to_string());
+    if let Some(next) = next {
+        out["next_token"] = json!(next.to_string());
     }
     Ok(out)
 }

@@ -130,16 +130,7 @@ pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
         media: all(
             conn,
             "SELECT media_id, uploader, content_type, filename, size, created_ts FROM media",
-            |r| {
-                Ok(crate::MediaRecord {
-                    media_id: r.get(0)?,
-                    uploader: r.get(1)?,
-                    content_type: r.get(2)?,
-                    filename: r.get(3)?,
-                    size: r.get::<_, i64>(4)? as u64,
-                    created_ts: r.get(5)?,
-                })
-            },
+            media::media_from_row,
         )?,
         thumbnails: all(
             conn,

@@ -5,6 +5,17 @@ use async_trait::async_trait;
 use super::*;
 use crate::{MediaRecord, MediaStore, MediaWrite, PendingMedia, ThumbnailRecord};
 
+pub(super) fn media_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MediaRecord> {
+    Ok(MediaRecord {
+        media_id: r.get(0)?,
+        uploader: r.get(1)?,
+        content_type: r.get(2)?,
+        filename: r.get(3)?,
+        size: r.get::<_, i64>(4)? as u64,
+        created_ts: r.get(5)?,
+    })
+}
+
 #[async_trait]
 impl MediaStore for SqliteStore {
     async fn put_media(&self, record: MediaRecord, quota: Option<u64>) -> StoreResult<MediaWrite> {
@@ -126,19 +137,7 @@ impl MediaStore for SqliteStore {
                     "SELECT media_id, uploader, content_type, filename, size, created_ts
                      FROM media WHERE media_id = ?1",
                 )
-                .and_then(|mut s| {
-                    s.query_row([media_id], |r| {
-                        Ok(MediaRecord {
-                            media_id: r.get(0)?,
-                            uploader: r.get(1)?,
-                            content_type: r.get(2)?,
-                            filename: r.get(3)?,
-                            size: r.get::<_, i64>(4)? as u64,
-                            created_ts: r.get(5)?,
-                        })
-                    })
-                    .optional()
-                })
+                .and_then(|mut s| s.query_row([media_id], media_from_row).optional())
                 .map_err(classify)
             })
             .await
@@ -193,19 +192,7 @@ impl MediaStore for SqliteStore {
                     "SELECT media_id, uploader, content_type, filename, size, created_ts
                      FROM media WHERE uploader = ?1 ORDER BY created_ts, media_id",
                 )
-                .and_then(|mut s| {
-                    s.query_map([uploader], |r| {
-                        Ok(MediaRecord {
-                            media_id: r.get(0)?,
-                            uploader: r.get(1)?,
-                            content_type: r.get(2)?,
-                            filename: r.get(3)?,
-                            size: r.get::<_, i64>(4)? as u64,
-                            created_ts: r.get(5)?,
-                        })
-                    })?
-                    .collect()
-                })
+                .and_then(|mut s| s.query_map([uploader], media_from_row)?.collect())
                 .map_err(classify)
             })
             .await
