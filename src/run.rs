@@ -107,7 +107,7 @@ async fn reload_on_sighup(
                 for note in notes {
                     tracing::warn!("{note}");
                 }
-                let mut done = services.reload(&new);
+                let mut done = services.reload(&new).await;
                 if new.log.filter != log_filter_in_force {
                     match filter.reload(log_filter(new.log.filter.as_deref())) {
                         Ok(()) => {
@@ -119,6 +119,9 @@ async fn reload_on_sighup(
                 }
                 if services.config.log.format != new.log.format {
                     done.need_restart.push("log.format");
+                }
+                for refused in &done.refused {
+                    tracing::error!("reload: {refused}; the running setting stays");
                 }
                 tracing::info!(
                     applied = ?done.applied,

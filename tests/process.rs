@@ -583,9 +583,26 @@ async fn sighup_reloads_what_can_change_while_running() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
+    // An appservice registration appears too.
+    std::fs::write(
+        dir.path().join("bridge.yaml"),
+        "id: bridge\nurl: null\nas_token: as_token_of_the_bridge\nhs_token: hs_bridge\n\
+         sender_localpart: bridgebot\nnamespaces:\n  users:\n    - regex: '@bridge_.*:localhost'\n      exclusive: true\n",
+    )
+    .unwrap();
+    let whoami = format!("{}/account/whoami", server.base);
+    let (status, _) = call(
+        reqwest::Method::GET,
+        whoami.clone(),
+        Some("as_token_of_the_bridge"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 401);
     std::fs::write(
         &file,
-        "server_name = \"elsewhere.example\"\n[registration]\nenabled = true\n",
+        "server_name = \"elsewhere.example\"\nappservices = [\"bridge.yaml\"]\n\
+         [registration]\nenabled = true\n",
     )
     .unwrap();
     hangup(&server);
@@ -598,7 +615,21 @@ async fn sighup_reloads_what_can_change_while_running() {
         .find(|l| l.contains("configuration reloaded"))
         .cloned()
         .unwrap();
-    assert!(line.contains("applied=[\"registration\"]"), "{line}");
+    assert!(
+        line.contains("applied=[\"registration\", \"appservices\"]"),
+        "{line}"
+    );
+    let (status, me) = call(
+        reqwest::Method::GET,
+        whoami,
+        Some("as_token_of_the_bridge"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (status, me["user_id"].as_str()),
+        (200, Some("@bridgebot:localhost"))
+    );
     assert!(line.contains("need_restart=[\"server_name\"]"), "{line}");
     let (status, first) = call(reqwest::Method::POST, url.clone(), None, body.clone()).await;
     assert_eq!(status, 401, "{first}");

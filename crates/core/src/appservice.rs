@@ -65,10 +65,11 @@ impl Appservice {
     }
 }
 
-/// Every registration, indexed by the hash of its `as_token`.
+/// Every registration, indexed by the hash of its `as_token`. A reload (SIGHUP) swaps the
+/// whole set at once; a request holds the registration it resolved for as long as it runs.
 #[derive(Debug, Default)]
 pub struct Appservices {
-    by_token: HashMap<[u8; 32], Arc<Appservice>>,
+    by_token: std::sync::RwLock<Arc<HashMap<[u8; 32], Arc<Appservice>>>>,
 }
 
 impl Appservices {
@@ -98,20 +99,43 @@ impl Appservices {
                 ));
             }
         }
-        Ok(Self { by_token })
+        Ok(Self {
+            by_token: std::sync::RwLock::new(Arc::new(by_token)),
+        })
+    }
+
+    fn current(&self) -> Arc<HashMap<[u8; 32], Arc<Appservice>>> {
+        self.by_token
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn by_token(&self, token: &str) -> Option<Arc<Appservice>> {
-        self.by_token.get(&token_hash(token)).cloned()
+        self.current().get(&token_hash(token)).cloned()
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Appservice>> {
-        self.by_token.values()
+    pub fn all(&self) -> Vec<Arc<Appservice>> {
+        self.current().values().cloned().collect()
     }
 
     /// The appservice that claims `user_id` exclusively, if any.
-    pub fn exclusive_owner(&self, user_id: &str) -> Option<&Arc<Appservice>> {
-        self.all().find(|s| s.claims_exclusively(user_id))
+    pub fn exclusive_owner(&self, user_id: &str) -> Option<Arc<Appservice>> {
+        self.current()
+            .values()
+            .find(|s| s.claims_exclusively(user_id))
+            .cloned()
+    }
+
+    /// Puts the registrations of `other` in force (a reload); how many there are now.
+    pub fn replace(&self, other: Appservices) -> usize {
+        let new = other.current();
+        let count = new.len();
+        *self
+            .by_token
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = new;
+        count
     }
 }
 

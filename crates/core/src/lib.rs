@@ -167,6 +167,8 @@ pub struct Reloaded {
     pub applied: Vec<&'static str>,
     /// Sections that changed but take effect only after a restart.
     pub need_restart: Vec<&'static str>,
+    /// What could not be applied, and why (the running setting stays).
+    pub refused: Vec<String>,
 }
 
 impl Services {
@@ -178,10 +180,11 @@ impl Services {
             .clone()
     }
 
-    /// Applies what can change while the server runs (SIGHUP): `registration` and
-    /// `rate_limits`. `new` has been validated; the other sections are compared only to say
+    /// Applies what can change while the server runs (SIGHUP): `registration`,
+    /// `rate_limits` and the appservice registration files (read again, the senders of new
+    /// ones created). `new` has been validated; the other sections are compared only to say
     /// which changes wait for a restart.
-    pub fn reload(&self, new: &Config) -> Reloaded {
+    pub async fn reload(&self, new: &Config) -> Reloaded {
         let mut done = Reloaded::default();
         let differs =
             |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
@@ -229,8 +232,26 @@ impl Services {
         if limits_changed {
             done.applied.push("rate_limits");
         }
+        match Appservices::load(&new.appservices, &self.config.server_name) {
+            Ok(loaded) => {
+                let describe = |services: Vec<Arc<appservice::Appservice>>| {
+                    let mut all: Vec<String> = services.iter().map(|s| format!("{s:?}")).collect();
+                    all.sort();
+                    all
+                };
+                if describe(loaded.all()) != describe(self.appservices.all()) {
+                    self.appservices.replace(loaded);
+                    done.applied.push("appservices");
+                    if let Err(err) = accounts::ensure_appservice_senders(self).await {
+                        done.refused
+                            .push(format!("creating appservice sender users: {err}"));
+                    }
+                }
+            }
+            Err(err) => done.refused.push(err),
+        }
         let old = &self.config;
-        let fixed: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 22] = [
+        let fixed: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 21] = [
             ("server_name", &old.server_name, &new.server_name),
             ("listen", &old.listen, &new.listen),
             ("public_baseurl", &old.public_baseurl, &new.public_baseurl),
@@ -250,7 +271,6 @@ impl Services {
             ("user_directory", &old.user_directory, &new.user_directory),
             ("support", &old.support, &new.support),
             ("metrics", &old.metrics, &new.metrics),
-            ("appservices", &old.appservices, &new.appservices),
             (
                 "trusted_proxies",
                 &old.trusted_proxies,
