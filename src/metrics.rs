@@ -96,6 +96,15 @@ fn describe() {
         Unit::Seconds,
         "Time to hash or check one password"
     );
+    describe_counter!(
+        "myelin_logins_total",
+        "Logins, by type (password, application_service, other) and result"
+    );
+    describe_counter!(
+        "myelin_devices_deleted_total",
+        "Devices deleted, by reason (user, logout, logout_all, admin, stale, evicted, \
+         password_change, deactivation)"
+    );
     describe_gauge!("myelin_users", "Accounts, by state");
     describe_gauge!("myelin_devices", "Devices (sessions) of all accounts");
     describe_gauge!(

@@ -23,6 +23,8 @@ const DOCUMENTED: &[&str] = &[
     "myelin_devices",
     "myelin_active_sessions",
     "myelin_build_info",
+    "myelin_logins_total",
+    "myelin_devices_deleted_total",
     "process_resident_memory_bytes",
 ];
 
@@ -61,6 +63,12 @@ async fn metrics_are_served_and_count_what_was_sent() {
         )
         .await
         .assert_error(404, "M_UNRECOGNIZED");
+    // A device deleted by its owner's logout.
+    let third = server.login(&alice, Some("THIRD")).await;
+    server
+        .post("/logout", &third.token, serde_json::json!({}))
+        .await
+        .assert_ok();
     let since = next_batch(&server.sync(&alice, &[]).await);
     server
         .sync(&alice, &[("since", &since), ("timeout", "50")])
@@ -101,13 +109,26 @@ async fn metrics_are_served_and_count_what_was_sent() {
         "{text}"
     );
     // The test kit's registration sends the password in both UIA rounds, each hashed; the
-    // login checks it.
+    // two logins check it.
     assert_eq!(
         sample(&text, "myelin_password_hash_duration_seconds_count"),
-        Some(3.0),
+        Some(4.0),
         "{text}"
     );
     assert_eq!(sample(&text, "myelin_sync_waiters"), Some(0.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            r#"myelin_logins_total{type="password",result="success"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"myelin_devices_deleted_total{reason="logout"}"#),
+        Some(1.0),
+        "{text}"
+    );
     // Nothing identifies a user or a token.
     assert!(
         !text.contains("alice") && !text.contains(&alice.token),

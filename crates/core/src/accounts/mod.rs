@@ -96,8 +96,29 @@ struct LoginBody {
     refresh_token: Option<bool>,
 }
 
-/// `POST /login`.
+/// `POST /login`, counted in `myelin_logins_total` by type and outcome.
 pub async fn login(
+    services: &Services,
+    body: Map<String, Value>,
+    as_token: Option<&str>,
+    client_ip: Option<&str>,
+) -> Result<Session> {
+    let kind = match body.get("type").and_then(Value::as_str) {
+        Some(LOGIN_TYPE_PASSWORD) => "password",
+        Some(LOGIN_TYPE_APPSERVICE) => "application_service",
+        _ => "other",
+    };
+    let outcome = login_with(services, body, as_token, client_ip).await;
+    let result = if outcome.is_ok() {
+        "success"
+    } else {
+        "failure"
+    };
+    metrics::counter!("myelin_logins_total", "type" => kind, "result" => result).increment(1);
+    outcome
+}
+
+async fn login_with(
     services: &Services,
     body: Map<String, Value>,
     as_token: Option<&str>,
@@ -226,7 +247,13 @@ pub async fn logout(services: &Services, requester: &Requester) -> Result<()> {
     let Some(device_id) = &requester.device_id else {
         return Err(forbidden("Application service tokens cannot be logged out"));
     };
-    crate::devices::remove(services, &requester.user_id, vec![device_id.clone()]).await
+    crate::devices::remove(
+        services,
+        &requester.user_id,
+        vec![device_id.clone()],
+        "logout",
+    )
+    .await
 }
 
 /// `POST /logout/all`: deletes every device of the user.
@@ -239,7 +266,7 @@ pub async fn logout_all(services: &Services, requester: &Requester) -> Result<()
             break;
         }
         let ids = devices.into_iter().map(|d| d.device_id).collect();
-        crate::devices::remove(services, &requester.user_id, ids).await?;
+        crate::devices::remove(services, &requester.user_id, ids, "logout_all").await?;
     }
     Ok(())
 }

@@ -126,7 +126,7 @@ pub async fn delete_device(
     device_id: &str,
 ) -> Result<()> {
     let user_id = target(services, requester, user_id).await?;
-    crate::devices::remove(services, &user_id, vec![device_id.to_owned()]).await?;
+    crate::devices::remove(services, &user_id, vec![device_id.to_owned()], "admin").await?;
     tracing::info!(%user_id, %device_id, by = %requester.user_id, "admin deleted device");
     Ok(())
 }
@@ -149,7 +149,7 @@ pub async fn delete_devices(
         Some(_) => return Err(Error::BadJson("devices must be a list of strings".into())),
     };
     let count = devices.len();
-    crate::devices::remove(services, &user_id, devices).await?;
+    crate::devices::remove(services, &user_id, devices, "admin").await?;
     tracing::info!(%user_id, count, by = %requester.user_id, "admin deleted devices");
     Ok(())
 }

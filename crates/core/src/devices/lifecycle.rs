@@ -85,6 +85,7 @@ pub(crate) async fn sign_in(services: &Services, user_id: &str, login: NewLogin)
                     .forget_devices(&user_id, slice::from_ref(&device_id));
             }
             if !evicted.is_empty() {
+                count_deleted("evicted", evicted.len());
                 tracing::info!(%user_id, count = evicted.len(), "evicted devices over the cap");
                 services.tokens.forget_devices(&user_id, &evicted);
                 services.last_seen.forget(&user_id, &evicted);
@@ -144,15 +145,34 @@ async fn sign_in_tx(
 
 /// Deletes devices of `user_id` with everything attached to them, in batches. Once this
 /// returns, no token of these devices is accepted, and long-polls holding one are woken to
-/// find out.
-pub async fn remove(services: &Services, user_id: &str, device_ids: Vec<String>) -> Result<()> {
+/// find out. `reason` labels the deletion in the metrics (`user`, `logout`, `admin`, ...).
+pub async fn remove(
+    services: &Services,
+    user_id: &str,
+    device_ids: Vec<String>,
+    reason: &'static str,
+) -> Result<()> {
     let user_id = user_id.to_owned();
     services
-        .detached(move |services| async move { remove_now(&services, &user_id, device_ids).await })
+        .detached(move |services| async move {
+            remove_now(&services, &user_id, device_ids, reason).await
+        })
         .await
 }
 
-async fn remove_now(services: &Services, user_id: &str, mut device_ids: Vec<String>) -> Result<()> {
+/// Counts deleted devices in `myelin_devices_deleted_total`.
+fn count_deleted(reason: &'static str, n: usize) {
+    if n > 0 {
+        metrics::counter!("myelin_devices_deleted_total", "reason" => reason).increment(n as u64);
+    }
+}
+
+async fn remove_now(
+    services: &Services,
+    user_id: &str,
+    mut device_ids: Vec<String>,
+    reason: &'static str,
+) -> Result<()> {
     // An ID that cannot name a device names none: no need to ask storage.
     device_ids.retain(|d| ids::could_be_device_id(d));
     device_ids.sort();
@@ -171,6 +191,7 @@ async fn remove_now(services: &Services, user_id: &str, mut device_ids: Vec<Stri
         services.tokens.forget_devices(user_id, chunk);
         let gone = outcome?;
         services.last_seen.forget(user_id, &gone);
+        count_deleted(reason, gone.len());
         deleted += gone.len();
         // Long-polls holding a deleted token wake to be refused; room-mates learn of the
         // device-list change (DD-04).
@@ -281,6 +302,11 @@ async fn account_change(
     };
     services.tokens.forget_devices(user_id, &doomed);
     services.last_seen.forget(user_id, &gone);
+    let reason = match change {
+        AccountChange::Password { .. } => "password_change",
+        AccountChange::Deactivate { .. } => "deactivation",
+    };
+    count_deleted(reason, gone.len());
     if !gone.is_empty() {
         tracing::info!(%user_id, deleted = gone.len(), "signed out devices");
     }
@@ -320,7 +346,7 @@ pub async fn reap_stale(services: &Services) -> Result<usize> {
         for (user_id, devices) in by_user {
             tracing::info!(%user_id, devices = ?devices, "reaping devices unused for {age} s");
             total += devices.len();
-            remove(services, &user_id, devices).await?;
+            remove(services, &user_id, devices, "stale").await?;
         }
     }
 }

@@ -146,7 +146,13 @@ pub async fn delete(
         client_ip,
     )
     .await?;
-    remove(services, &requester.user_id, vec![device_id.to_owned()]).await
+    remove(
+        services,
+        &requester.user_id,
+        vec![device_id.to_owned()],
+        "user",
+    )
+    .await
 }
 
 /// `POST /delete_devices`. The body is checked before UIA, so a malformed request gets its 400
@@ -174,7 +180,7 @@ pub async fn delete_many(
         serde_json::to_string(&fingerprint).unwrap_or_default()
     );
     authorise_deletion(services, requester, fingerprint, body, client_ip).await?;
-    remove(services, &requester.user_id, devices).await
+    remove(services, &requester.user_id, devices, "user").await
 }
 
 async fn authorise_deletion(
