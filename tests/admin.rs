@@ -641,6 +641,22 @@ async fn account_data_pushers_and_rooms_of_a_user() {
         rooms.assert_ok(),
         &json!({ "joined_rooms": [room], "total": 1 })
     );
+    // Ketesa's memberships tab.
+    let left = server.create_room(&bob, json!({})).await;
+    server
+        .room_post(&bob, &left, "leave", json!({}))
+        .await
+        .assert_ok();
+    let memberships = server
+        .get(
+            &format!("{A}/v1/users/{}/memberships", enc(&bob.user_id)),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(
+        memberships.assert_ok(),
+        &json!({ "memberships": { room.clone(): "join", left.clone(): "leave" }, "total": 2 })
+    );
     let pushers = server
         .get(
             &format!("{A}/v1/users/{}/pushers", enc(&bob.user_id)),

@@ -184,6 +184,17 @@ pub async fn joined_rooms(
     ))
 }
 
+/// # `GET /_synapse/admin/v1/users/{userId}/memberships`
+pub async fn memberships(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(user_id): Segments<String>,
+) -> Answer {
+    Ok(Json(
+        admin::memberships(&state.0, &requester, &user_id).await?,
+    ))
+}
+
 /// # `GET /_synapse/admin/v1/users/{userId}/pushers`
 pub async fn pushers(
     State(state): State<AppState>,

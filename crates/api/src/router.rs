@@ -225,6 +225,7 @@ fn admin_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/users/{user_id}/accountdata", get(account_data)),
         ("/v1/users/{user_id}/login", post(login_as)),
         ("/v1/users/{user_id}/joined_rooms", get(joined_rooms)),
+        ("/v1/users/{user_id}/memberships", get(memberships)),
         ("/v1/users/{user_id}/pushers", get(pushers)),
         (
             "/v1/users/{user_id}/media",

@@ -173,3 +173,20 @@ pub async fn login_as(
     tracing::info!(%user_id, %device_id, by = %requester.user_id, "admin logged in as user");
     Ok(json!({ "access_token": issued.access_token }))
 }
+
+/// `GET /_synapse/admin/v1/users/{userId}/memberships`: the user's current membership in every
+/// room they have one in, as `{room_id: membership}`.
+pub async fn memberships(
+    services: &Services,
+    requester: &Requester,
+    user_id: &str,
+) -> Result<Value> {
+    require_admin(services, requester).await?;
+    let user_id = existing_user(services, user_id, USER_NOT_FOUND).await?;
+    let current = crate::rooms::membership::current_memberships(services, &user_id).await?;
+    let memberships: Map<String, Value> = current
+        .into_iter()
+        .map(|(room_id, (_, membership))| (room_id, Value::String(membership)))
+        .collect();
+    Ok(json!({ "total": memberships.len(), "memberships": memberships }))
+}

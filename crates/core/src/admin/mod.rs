@@ -17,7 +17,7 @@ mod tokens;
 mod users;
 
 pub use account::{
-    account_data, deactivate, joined_rooms, login_as, pushers, reset_password, whois,
+    account_data, deactivate, joined_rooms, login_as, memberships, pushers, reset_password, whois,
 };
 pub use devices::{create_device, delete_device, delete_devices, device, devices, rename_device};
 pub use media::{delete_one as delete_media, delete_user_media, user_media};
