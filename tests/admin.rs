@@ -1025,3 +1025,55 @@ async fn a_users_media_is_listed_and_deleted() {
         .await
         .assert_error(403, "M_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn the_media_a_room_refers_to_is_listed() {
+    let (server, admin, bob) = setup().await;
+    let room = server.create_room(&bob, json!({})).await;
+    let id = upload(&server, &bob, b"picture bytes", "pic.png").await;
+    let local = format!("mxc://localhost/{id}");
+    server
+        .send_event(
+            &bob,
+            &room,
+            "m.room.message",
+            json!({ "msgtype": "m.image", "body": "pic.png", "url": local,
+                    "info": { "thumbnail_url": "mxc://elsewhere.example/thumb" } }),
+        )
+        .await
+        .assert_ok();
+    // Redacted events no longer count.
+    let gone = server
+        .send_event(
+            &bob,
+            &room,
+            "m.room.message",
+            json!({ "msgtype": "m.file", "body": "f", "url": "mxc://localhost/redactedmedia" }),
+        )
+        .await;
+    let gone = gone.assert_ok()["event_id"].as_str().unwrap().to_owned();
+    server
+        .put(
+            &format!(
+                "/rooms/{}/redact/{}/{}",
+                enc(&room),
+                enc(&gone),
+                common::txn()
+            ),
+            &bob.token,
+            json!({}),
+        )
+        .await
+        .assert_ok();
+    let media = server
+        .get(&format!("{A}/v1/room/{}/media", enc(&room)), &admin.token)
+        .await;
+    assert_eq!(
+        media.assert_ok(),
+        &json!({ "local": [local], "remote": ["mxc://elsewhere.example/thumb"], "total": 2 })
+    );
+    server
+        .get(&format!("{A}/v1/room/{}/media", enc(&room)), &bob.token)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+}

@@ -282,6 +282,17 @@ pub async fn room_state(
     ))
 }
 
+/// # `GET /_synapse/admin/v1/room/{roomId}/media`
+pub async fn room_media(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(room_id): Segments<String>,
+) -> Answer {
+    Ok(Json(
+        admin::room_media(&state.0, &requester, &room_id).await?,
+    ))
+}
+
 /// # `GET /_synapse/admin/v2/users/{userId}/devices`
 pub async fn devices(
     State(state): State<AppState>,

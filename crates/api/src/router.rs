@@ -245,6 +245,7 @@ fn admin_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/rooms/{room_id}", get(room)),
         ("/v1/rooms/{room_id}/members", get(room_members)),
         ("/v1/rooms/{room_id}/state", get(room_state)),
+        ("/v1/room/{room_id}/media", get(room_media)),
         ("/v1/registration_tokens", get(list_tokens)),
         ("/v1/registration_tokens/new", post(create_token)),
         (

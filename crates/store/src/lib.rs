@@ -65,6 +65,20 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// What a migration does, for the log: its leading comment, up to the first sentence's end.
+fn migration_summary(sql: &str) -> String {
+    let comment: Vec<&str> = sql
+        .lines()
+        .map_while(|line| line.strip_prefix("--"))
+        .map(str::trim)
+        .collect();
+    let text = comment.join(" ");
+    match text.find(". ") {
+        Some(end) => text[..=end].to_owned(),
+        None => text,
+    }
+}
+
 /// A stream position as a query parameter: positions are below 2^63, and a caller's "no
 /// bound" (`u64::MAX`) must not wrap to -1.
 fn pos_param(pos: u64) -> i64 {
@@ -624,4 +638,18 @@ pub trait Txn: KeysTxn + Send {
     ) -> StoreResult<u64>;
 
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_migration_is_summed_up_by_its_leading_comment() {
+        let sql =
+            "-- Server administration: who is an admin. More detail\n-- here.\nCREATE TABLE x ();";
+        assert_eq!(
+            super::migration_summary(sql),
+            "Server administration: who is an admin."
+        );
+        assert_eq!(super::migration_summary("CREATE TABLE x ();"), "");
+    }
 }

@@ -22,7 +22,7 @@ pub use account::{
 pub use devices::{create_device, delete_device, delete_devices, device, devices, rename_device};
 pub use media::{delete_one as delete_media, delete_user_media, user_media};
 pub use register::{Nonces, nonce, register};
-pub use rooms::{list_rooms, room_details, room_members, room_state};
+pub use rooms::{list_rooms, room_details, room_media, room_members, room_state};
 pub use tokens::{
     create_token, delete_token, get_token, is_configured_token, list_tokens,
     registration_token_usable, update_token,

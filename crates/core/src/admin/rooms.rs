@@ -216,3 +216,59 @@ pub async fn room_state(
     let served = serve_all(services, requester, &access, &refs, true).await?;
     Ok(json!({ "state": served }))
 }
+
+/// Events read per step when scanning a room for media.
+const SCAN_BATCH: usize = 500;
+
+/// Every `mxc://` URI in a JSON value (message `url`, `info.thumbnail_url`, avatars...).
+fn media_uris(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::String(s) if s.starts_with("mxc://") => found.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| media_uris(v, found)),
+        Value::Object(map) => map.values().for_each(|v| media_uris(v, found)),
+        _ => {}
+    }
+}
+
+/// `GET /_synapse/admin/v1/room/{roomId}/media`: the media the room's events refer to, this
+/// server's apart from other servers'. Reads the whole room, a batch at a time.
+pub async fn room_media(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+) -> Result<Value> {
+    require_admin(services, requester).await?;
+    let room_id = checked_room(room_id)?;
+    if services.store.room(room_id).await?.is_none() {
+        return Err(not_found(UNKNOWN_ROOM));
+    }
+    let upto = services
+        .store
+        .positions()
+        .await?
+        .get(myelin_store::Stream::RoomEvents);
+    let mut found = Vec::new();
+    let mut after = None;
+    loop {
+        let batch = services
+            .store
+            .room_events(room_id, after, upto, SCAN_BATCH, false)
+            .await?;
+        let Some(last) = batch.last() else { break };
+        after = Some(last.pos);
+        for event in batch.iter().filter(|e| e.redacted_by.is_none()) {
+            if let Ok(pdu) = serde_json::from_str::<Value>(&event.json) {
+                media_uris(&pdu["content"], &mut found);
+            }
+        }
+        if batch.len() < SCAN_BATCH {
+            break;
+        }
+    }
+    found.sort();
+    found.dedup();
+    let prefix = format!("mxc://{}/", services.config.server_name);
+    let (local, remote): (Vec<String>, Vec<String>) =
+        found.into_iter().partition(|uri| uri.starts_with(&prefix));
+    Ok(json!({ "total": local.len() + remote.len(), "local": local, "remote": remote }))
+}

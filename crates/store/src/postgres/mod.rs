@@ -318,6 +318,8 @@ async fn migrate(pool: &PgPool) -> StoreResult<()> {
             if applied.is_some() {
                 continue;
             }
+            let what = crate::migration_summary(sql);
+            tracing::info!(version, name, %what, "applying migration");
             let mut tx = sqlx::Connection::begin(&mut *conn)
                 .await
                 .map_err(classify)?;

@@ -163,6 +163,8 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         if applied.is_some() {
             continue;
         }
+        let what = crate::migration_summary(sql);
+        tracing::info!(version, name, %what, "applying migration");
         let tx = conn.transaction().map_err(classify)?;
         tx.execute_batch(sql).map_err(classify)?;
         tx.execute(
