@@ -20,7 +20,8 @@ use crate::{
 /// passphrase needs more.
 const MAX_PASSWORD_BYTES: usize = 512;
 
-fn optional_bool(body: &Map<String, Value>, field: &str) -> Result<Option<bool>> {
+/// A boolean field that may be absent or `null`.
+pub(crate) fn optional_bool(body: &Map<String, Value>, field: &str) -> Result<Option<bool>> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),

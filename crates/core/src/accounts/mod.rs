@@ -8,8 +8,8 @@ mod manage;
 mod refresh;
 mod register;
 
-pub(crate) use manage::new_password;
 pub use manage::{change_password, deactivate};
+pub(crate) use manage::{new_password, optional_bool};
 pub use refresh::refresh;
 pub(crate) use refresh::{Issued, new_login_tokens};
 pub(crate) use register::check_new_username;

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{acting_as, existing_user, optional_bool, require_admin};
+use super::{USER_NOT_FOUND, acting_as, existing_user, optional_bool, require_admin};
 use crate::{
     Services,
     account_data::TOMBSTONE,
@@ -11,8 +11,6 @@ use crate::{
     error::{Error, Result, invalid_param},
 };
 use myelin_store::Stream;
-
-const USER_NOT_FOUND: &str = "User not found";
 
 pub(super) async fn deactivate_now(services: &Services, user_id: &str, erase: bool) -> Result<()> {
     crate::devices::deactivate(services, user_id, erase).await?;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use super::{Paging, existing_user, require_admin};
+use super::{Paging, USER_NOT_FOUND, existing_user, require_admin};
 use crate::{
     Services,
     auth::Requester,
@@ -37,7 +37,7 @@ pub async fn user_media(
     params: &HashMap<String, String>,
 ) -> Result<Value> {
     require_admin(services, requester).await?;
-    let user_id = existing_user(services, user_id, "User not found").await?;
+    let user_id = existing_user(services, user_id, USER_NOT_FOUND).await?;
     let paging = Paging::parse(params)?;
     let media = services.store.media_of(&user_id).await?;
     let (page, total, next) = paging.page(media);
@@ -72,7 +72,7 @@ pub async fn delete_user_media(
     user_id: &str,
 ) -> Result<Value> {
     require_admin(services, requester).await?;
-    let user_id = existing_user(services, user_id, "User not found").await?;
+    let user_id = existing_user(services, user_id, USER_NOT_FOUND).await?;
     let ids = services
         .store
         .media_of(&user_id)

@@ -42,6 +42,11 @@ use crate::{
     ids,
 };
 
+use crate::accounts::optional_bool;
+
+/// The reference server's answer for an unknown user on user endpoints.
+const USER_NOT_FOUND: &str = "User not found";
+
 /// What `GET /_synapse/admin/v1/server_version` names.
 pub fn server_version() -> String {
     format!("Myelin {}", env!("CARGO_PKG_VERSION"))
@@ -93,14 +98,6 @@ fn acting_as(user_id: &str) -> Requester {
         appservice: None,
         token_hash: None,
         suspended: false,
-    }
-}
-
-fn optional_bool(body: &Map<String, Value>, field: &str) -> Result<Option<bool>> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(bad_json(format!("{field} must be a boolean"))),
     }
 }
 

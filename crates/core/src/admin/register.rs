@@ -16,7 +16,6 @@ use super::{optional_bool, optional_string};
 use crate::{
     Services,
     accounts::{Session, new_login_tokens},
-    auth::Requester,
     error::{Error, Result, forbidden, missing_param},
     ids,
 };
@@ -143,13 +142,7 @@ pub async fn register(services: &Services, body: Map<String, Value>) -> Result<S
     };
     services.store.set_user_flags(&user_id, change).await?;
     if let Some(name) = displayname.filter(|n| !n.is_empty()) {
-        let me = Requester {
-            user_id: user_id.clone(),
-            device_id: None,
-            appservice: None,
-            token_hash: None,
-            suspended: false,
-        };
+        let me = super::acting_as(&user_id);
         let body = Map::from_iter([("displayname".to_owned(), Value::from(name))]);
         crate::profile::set_field(services, &me, &user_id, "displayname", body).await?;
     }

@@ -166,6 +166,20 @@ fn checked_room(room_id: &str) -> Result<&str> {
     }
 }
 
+/// The target of a room view: asked by an admin, a valid room ID, a room this server knows.
+async fn existing_room<'a>(
+    services: &Services,
+    requester: &Requester,
+    room_id: &'a str,
+) -> Result<&'a str> {
+    require_admin(services, requester).await?;
+    let room_id = checked_room(room_id)?;
+    match services.store.room(room_id).await? {
+        Some(_) => Ok(room_id),
+        None => Err(not_found(UNKNOWN_ROOM)),
+    }
+}
+
 /// `GET /_synapse/admin/v1/rooms/{roomId}`.
 pub async fn room_details(
     services: &Services,
@@ -190,11 +204,7 @@ pub async fn room_members(
     requester: &Requester,
     room_id: &str,
 ) -> Result<Value> {
-    require_admin(services, requester).await?;
-    let room_id = checked_room(room_id)?;
-    if services.store.room(room_id).await?.is_none() {
-        return Err(not_found(UNKNOWN_ROOM));
-    }
+    let room_id = existing_room(services, requester, room_id).await?;
     let members = services.store.members_with(room_id, &["join"]).await?;
     Ok(json!({ "total": members.len(), "members": members }))
 }
@@ -205,11 +215,7 @@ pub async fn room_state(
     requester: &Requester,
     room_id: &str,
 ) -> Result<Value> {
-    require_admin(services, requester).await?;
-    let room_id = checked_room(room_id)?;
-    if services.store.room(room_id).await?.is_none() {
-        return Err(not_found(UNKNOWN_ROOM));
-    }
+    let room_id = existing_room(services, requester, room_id).await?;
     let access = admin_access(services, room_id, &requester.user_id).await?;
     let state = services.store.state_at(room_id, None, None).await?;
     let refs: Vec<&StoredEvent> = state.iter().collect();
@@ -237,11 +243,7 @@ pub async fn room_media(
     requester: &Requester,
     room_id: &str,
 ) -> Result<Value> {
-    require_admin(services, requester).await?;
-    let room_id = checked_room(room_id)?;
-    if services.store.room(room_id).await?.is_none() {
-        return Err(not_found(UNKNOWN_ROOM));
-    }
+    let room_id = existing_room(services, requester, room_id).await?;
     let upto = services
         .store
         .positions()

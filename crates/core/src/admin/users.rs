@@ -6,7 +6,8 @@ use std::{cmp::Ordering, collections::HashMap};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Paging, acting_as, existing_user, local_user, optional_bool, optional_string, require_admin,
+    Paging, USER_NOT_FOUND, acting_as, existing_user, local_user, optional_bool, optional_string,
+    require_admin,
 };
 use crate::{
     Services,
@@ -14,8 +15,6 @@ use crate::{
     error::{Error, Result, bad_json, invalid_param, not_found},
 };
 use myelin_store::{FlagsChange, User, UserSummary};
-
-const USER_NOT_FOUND: &str = "User not found";
 
 /// A profile field as stored (raw JSON) as the string the admin API shows.
 fn profile_string(raw: &Option<String>) -> Value {
