@@ -55,8 +55,13 @@ pub async fn serve(
     filter: FilterHandle,
 ) -> anyhow::Result<()> {
     let data = crate::without_password(&config.database.url);
+    // The handlers are installed before READY is sent: a SIGTERM or SIGHUP arriving in
+    // between would otherwise meet the default action and kill the process ungracefully.
+    let terminated = shutdown_signal();
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let stopping = async {
-        shutdown_signal().await;
+        terminated.await;
         systemd(&[NotifyState::Stopping]);
     };
     let running = myelin::start(config, stopping).await?;
@@ -67,7 +72,20 @@ pub async fn serve(
     // Migrations ran and the listeners are bound: ready for systemd's Type=notify.
     systemd(&[NotifyState::Ready]);
     #[cfg(unix)]
-    tokio::spawn(reload_on_sighup(running.services.clone(), file, filter));
+    match hangups {
+        Ok(hangups) => {
+            tokio::spawn(reload_on_sighup(
+                running.services.clone(),
+                hangups,
+                file,
+                filter,
+            ));
+        }
+        Err(err) => tracing::warn!(
+            error = %err,
+            "cannot listen for SIGHUP: reloading the configuration is off"
+        ),
+    }
     #[cfg(not(unix))]
     let _ = (file, filter);
     running.wait().await
@@ -87,14 +105,10 @@ fn systemd(state: &[NotifyState<'_>]) {
 #[cfg(unix)]
 async fn reload_on_sighup(
     services: std::sync::Arc<myelin_core::Services>,
+    mut hangups: tokio::signal::unix::Signal,
     file: Option<PathBuf>,
     filter: FilterHandle,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: reloading the configuration is off");
-        return;
-    };
     let mut log_filter_in_force = services.config.log.filter.clone();
     while hangups.recv().await.is_some() {
         // systemd's notify-reload wants the reload's start time with RELOADING=1.
@@ -137,23 +151,29 @@ async fn reload_on_sighup(
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match terminate {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = terminate => {}
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
     }
 }
