@@ -211,6 +211,11 @@ impl From<Error> for ApiError {
                 "M_ROOM_IN_USE",
                 "The room alias is already taken",
             ),
+            Error::AliasInUse => matrix(
+                S::CONFLICT,
+                "M_UNKNOWN",
+                "A room alias with that name already exists",
+            ),
             Error::InvalidRoomState(m) => matrix(S::BAD_REQUEST, "M_INVALID_ROOM_STATE", m),
             Error::BadAlias(m) => matrix(S::BAD_REQUEST, "M_BAD_ALIAS", m),
             Error::LimitExceeded { retry_after_ms } => ApiError::Matrix(MatrixError {

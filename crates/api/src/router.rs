@@ -69,6 +69,22 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         // Rooms: creation, membership, sending, reading.
         ("/createRoom", post(rooms::create_room)),
         ("/joined_rooms", get(membership::joined_rooms)),
+        // Finding rooms: aliases and the public directory.
+        (
+            "/directory/room/{room_alias}",
+            get(directory::get_alias)
+                .put(directory::put_alias)
+                .delete(directory::delete_alias),
+        ),
+        ("/rooms/{room_id}/aliases", get(directory::room_aliases)),
+        (
+            "/directory/list/room/{room_id}",
+            get(directory::get_visibility).put(directory::set_visibility),
+        ),
+        (
+            "/publicRooms",
+            get(directory::get_public_rooms).post(directory::post_public_rooms),
+        ),
         ("/join/{room}", post(membership::join_by_id_or_alias)),
         ("/knock/{room}", post(membership::knock)),
         ("/rooms/{room_id}/join", post(membership::join)),
@@ -302,6 +318,14 @@ pub fn routes(state: AppState) -> Router {
         .route(
             "/_matrix/client/v1/media/thumbnail/{server}/{media_id}",
             get(media::thumbnail),
+        )
+        .route(
+            "/_matrix/client/v1/room_summary/{room}",
+            get(directory::room_summary),
+        )
+        .route(
+            "/_matrix/client/unstable/im.nheko.summary/summary/{room}",
+            get(directory::room_summary),
         )
         .route(
             "/_matrix/client/v1/register/m.login.registration_token/validity",

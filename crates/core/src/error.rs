@@ -84,6 +84,9 @@ pub enum Error {
     /// `createRoom`'s alias is taken.
     #[error("room alias in use")]
     RoomInUse,
+    /// `PUT /directory/room/{roomAlias}` of a taken alias: 409 `M_UNKNOWN`.
+    #[error("room alias exists")]
+    AliasInUse,
     /// `createRoom`'s parameters imply a state the room's rules refuse: 400.
     #[error("invalid room state: {0}")]
     InvalidRoomState(Msg),

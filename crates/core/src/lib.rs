@@ -15,6 +15,7 @@ pub mod appservice;
 pub mod auth;
 pub mod config;
 pub mod devices;
+pub mod directory;
 pub mod e2ee;
 pub mod error;
 pub mod events;
@@ -153,6 +154,9 @@ impl Services {
                 }
             });
         }
+        directory::backfill_summaries(&services)
+            .await
+            .map_err(|e| format!("summarising rooms for the directory: {e}"))?;
         accounts::ensure_appservice_senders(&services)
             .await
             .map_err(|e| format!("creating appservice sender users: {e}"))?;

@@ -22,6 +22,7 @@ pub mod postgres;
 mod presence;
 mod profile;
 mod push;
+mod room_directory;
 mod rooms;
 pub mod sqlite;
 
@@ -33,6 +34,7 @@ pub use media::*;
 pub use presence::*;
 pub use profile::*;
 pub use push::*;
+pub use room_directory::*;
 pub use rooms::*;
 
 /// Errors every backend maps its own failures into.
@@ -415,6 +417,7 @@ pub trait Store:
     + AccountDataStore
     + SyncStore
     + RoomStore
+    + RoomDirectoryStore
     + E2eeStore
     + KeyBackupStore
     + ProfileStore

@@ -107,6 +107,9 @@ pub struct Append {
     /// An alias to map to the room in the same transaction (`room_alias_name`), with its
     /// creator; `Conflict` if it is taken.
     pub alias: Option<(String, String)>,
+    /// The room's summary after the batch, when the batch changes it (see
+    /// [`crate::RoomDirectoryStore`]).
+    pub summary: Option<crate::RoomSummary>,
     /// The forward extremities the first event builds on (empty for a new room).
     pub extremities: Vec<String>,
     pub events: Vec<NewEvent>,

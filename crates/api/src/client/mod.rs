@@ -6,6 +6,7 @@ pub mod account_data;
 pub mod backup;
 pub mod capabilities;
 pub mod devices;
+pub mod directory;
 pub mod keys;
 pub mod media;
 pub mod membership;

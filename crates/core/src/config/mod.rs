@@ -163,6 +163,12 @@ impl Config {
                 "must be one of 10, 11, 12",
             ));
         }
+        if !PUBLISH_RULES.contains(&self.rooms.publish_to_directory.as_str()) {
+            return Err(invalid(
+                "rooms.publish_to_directory",
+                "must be one of moderators, members, admins",
+            ));
+        }
         // One connection listens for other instances' changes for good; requests need another.
         if self.database.pool_size < 2 {
             return Err(invalid("database.pool_size", "must be at least 2"));

@@ -10,12 +10,21 @@ pub struct RoomsConfig {
     /// The room version of new rooms when the client names none: 12, as the spec says. The
     /// reference server still uses 11; an operator whose clients are old may too.
     pub default_version: String,
+    /// Who may list a room in the public room directory (`PUT /directory/list/room`,
+    /// `createRoom` with `visibility: public`): `moderators` (users who may change the
+    /// room's canonical alias, and server admins), `members` (any joined member) or
+    /// `admins` (server admins only).
+    pub publish_to_directory: String,
 }
+
+/// The values `rooms.publish_to_directory` accepts.
+pub const PUBLISH_RULES: &[&str] = &["moderators", "members", "admins"];
 
 impl Default for RoomsConfig {
     fn default() -> Self {
         Self {
             default_version: "12".into(),
+            publish_to_directory: "moderators".into(),
         }
     }
 }

@@ -12,7 +12,7 @@ use super::{Head, new_event};
 use crate::{
     Services,
     auth::Requester,
-    error::{Error, Result, bad_json, invalid_param},
+    error::{Error, Result, bad_json, forbidden, invalid_param},
     events::{self, Draft, Position, StateMap, version_rules},
     ids,
 };
@@ -417,6 +417,12 @@ pub async fn create_room(
     }
 
     let Builder { head, drafts, .. } = builder;
+    let published = body.visibility.as_deref() == Some("public");
+    if published && !crate::directory::may_publish(services, &head, creator.as_str()).await? {
+        return Err(forbidden(
+            "You may not list rooms in the public directory on this server",
+        ));
+    }
     let mut events = Vec::with_capacity(drafts.len());
     for (draft, built) in &drafts {
         let mut event = new_event(draft, built, None);
@@ -433,10 +439,11 @@ pub async fn create_room(
             room_id: room_id.to_string(),
             version: version.clone(),
             creator: creator.to_string(),
-            published: body.visibility.as_deref() == Some("public"),
+            published,
             created_ts: now,
         }),
         alias: alias.map(|a| (a, creator.to_string())),
+        summary: Some(head.summary()),
         extremities: Vec::new(),
         events,
     };

@@ -7,7 +7,7 @@ use std::{
     sync::Arc,
 };
 
-use myelin_store::RoomSnapshot;
+use myelin_store::{RoomSnapshot, RoomSummary};
 use ruma_common::room_version_rules::RoomVersionRules;
 use ruma_common::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId, UserId};
 use ruma_state_res::events::{RoomCreateEvent, RoomPowerLevelsEvent, RoomPowerLevelsIntField};
@@ -172,6 +172,36 @@ impl Head {
             .iter()
             .filter(|(_, m)| m.as_str() == "join")
             .map(|(user, _)| user.as_str())
+    }
+
+    /// What the room directory shows of the room (see [`myelin_store::RoomDirectoryStore`]).
+    pub fn summary(&self) -> RoomSummary {
+        let field = |kind: &str, field: &str| {
+            self.get(kind, "")
+                .and_then(|e| e.content_str(field))
+                .filter(|v| !v.is_empty())
+        };
+        let count = |membership: &str| {
+            self.memberships
+                .values()
+                .filter(|m| m.as_str() == membership)
+                .count() as u64
+        };
+        RoomSummary {
+            name: field("m.room.name", "name"),
+            topic: field("m.room.topic", "topic"),
+            avatar_url: field("m.room.avatar", "url"),
+            canonical_alias: field("m.room.canonical_alias", "alias"),
+            join_rule: self.join_rule(),
+            history_visibility: field("m.room.history_visibility", "history_visibility")
+                .unwrap_or_else(|| "shared".to_owned()),
+            guest_can_join: field("m.room.guest_access", "guest_access").as_deref()
+                == Some("can_join"),
+            room_type: field("m.room.create", "type"),
+            encryption: field("m.room.encryption", "algorithm"),
+            joined_members: count("join"),
+            invited_members: count("invite"),
+        }
     }
 
     /// The room's creators: the create event's sender, and from v12 `additional_creators`.

@@ -336,21 +336,29 @@ async fn attempt(
     new_event.push = crate::push::eval::evaluate(services, head, &built.pdu, &built.json).await;
     let notifies = !new_event.push.is_empty();
     new_event.reads_room_for = reads_room_for(head, &new_event);
+    let extremities = head.extremities.iter().map(ToString::to_string).collect();
+    // The head moves past the event before it is submitted, so that the summary the
+    // append writes is the room's after it; a failed append forgets the head below.
+    let pdu = Arc::new(built.pdu);
+    let before = (draft.state_key.is_some() || draft.redacts.is_some()).then(|| head.summary());
+    if let Some(redacts) = &draft.redacts {
+        head.redact_state(redacts)?;
+    }
+    head.advance(pdu.clone());
+    let summary = before
+        .map(|before| (before, head.summary()))
+        .and_then(|(before, after)| (before != after).then_some(after));
     let pending = services.store.append_events(
         Append {
             room_id: room_id.to_string(),
             new_room: None,
             alias: None,
-            extremities: head.extremities.iter().map(ToString::to_string).collect(),
+            summary,
+            extremities,
             events: vec![new_event],
         },
         lock.take(),
     );
-    let pdu = Arc::new(built.pdu);
-    if let Some(redacts) = &draft.redacts {
-        head.redact_state(redacts)?;
-    }
-    head.advance(pdu.clone());
     if let Some(txn) = txn {
         if head.in_flight.len() >= MAX_IN_FLIGHT_TXNS {
             head.in_flight.clear();

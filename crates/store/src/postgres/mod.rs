@@ -20,6 +20,7 @@ mod profile;
 mod push;
 mod pushers;
 mod room_append;
+mod room_directory;
 mod rooms;
 mod sync;
 mod txn;
@@ -130,6 +131,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         18,
         "token_reservations",
         include_str!("../../migrations/postgres/0018_token_reservations.sql"),
+    ),
+    (
+        19,
+        "room_summaries",
+        include_str!("../../migrations/postgres/0019_room_summaries.sql"),
     ),
 ];
 

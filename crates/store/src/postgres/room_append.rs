@@ -129,6 +129,9 @@ async fn write_append(
     for (event, pos) in append.events.iter().zip(positions) {
         insert_event(&mut tx, &append.room_id, event, *pos, now).await?;
     }
+    if let Some(summary) = &append.summary {
+        super::room_directory::write_summary(&mut tx, &append.room_id, summary, true).await?;
+    }
     tx.commit().await.map_err(classify)
 }
 

@@ -22,6 +22,7 @@ mod profile;
 mod push;
 mod pushers;
 mod room_append;
+mod room_directory;
 mod rooms;
 mod sync;
 mod txn;
@@ -124,6 +125,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         17,
         "token_reservations",
         include_str!("../../migrations/sqlite/0017_token_reservations.sql"),
+    ),
+    (
+        18,
+        "room_summaries",
+        include_str!("../../migrations/sqlite/0018_room_summaries.sql"),
     ),
 ];
 

@@ -67,6 +67,10 @@ pub(super) fn append_tx(conn: &Connection, append: &Append) -> StoreResult<Vec<u
         insert_event(conn, &append.room_id, event, pos, now)?;
         positions.push(pos);
     }
+    if let Some(summary) = &append.summary {
+        super::room_directory::write_summary(conn, &append.room_id, summary, true)
+            .map_err(classify)?;
+    }
     Ok(positions)
 }
 
