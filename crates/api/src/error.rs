@@ -211,6 +211,11 @@ impl From<Error> for ApiError {
                 "M_ROOM_IN_USE",
                 "The room alias is already taken",
             ),
+            Error::DuplicateAnnotation => matrix(
+                S::BAD_REQUEST,
+                "M_DUPLICATE_ANNOTATION",
+                "You already annotated this event with this key",
+            ),
             Error::AliasInUse => matrix(
                 S::CONFLICT,
                 "M_UNKNOWN",

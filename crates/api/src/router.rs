@@ -320,6 +320,22 @@ pub fn routes(state: AppState) -> Router {
             get(media::thumbnail),
         )
         .route(
+            "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}",
+            get(relations::get_relations),
+        )
+        .route(
+            "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}",
+            get(relations::get_relations_of_type),
+        )
+        .route(
+            "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}",
+            get(relations::get_relations_of_type_and_event_type),
+        )
+        .route(
+            "/_matrix/client/v1/rooms/{room_id}/threads",
+            get(relations::get_threads),
+        )
+        .route(
             "/_matrix/client/v1/room_summary/{room}",
             get(directory::room_summary),
         )

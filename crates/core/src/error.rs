@@ -84,6 +84,9 @@ pub enum Error {
     /// `createRoom`'s alias is taken.
     #[error("room alias in use")]
     RoomInUse,
+    /// The sender already annotated the event with this key: 400 `M_DUPLICATE_ANNOTATION`.
+    #[error("duplicate annotation")]
+    DuplicateAnnotation,
     /// `PUT /directory/room/{roomAlias}` of a taken alias: 409 `M_UNKNOWN`.
     #[error("room alias exists")]
     AliasInUse,

@@ -29,6 +29,7 @@ pub mod profile;
 pub mod push;
 pub mod ratelimit;
 pub mod receipts;
+pub mod relations;
 pub mod rooms;
 pub mod sync;
 pub mod tags;

@@ -22,6 +22,7 @@ pub mod postgres;
 mod presence;
 mod profile;
 mod push;
+mod relations;
 mod room_directory;
 mod rooms;
 pub mod sqlite;
@@ -34,6 +35,7 @@ pub use media::*;
 pub use presence::*;
 pub use profile::*;
 pub use push::*;
+pub use relations::*;
 pub use room_directory::*;
 pub use rooms::*;
 
@@ -418,6 +420,7 @@ pub trait Store:
     + SyncStore
     + RoomStore
     + RoomDirectoryStore
+    + RelationStore
     + E2eeStore
     + KeyBackupStore
     + ProfileStore

@@ -96,6 +96,8 @@ pub struct NewEvent {
     /// A user whose notifications in the room the event reads: counting starts again when
     /// a membership starts or ends.
     pub reads_room_for: Option<String>,
+    /// What the event's `m.relates_to` says, if it relates to another event.
+    pub relation: Option<crate::Relation>,
 }
 
 /// A batch of events to append to one room (see the module docs).

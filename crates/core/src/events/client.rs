@@ -47,6 +47,9 @@ pub struct Unsigned {
     pub membership: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redacted_because: Option<Box<ClientEvent>>,
+    /// Bundled aggregations (see `relations::bundle`).
+    #[serde(rename = "m.relations", skip_serializing_if = "Option::is_none")]
+    pub relations: Option<serde_json::Value>,
 }
 
 /// A stripped state event (`invite_state`, `knock_state`).
@@ -84,7 +87,7 @@ pub struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn is_redacted(&self, event: &StoredEvent) -> bool {
+    pub(crate) fn is_redacted(&self, event: &StoredEvent) -> bool {
         self.erased.contains(&event.sender)
             || event.redacted_by.as_ref().is_some_and(|id| {
                 self.related

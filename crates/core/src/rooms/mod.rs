@@ -516,6 +516,11 @@ fn new_event(draft: &Draft, built: &events::Built, txn: Option<EventTxn>) -> New
         txn,
         push: Vec::new(),
         reads_room_for: None,
+        relation: draft
+            .content
+            .get("m.relates_to")
+            .and_then(|r| serde_json::to_value(r).ok())
+            .and_then(|r| crate::relations::relation_from(&r)),
     }
 }
 

@@ -157,10 +157,12 @@ pub(crate) async fn serve_all(
         visible_upto: access.cap,
         erased: &erased,
     };
-    events
+    let mut served = events
         .iter()
         .map(|e| client::serve(e, &reader, Some(access.visibility.membership_at(e.pos))))
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    crate::relations::bundle::attach(services, &reader, events, &mut served).await?;
+    Ok(served)
 }
 
 /// `GET /rooms/{roomId}/event/{eventId}` (ST-12): unknown and invisible are both 404.

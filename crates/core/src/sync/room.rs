@@ -194,6 +194,7 @@ impl<'a> Room<'a> {
         groups: [&[StoredEvent]; 2],
         format: Option<EventFormat>,
         visible_upto: u64,
+        bundle: bool,
     ) -> Result<[Vec<SyncEvent>; 2]> {
         let all: Vec<&StoredEvent> = groups.iter().flat_map(|g| g.iter()).collect();
         let related = crate::rooms::read::related(self.services, &all).await?;
@@ -221,10 +222,22 @@ impl<'a> Room<'a> {
             })
         };
         let [first, second] = groups;
-        Ok([
-            first.iter().map(one).collect::<Result<_>>()?,
-            second.iter().map(one).collect::<Result<_>>()?,
-        ])
+        let first = if bundle && !matches!(format, Some(EventFormat::Federation)) {
+            // RS-43: aggregations only where the client may lack the children.
+            let mut served = first
+                .iter()
+                .map(|e| client::serve(e, &reader, Some(self.visibility.membership_at(e.pos))))
+                .collect::<Result<Vec<_>>>()?;
+            let refs: Vec<&StoredEvent> = first.iter().collect();
+            crate::relations::bundle::attach(self.services, &reader, &refs, &mut served).await?;
+            served
+                .into_iter()
+                .map(|e| SyncEvent::Client(Box::new(e)))
+                .collect()
+        } else {
+            first.iter().map(one).collect::<Result<_>>()?
+        };
+        Ok([first, second.iter().map(one).collect::<Result<_>>()?])
     }
 }
 
@@ -333,6 +346,7 @@ pub(super) async fn joined(
             [&content.timeline, &state],
             filter.event_format,
             window.end,
+            content.limited || window.state == StateMode::Full,
         )
         .await?;
     let threads = filter.unread_thread_notifications();
@@ -392,6 +406,7 @@ pub(super) async fn left(
             [&content.timeline, &state],
             filter.event_format,
             window.end,
+            content.limited,
         )
         .await?;
     Ok(LeftRoom {

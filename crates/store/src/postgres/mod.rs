@@ -19,6 +19,7 @@ mod presence;
 mod profile;
 mod push;
 mod pushers;
+mod relations;
 mod room_append;
 mod room_directory;
 mod rooms;
@@ -136,6 +137,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         19,
         "room_summaries",
         include_str!("../../migrations/postgres/0019_room_summaries.sql"),
+    ),
+    (
+        20,
+        "relations",
+        include_str!("../../migrations/postgres/0020_relations.sql"),
     ),
 ];
 

@@ -241,6 +241,24 @@ async fn insert_event(
         .map_err(classify)?;
     }
     push::write_actions(&mut *tx, room_id, event, pos, now).await?;
+    if let Some(relation) = &event.relation {
+        sqlx::query(
+            "INSERT INTO event_relations
+                 (event_id, room_id, parent_id, rel_type, event_type, sender, pos, key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&event.event_id)
+        .bind(room_id)
+        .bind(&relation.parent)
+        .bind(&relation.rel_type)
+        .bind(&event.event_type)
+        .bind(&event.sender)
+        .bind(pos)
+        .bind(&relation.key)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
     if let Some(redacts) = &event.redacts {
         sqlx::query(
             "UPDATE events SET redacted_by = $3

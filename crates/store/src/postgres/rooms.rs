@@ -14,18 +14,23 @@ pub(super) const EVENT_COLUMNS: &str = "e.pos, e.event_id, e.room_id, e.event_ty
      e.sender, e.json, e.replaces, e.redacted_by, e.txn_device, e.txn_id";
 
 pub(super) fn event_from_row(r: &PgRow) -> Result<StoredEvent, sqlx::Error> {
-    let device: Option<String> = r.try_get(9)?;
-    let txn_id: Option<String> = r.try_get(10)?;
+    event_from_row_at(r, 0)
+}
+
+/// An event whose [`EVENT_COLUMNS`] start at column `at`.
+pub(super) fn event_from_row_at(r: &PgRow, at: usize) -> Result<StoredEvent, sqlx::Error> {
+    let device: Option<String> = r.try_get(at + 9)?;
+    let txn_id: Option<String> = r.try_get(at + 10)?;
     Ok(StoredEvent {
-        pos: r.try_get::<i64, _>(0)? as u64,
-        event_id: r.try_get(1)?,
-        room_id: r.try_get(2)?,
-        event_type: r.try_get(3)?,
-        state_key: r.try_get(4)?,
-        sender: r.try_get(5)?,
-        json: r.try_get(6)?,
-        replaces: r.try_get(7)?,
-        redacted_by: r.try_get(8)?,
+        pos: r.try_get::<i64, _>(at)? as u64,
+        event_id: r.try_get(at + 1)?,
+        room_id: r.try_get(at + 2)?,
+        event_type: r.try_get(at + 3)?,
+        state_key: r.try_get(at + 4)?,
+        sender: r.try_get(at + 5)?,
+        json: r.try_get(at + 6)?,
+        replaces: r.try_get(at + 7)?,
+        redacted_by: r.try_get(at + 8)?,
         txn: device.zip(txn_id),
     })
 }

@@ -21,6 +21,7 @@ mod presence;
 mod profile;
 mod push;
 mod pushers;
+mod relations;
 mod room_append;
 mod room_directory;
 mod rooms;
@@ -130,6 +131,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         18,
         "room_summaries",
         include_str!("../../migrations/sqlite/0018_room_summaries.sql"),
+    ),
+    (
+        19,
+        "relations",
+        include_str!("../../migrations/sqlite/0019_relations.sql"),
     ),
 ];
 

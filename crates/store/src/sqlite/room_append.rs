@@ -156,6 +156,23 @@ fn insert_event(
             .execute(params![user_id, pos_i, room_id, membership, event.event_id])?;
         }
         push::write_actions(conn, room_id, event, pos_i, now)?;
+        if let Some(relation) = &event.relation {
+            conn.prepare_cached(
+                "INSERT INTO event_relations
+                     (event_id, room_id, parent_id, rel_type, event_type, sender, pos, key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                event.event_id,
+                room_id,
+                relation.parent,
+                relation.rel_type,
+                event.event_type,
+                event.sender,
+                pos_i,
+                relation.key
+            ])?;
+        }
         if let Some(redacts) = &event.redacts {
             conn.prepare_cached(
                 "UPDATE events SET redacted_by = ?3

@@ -13,18 +13,23 @@ pub(super) const EVENT_COLUMNS: &str = "e.pos, e.event_id, e.room_id, e.event_ty
      e.sender, e.json, e.replaces, e.redacted_by, e.txn_device, e.txn_id";
 
 pub(super) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
-    let device: Option<String> = r.get(9)?;
-    let txn_id: Option<String> = r.get(10)?;
+    event_from_row_at(r, 0)
+}
+
+/// An event whose [`EVENT_COLUMNS`] start at column `at`.
+pub(super) fn event_from_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<StoredEvent> {
+    let device: Option<String> = r.get(at + 9)?;
+    let txn_id: Option<String> = r.get(at + 10)?;
     Ok(StoredEvent {
-        pos: r.get::<_, i64>(0)? as u64,
-        event_id: r.get(1)?,
-        room_id: r.get(2)?,
-        event_type: r.get(3)?,
-        state_key: r.get(4)?,
-        sender: r.get(5)?,
-        json: r.get(6)?,
-        replaces: r.get(7)?,
-        redacted_by: r.get(8)?,
+        pos: r.get::<_, i64>(at)? as u64,
+        event_id: r.get(at + 1)?,
+        room_id: r.get(at + 2)?,
+        event_type: r.get(at + 3)?,
+        state_key: r.get(at + 4)?,
+        sender: r.get(at + 5)?,
+        json: r.get(at + 6)?,
+        replaces: r.get(at + 7)?,
+        redacted_by: r.get(at + 8)?,
         txn: device.zip(txn_id),
     })
 }
