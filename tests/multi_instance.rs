@@ -283,6 +283,45 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         .await;
     server.join(&bob, &room).await;
     let hello = server.send_text(&alice, &room, "before the move").await;
+    // A thread reply and a report of it.
+    let reply = server
+        .send_event(
+            &bob,
+            &room,
+            "m.room.message",
+            json!({ "msgtype": "m.text", "body": "in a thread",
+                    "m.relates_to": { "rel_type": "m.thread", "event_id": hello } }),
+        )
+        .await
+        .assert_ok()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .post(
+            &format!(
+                "/rooms/{}/report/{}",
+                common::enc(&room),
+                common::enc(&reply)
+            ),
+            &alice.token,
+            json!({ "reason": "moved" }),
+        )
+        .await
+        .assert_ok();
+    let hello_ts = server
+        .get(
+            &format!(
+                "/rooms/{}/event/{}",
+                common::enc(&room),
+                common::enc(&hello)
+            ),
+            &alice.token,
+        )
+        .await
+        .body["origin_server_ts"]
+        .as_i64()
+        .unwrap();
     let key_before = server
         .call(reqwest::Method::GET, "/_matrix/key/v2/server", None, None)
         .await
@@ -394,6 +433,52 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         )
         .await;
     assert_eq!(token.assert_ok()["uses_allowed"], 3);
+    // Relations, event times and reports moved too.
+    let thread = moved
+        .get(
+            &format!(
+                "/_matrix/client/v1/rooms/{}/relations/{}/m.thread",
+                common::enc(&room),
+                common::enc(&hello)
+            ),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(thread.assert_ok()["chunk"][0]["event_id"], json!(reply));
+    let near = moved
+        .get(
+            &format!(
+                "/_matrix/client/v1/rooms/{}/timestamp_to_event?ts={hello_ts}&dir=b",
+                common::enc(&room)
+            ),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(near.assert_ok()["event_id"], json!(hello));
+    let reports = moved
+        .get("/_synapse/admin/v1/event_reports", &alice.token)
+        .await;
+    assert_eq!(
+        reports.assert_ok()["event_reports"][0]["reason"],
+        json!("moved")
+    );
+    // New reports get IDs after the copied ones.
+    moved
+        .post(
+            &format!(
+                "/rooms/{}/report/{}",
+                common::enc(&room),
+                common::enc(&hello)
+            ),
+            &alice.token,
+            json!({}),
+        )
+        .await
+        .assert_ok();
+    let reports = moved
+        .get("/_synapse/admin/v1/event_reports", &alice.token)
+        .await;
+    assert_eq!(reports.assert_ok()["total"], json!(2));
     let direct = moved
         .get("/user/@alice:localhost/account_data/m.direct", &alice.token)
         .await;

@@ -293,6 +293,36 @@ pub async fn room_media(
     ))
 }
 
+/// # `GET /_synapse/admin/v1/event_reports`
+pub async fn event_reports(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    QueryParams(params): QueryParams,
+) -> Answer {
+    Ok(Json(
+        admin::event_reports(&state.0, &requester, &params).await?,
+    ))
+}
+
+/// # `GET /_synapse/admin/v1/event_reports/{reportId}`
+pub async fn event_report(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(id): Segments<String>,
+) -> Answer {
+    Ok(Json(admin::event_report(&state.0, &requester, &id).await?))
+}
+
+/// # `DELETE /_synapse/admin/v1/event_reports/{reportId}`
+pub async fn delete_event_report(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(id): Segments<String>,
+) -> Answer {
+    admin::delete_event_report(&state.0, &requester, &id).await?;
+    Ok(Json(json!({})))
+}
+
 /// # `GET /_synapse/admin/v2/users/{userId}/devices`
 pub async fn devices(
     State(state): State<AppState>,

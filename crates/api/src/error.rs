@@ -69,6 +69,10 @@ pub fn invalid_param(message: impl Into<Cow<'static, str>>) -> ApiError {
     matrix(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", message)
 }
 
+pub fn missing_param(message: impl Into<Cow<'static, str>>) -> ApiError {
+    matrix(StatusCode::BAD_REQUEST, "M_MISSING_PARAM", message)
+}
+
 pub fn too_large(limit: usize) -> ApiError {
     matrix(
         StatusCode::PAYLOAD_TOO_LARGE,

@@ -78,6 +78,12 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/rooms/{room_id}/aliases", get(directory::room_aliases)),
         (
+            "/rooms/{room_id}/report/{event_id}",
+            post(reports::report_event),
+        ),
+        ("/rooms/{room_id}/report", post(reports::report_room)),
+        ("/users/{user_id}/report", post(reports::report_user)),
+        (
             "/directory/list/room/{room_id}",
             get(directory::get_visibility).put(directory::set_visibility),
         ),
@@ -262,6 +268,11 @@ fn admin_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/rooms/{room_id}/members", get(room_members)),
         ("/v1/rooms/{room_id}/state", get(room_state)),
         ("/v1/room/{room_id}/media", get(room_media)),
+        ("/v1/event_reports", get(event_reports)),
+        (
+            "/v1/event_reports/{report_id}",
+            get(event_report).delete(delete_event_report),
+        ),
         ("/v1/registration_tokens", get(list_tokens)),
         ("/v1/registration_tokens/new", post(create_token)),
         (
@@ -334,6 +345,18 @@ pub fn routes(state: AppState) -> Router {
         .route(
             "/_matrix/client/v1/rooms/{room_id}/threads",
             get(relations::get_threads),
+        )
+        .route(
+            "/_matrix/client/v1/rooms/{room_id}/timestamp_to_event",
+            get(rooms::timestamp_to_event),
+        )
+        .route(
+            "/_matrix/client/v1/user/mutual_rooms",
+            get(membership::mutual_rooms),
+        )
+        .route(
+            "/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms",
+            get(membership::mutual_rooms),
         )
         .route(
             "/_matrix/client/v1/room_summary/{room}",

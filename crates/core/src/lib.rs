@@ -30,6 +30,7 @@ pub mod push;
 pub mod ratelimit;
 pub mod receipts;
 pub mod relations;
+pub mod reports;
 pub mod rooms;
 pub mod sync;
 pub mod tags;

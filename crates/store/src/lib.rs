@@ -23,6 +23,7 @@ mod presence;
 mod profile;
 mod push;
 mod relations;
+mod reports;
 mod room_directory;
 mod rooms;
 pub mod sqlite;
@@ -36,6 +37,7 @@ pub use presence::*;
 pub use profile::*;
 pub use push::*;
 pub use relations::*;
+pub use reports::*;
 pub use room_directory::*;
 pub use rooms::*;
 
@@ -384,6 +386,17 @@ impl Dump {
     }
 }
 
+/// A row of the relation index, for `myelin db copy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpRelation {
+    pub event_id: String,
+    pub room_id: String,
+    pub relation: Relation,
+    pub event_type: String,
+    pub sender: String,
+    pub pos: u64,
+}
+
 /// The rooms part of a [`Dump`], table by table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoomsDump {
@@ -391,8 +404,11 @@ pub struct RoomsDump {
     pub server_keys: Vec<(String, Vec<u8>, i64)>,
     /// (room, created_ts)
     pub rooms: Vec<(RoomInfo, i64)>,
-    /// (event, depth)
-    pub events: Vec<(StoredEvent, i64)>,
+    /// (event, depth, origin_server_ts)
+    pub events: Vec<(StoredEvent, i64, Option<i64>)>,
+    /// The events that relate to another (see [`RelationStore`]).
+    pub relations: Vec<DumpRelation>,
+    pub reports: Vec<Report>,
     /// (event_id, prev_event_id)
     pub edges: Vec<(String, String)>,
     /// (room_id, event_id, depth)
@@ -421,6 +437,7 @@ pub trait Store:
     + RoomStore
     + RoomDirectoryStore
     + RelationStore
+    + ReportStore
     + E2eeStore
     + KeyBackupStore
     + ProfileStore

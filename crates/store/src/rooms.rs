@@ -83,6 +83,7 @@ pub struct NewEvent {
     pub state_key: Option<String>,
     pub sender: String,
     pub depth: i64,
+    pub origin_server_ts: i64,
     pub prev_events: Vec<String>,
     /// The PDU as signed, in canonical JSON.
     pub json: String,
@@ -237,6 +238,17 @@ pub trait RoomStore: Send + Sync {
         upto: u64,
         limit: usize,
         backward: bool,
+    ) -> StoreResult<Vec<StoredEvent>>;
+
+    /// The room's events nearest to `ts` at or after it (`forward`) or at or before it,
+    /// nearest first, at most `limit`, none after position `upto`.
+    async fn events_near_time(
+        &self,
+        room_id: &str,
+        ts: i64,
+        forward: bool,
+        upto: u64,
+        limit: usize,
     ) -> StoreResult<Vec<StoredEvent>>;
 
     /// Rooms with events in `(after, upto]`, with the position of the latest one. Syncs ask

@@ -122,3 +122,22 @@ pub async fn joined_rooms(
     let rooms = membership::joined_rooms(&state.0, &requester).await?;
     Ok(Json(json!({ "joined_rooms": rooms })))
 }
+
+/// # `GET /_matrix/client/v1/user/mutual_rooms`
+///
+/// Also at MSC2666's unstable path.
+pub async fn mutual_rooms(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    query: crate::extract::QueryParams,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        myelin_core::rooms::mutual::mutual_rooms(
+            &state.0,
+            &requester,
+            query.0.get("user_id").map(String::as_str),
+            query.0.get("from").map(String::as_str),
+        )
+        .await?,
+    ))
+}

@@ -18,6 +18,7 @@ pub mod pushers;
 pub mod receipts;
 pub mod register;
 pub mod relations;
+pub mod reports;
 pub mod rooms;
 pub mod session;
 pub mod sync;

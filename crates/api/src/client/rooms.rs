@@ -241,3 +241,29 @@ pub async fn get_context(
     .await?;
     Ok(Json(context).into_response())
 }
+
+/// # `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event`
+pub async fn timestamp_to_event(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(room_id): Segments<String>,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let ts = match query.0.get("ts") {
+        None => return Err(crate::error::missing_param("ts is required")),
+        Some(ts) => ts
+            .parse::<i64>()
+            .map_err(|_| invalid_param("ts must be a timestamp in milliseconds"))?,
+    };
+    let forward = match query.0.get("dir").map(String::as_str) {
+        Some("f") => true,
+        Some("b") => false,
+        None => return Err(crate::error::missing_param("dir is required")),
+        Some(_) => return Err(invalid_param("dir must be f or b")),
+    };
+    let (event_id, origin_server_ts) =
+        timeline::timestamp_to_event(&state.0, &requester, &room_id, ts, forward).await?;
+    Ok(Json(
+        json!({ "event_id": event_id, "origin_server_ts": origin_server_ts }),
+    ))
+}

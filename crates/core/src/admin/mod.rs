@@ -12,6 +12,7 @@ mod account;
 mod devices;
 mod media;
 mod register;
+mod reports;
 mod rooms;
 mod tokens;
 mod users;
@@ -22,6 +23,7 @@ pub use account::{
 pub use devices::{create_device, delete_device, delete_devices, device, devices, rename_device};
 pub use media::{delete_one as delete_media, delete_user_media, user_media};
 pub use register::{Nonces, nonce, register};
+pub use reports::{delete_event_report, event_report, event_reports};
 pub use rooms::{list_rooms, room_details, room_media, room_members, room_state};
 pub use tokens::{
     create_token, delete_token, get_token, is_configured_token, list_tokens,

@@ -18,6 +18,7 @@ pub mod create;
 pub mod erasure;
 mod head;
 pub mod membership;
+pub mod mutual;
 pub mod read;
 pub mod send;
 pub mod timeline;
@@ -504,6 +505,8 @@ fn new_event(draft: &Draft, built: &events::Built, txn: Option<EventTxn>) -> New
         state_key: draft.state_key.clone(),
         sender: draft.sender.to_string(),
         depth: built.pdu.depth as i64,
+        origin_server_ts: i64::try_from(u64::from(built.pdu.origin_server_ts.get()))
+            .unwrap_or(i64::MAX),
         prev_events: built
             .pdu
             .prev_events

@@ -299,3 +299,34 @@ pub async fn context(
         end: room_token(end),
     })
 }
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event`: the visible event nearest to
+/// `ts` at or after it (`forward`) or at or before it, as `(event_id, origin_server_ts)`.
+pub async fn timestamp_to_event(
+    services: &Services,
+    requester: &Requester,
+    room_id: &str,
+    ts: i64,
+    forward: bool,
+) -> Result<(String, i64)> {
+    /// Candidates looked at before giving up on finding a visible one.
+    const CANDIDATES: usize = 100;
+    let room = parse_room_id(room_id)?;
+    let access = access(services, room.as_str(), &requester.user_id).await?;
+    let candidates = services
+        .store
+        .events_near_time(room.as_str(), ts, forward, access.cap, CANDIDATES)
+        .await?;
+    let found = candidates
+        .iter()
+        .find(|e| access.visibility.can_see(e))
+        .ok_or_else(|| not_found("No event found in that direction"))?;
+    let served_ts = serde_json::from_str::<serde_json::Value>(&found.json)
+        .ok()
+        .and_then(|v| {
+            v.get("origin_server_ts")
+                .and_then(serde_json::Value::as_i64)
+        })
+        .unwrap_or_default();
+    Ok((found.event_id.clone(), served_ts))
+}

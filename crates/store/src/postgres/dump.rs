@@ -1,7 +1,7 @@
 //! `myelin db copy` on PostgreSQL: one repeatable-read snapshot out, one transaction in.
 
 use super::*;
-use crate::{MembershipChange, RoomInfo, RoomsDump};
+use crate::{DumpRelation, MembershipChange, Relation, RoomInfo, RoomsDump};
 
 pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
     let mut tx = pool.begin().await.map_err(classify)?;
@@ -416,7 +416,7 @@ async fn export_rooms(tx: &mut PgConnection) -> StoreResult<RoomsDump> {
             .await
             .map_err(classify)?;
     let event_rows = sqlx::query(&format!(
-        "SELECT {}, e.depth FROM events e",
+        "SELECT {}, e.depth, e.origin_ts FROM events e",
         rooms::EVENT_COLUMNS
     ))
     .fetch_all(&mut *tx)
@@ -425,8 +425,45 @@ async fn export_rooms(tx: &mut PgConnection) -> StoreResult<RoomsDump> {
     let mut events = Vec::with_capacity(event_rows.len());
     for row in &event_rows {
         let depth: i64 = row.try_get(11).map_err(classify)?;
-        events.push((rooms::event_from_row(row).map_err(classify)?, depth));
+        let ts: Option<i64> = row.try_get(12).map_err(classify)?;
+        events.push((rooms::event_from_row(row).map_err(classify)?, depth, ts));
     }
+    let relation_rows = sqlx::query(
+        "SELECT event_id, room_id, parent_id, rel_type, event_type, sender, pos, key
+         FROM event_relations",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(classify)?;
+    let relations = relation_rows
+        .iter()
+        .map(|r| {
+            Ok(DumpRelation {
+                event_id: r.try_get(0)?,
+                room_id: r.try_get(1)?,
+                relation: Relation {
+                    parent: r.try_get(2)?,
+                    rel_type: r.try_get(3)?,
+                    key: r.try_get(7)?,
+                },
+                event_type: r.try_get(4)?,
+                sender: r.try_get(5)?,
+                pos: r.try_get::<i64, _>(6)? as u64,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(classify)?;
+    let report_rows = sqlx::query(
+        "SELECT id, received_ts, reporter, room_id, event_id, target_user_id, reason FROM reports",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(classify)?;
+    let reports = report_rows
+        .iter()
+        .map(reports::report_from_row)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(classify)?;
     let edges = sqlx::query_as("SELECT event_id, prev_event_id FROM event_edges")
         .fetch_all(&mut *tx)
         .await
@@ -482,6 +519,8 @@ async fn export_rooms(tx: &mut PgConnection) -> StoreResult<RoomsDump> {
             })
             .collect(),
         events,
+        relations,
+        reports,
         edges,
         extremities,
         state,
@@ -540,12 +579,12 @@ async fn import_rooms(tx: &mut PgConnection, dump: &RoomsDump) -> StoreResult<()
         .await
         .map_err(classify)?;
     }
-    for (e, depth) in &dump.events {
+    for (e, depth, ts) in &dump.events {
         let (device, txn_id) = e.txn.clone().unzip();
         sqlx::query(
             "INSERT INTO events (pos, event_id, room_id, event_type, state_key, sender, depth,
-                                 json, replaces, redacted_by, txn_device, txn_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                 json, replaces, redacted_by, txn_device, txn_id, origin_ts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(e.pos as i64)
         .bind(&e.event_id)
@@ -559,10 +598,54 @@ async fn import_rooms(tx: &mut PgConnection, dump: &RoomsDump) -> StoreResult<()
         .bind(&e.redacted_by)
         .bind(device)
         .bind(txn_id)
+        .bind(ts)
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
     }
+    for r in &dump.relations {
+        sqlx::query(
+            "INSERT INTO event_relations
+                 (event_id, room_id, parent_id, rel_type, event_type, sender, pos, key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&r.event_id)
+        .bind(&r.room_id)
+        .bind(&r.relation.parent)
+        .bind(&r.relation.rel_type)
+        .bind(&r.event_type)
+        .bind(&r.sender)
+        .bind(r.pos as i64)
+        .bind(&r.relation.key)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
+    for r in &dump.reports {
+        sqlx::query(
+            "INSERT INTO reports (id, received_ts, reporter, room_id, event_id, target_user_id,
+                                  reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(r.id)
+        .bind(r.received_ts)
+        .bind(&r.reporter)
+        .bind(&r.room_id)
+        .bind(&r.event_id)
+        .bind(&r.target_user_id)
+        .bind(&r.reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
+    // Reports made after the copy get IDs after the copied ones.
+    sqlx::query(
+        "SELECT setval(pg_get_serial_sequence('reports', 'id'),
+                       COALESCE((SELECT MAX(id) FROM reports), 0) + 1, false)",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(classify)?;
     for (event_id, prev) in &dump.edges {
         sqlx::query("INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2)")
             .bind(event_id)

@@ -20,6 +20,7 @@ mod profile;
 mod push;
 mod pushers;
 mod relations;
+mod reports;
 mod room_append;
 mod room_directory;
 mod rooms;
@@ -142,6 +143,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         20,
         "relations",
         include_str!("../../migrations/postgres/0020_relations.sql"),
+    ),
+    (
+        21,
+        "event_times_reports",
+        include_str!("../../migrations/postgres/0021_event_times_reports.sql"),
     ),
 ];
 

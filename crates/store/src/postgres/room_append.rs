@@ -176,8 +176,8 @@ async fn insert_event(
         .unzip();
     sqlx::query(
         "INSERT INTO events (pos, event_id, room_id, event_type, state_key, sender, depth, json,
-                             replaces, txn_device, txn_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                             replaces, txn_device, txn_id, origin_ts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(pos)
     .bind(&event.event_id)
@@ -190,6 +190,7 @@ async fn insert_event(
     .bind(&replaces)
     .bind(txn_device)
     .bind(txn_id)
+    .bind(event.origin_server_ts)
     .execute(&mut *tx)
     .await
     .map_err(classify)?;

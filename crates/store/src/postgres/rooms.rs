@@ -194,6 +194,37 @@ impl RoomStore for PostgresStore {
         events_of(rows)
     }
 
+    async fn events_near_time(
+        &self,
+        room_id: &str,
+        ts: i64,
+        forward: bool,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let (cmp, order) = if forward {
+            (">=", "ASC")
+        } else {
+            ("<=", "DESC")
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e
+             WHERE e.room_id = $1 AND e.origin_ts {cmp} $2 AND e.pos <= $3
+             ORDER BY e.origin_ts {order}, e.pos {order} LIMIT $4"
+        ))
+        .bind(room_id)
+        .bind(ts)
+        .bind(crate::pos_param(upto))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(event_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
     async fn rooms_with_events(&self, after: u64, upto: u64) -> StoreResult<Vec<(String, u64)>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT room_id, MAX(pos) FROM events WHERE pos > $1 AND pos <= $2 GROUP BY room_id",

@@ -1,7 +1,7 @@
 //! `myelin db copy` on SQLite: everything in one snapshot out, everything in one transaction in.
 
 use super::*;
-use crate::{MembershipChange, RoomInfo, RoomsDump};
+use crate::{DumpRelation, MembershipChange, Relation, RoomInfo, RoomsDump};
 
 pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
     let users = conn
@@ -181,8 +181,36 @@ fn export_rooms(conn: &Connection) -> rusqlite::Result<RoomsDump> {
         )?,
         events: all(
             conn,
-            &format!("SELECT {}, e.depth FROM events e", rooms::EVENT_COLUMNS),
-            |r| Ok((rooms::event_from_row(r)?, r.get(11)?)),
+            &format!(
+                "SELECT {}, e.depth, e.origin_ts FROM events e",
+                rooms::EVENT_COLUMNS
+            ),
+            |r| Ok((rooms::event_from_row(r)?, r.get(11)?, r.get(12)?)),
+        )?,
+        relations: all(
+            conn,
+            "SELECT event_id, room_id, parent_id, rel_type, event_type, sender, pos, key
+             FROM event_relations",
+            |r| {
+                Ok(DumpRelation {
+                    event_id: r.get(0)?,
+                    room_id: r.get(1)?,
+                    relation: Relation {
+                        parent: r.get(2)?,
+                        rel_type: r.get(3)?,
+                        key: r.get(7)?,
+                    },
+                    event_type: r.get(4)?,
+                    sender: r.get(5)?,
+                    pos: r.get::<_, i64>(6)? as u64,
+                })
+            },
+        )?,
+        reports: all(
+            conn,
+            "SELECT id, received_ts, reporter, room_id, event_id, target_user_id, reason
+             FROM reports",
+            reports::report_from_row,
         )?,
         edges: all(
             conn,
@@ -257,12 +285,12 @@ fn import_rooms(conn: &Connection, dump: &RoomsDump) -> rusqlite::Result<()> {
             ],
         )?;
     }
-    for (e, depth) in &dump.events {
+    for (e, depth, ts) in &dump.events {
         let (device, txn_id) = e.txn.clone().unzip();
         conn.execute(
             "INSERT INTO events (pos, event_id, room_id, event_type, state_key, sender, depth,
-                                 json, replaces, redacted_by, txn_device, txn_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                 json, replaces, redacted_by, txn_device, txn_id, origin_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 e.pos as i64,
                 e.event_id,
@@ -275,7 +303,41 @@ fn import_rooms(conn: &Connection, dump: &RoomsDump) -> rusqlite::Result<()> {
                 e.replaces,
                 e.redacted_by,
                 device,
-                txn_id
+                txn_id,
+                ts
+            ],
+        )?;
+    }
+    for r in &dump.relations {
+        conn.execute(
+            "INSERT INTO event_relations
+                 (event_id, room_id, parent_id, rel_type, event_type, sender, pos, key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                r.event_id,
+                r.room_id,
+                r.relation.parent,
+                r.relation.rel_type,
+                r.event_type,
+                r.sender,
+                r.pos as i64,
+                r.relation.key
+            ],
+        )?;
+    }
+    for r in &dump.reports {
+        conn.execute(
+            "INSERT INTO reports (id, received_ts, reporter, room_id, event_id, target_user_id,
+                                  reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                r.id,
+                r.received_ts,
+                r.reporter,
+                r.room_id,
+                r.event_id,
+                r.target_user_id,
+                r.reason
             ],
         )?;
     }

@@ -22,6 +22,7 @@ mod profile;
 mod push;
 mod pushers;
 mod relations;
+mod reports;
 mod room_append;
 mod room_directory;
 mod rooms;
@@ -136,6 +137,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         19,
         "relations",
         include_str!("../../migrations/sqlite/0019_relations.sql"),
+    ),
+    (
+        20,
+        "event_times_reports",
+        include_str!("../../migrations/sqlite/0020_event_times_reports.sql"),
     ),
 ];
 

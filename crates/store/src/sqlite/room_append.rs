@@ -113,8 +113,8 @@ fn insert_event(
         };
         conn.prepare_cached(
             "INSERT INTO events (pos, event_id, room_id, event_type, state_key, sender, depth, json,
-                                 replaces, txn_device, txn_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                 replaces, txn_device, txn_id, origin_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .execute(params![
             pos_i,
@@ -127,7 +127,8 @@ fn insert_event(
             event.json,
             replaces,
             txn_device,
-            txn_id
+            txn_id,
+            event.origin_server_ts
         ])?;
         let mut edge = conn
             .prepare_cached("INSERT INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)")?;

@@ -202,6 +202,39 @@ impl RoomStore for SqliteStore {
             .await
     }
 
+    async fn events_near_time(
+        &self,
+        room_id: &str,
+        ts: i64,
+        forward: bool,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let room_id = room_id.to_owned();
+        let (cmp, order) = if forward {
+            (">=", "ASC")
+        } else {
+            ("<=", "DESC")
+        };
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e
+                     WHERE e.room_id = ?1 AND e.origin_ts {cmp} ?2 AND e.pos <= ?3
+                     ORDER BY e.origin_ts {order}, e.pos {order} LIMIT ?4"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(
+                        params![room_id, ts, crate::pos_param(upto), limit as i64],
+                        event_from_row,
+                    )?
+                    .collect()
+                })
+                .map_err(classify)
+            })
+            .await
+    }
+
     async fn rooms_with_events(&self, after: u64, upto: u64) -> StoreResult<Vec<(String, u64)>> {
         self.pool
             .read(move |conn| {
