@@ -77,6 +77,7 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
                 .delete(directory::delete_alias),
         ),
         ("/rooms/{room_id}/aliases", get(directory::room_aliases)),
+        ("/rooms/{room_id}/upgrade", post(rooms::upgrade)),
         (
             "/rooms/{room_id}/report/{event_id}",
             post(reports::report_event),

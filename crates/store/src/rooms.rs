@@ -110,6 +110,8 @@ pub struct Append {
     /// An alias to map to the room in the same transaction (`room_alias_name`), with its
     /// creator; `Conflict` if it is taken.
     pub alias: Option<(String, String)>,
+    /// A room whose aliases all move to this one in the same transaction (an upgrade).
+    pub aliases_from: Option<String>,
     /// The room's summary after the batch, when the batch changes it (see
     /// [`crate::RoomDirectoryStore`]).
     pub summary: Option<crate::RoomSummary>,

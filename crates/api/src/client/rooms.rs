@@ -267,3 +267,15 @@ pub async fn timestamp_to_event(
         json!({ "event_id": event_id, "origin_server_ts": origin_server_ts }),
     ))
 }
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/upgrade`
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(room_id): Segments<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<Value>> {
+    let replacement =
+        myelin_core::rooms::upgrade::upgrade(&state.0, &requester, &room_id, &body).await?;
+    Ok(Json(json!({ "replacement_room": replacement })))
+}

@@ -144,6 +144,19 @@ impl Builder<'_> {
     }
 }
 
+/// What an upgrade adds to making a room (see [`super::upgrade`]).
+#[derive(Debug, Default)]
+pub(super) struct Extras {
+    /// Sends none of the preset's rules: the old room's state, copied or absent, says all.
+    pub no_preset_state: bool,
+    /// State events sent after `initial_state`, as `(type, state_key, content)`.
+    pub then: Vec<(String, String, Value)>,
+    /// The room whose aliases move to the new one in the same transaction.
+    pub aliases_from: Option<String>,
+    /// Listed in the directory whatever `visibility` says (the old room's listing).
+    pub published: Option<bool>,
+}
+
 /// `POST /createRoom`: returns the new room's ID.
 pub async fn create_room(
     services: &Services,
@@ -156,6 +169,16 @@ pub async fn create_room(
     if !value.is_object() {
         return Err(bad_json("Body must be a JSON object"));
     }
+    create_with(services, requester, value, Extras::default()).await
+}
+
+/// Makes a room from a `createRoom` body and what an upgrade adds.
+pub(super) async fn create_with(
+    services: &Services,
+    requester: &Requester,
+    value: Value,
+    extras: Extras,
+) -> Result<String> {
     let body: Body =
         serde_json::from_value(value).map_err(|e| bad_json(format!("Invalid request: {e}")))?;
     let preset = preset(&body)?;
@@ -333,7 +356,7 @@ pub async fn create_room(
     } else {
         "invite"
     };
-    if !given("m.room.join_rules") {
+    if !given("m.room.join_rules") && !extras.no_preset_state {
         builder.push(Draft::new(
             "m.room.join_rules",
             Some(""),
@@ -341,7 +364,7 @@ pub async fn create_room(
             json!({ "join_rule": join_rule }),
         )?)?;
     }
-    if !given("m.room.history_visibility") {
+    if !given("m.room.history_visibility") && !extras.no_preset_state {
         builder.push(Draft::new(
             "m.room.history_visibility",
             Some(""),
@@ -350,7 +373,7 @@ pub async fn create_room(
         )?)?;
     }
     // Public rooms get no guest_access event: absent means forbidden (RM-04).
-    if preset != Preset::Public && !given("m.room.guest_access") {
+    if preset != Preset::Public && !given("m.room.guest_access") && !extras.no_preset_state {
         builder.push(Draft::new(
             "m.room.guest_access",
             Some(""),
@@ -382,6 +405,10 @@ pub async fn create_room(
             &creator,
             Value::Object(entry.content.clone()),
         )?)?;
+    }
+
+    for (kind, state_key, content) in extras.then {
+        builder.push(Draft::new(&kind, Some(&state_key), &creator, content)?)?;
     }
 
     // 7. Name and topic (the topic also in its rich form).
@@ -418,7 +445,10 @@ pub async fn create_room(
 
     let Builder { head, drafts, .. } = builder;
     let published = body.visibility.as_deref() == Some("public");
-    if published && !crate::directory::may_publish(services, &head, creator.as_str()).await? {
+    if published
+        && extras.published.is_none()
+        && !crate::directory::may_publish(services, &head, creator.as_str()).await?
+    {
         return Err(forbidden(
             "You may not list rooms in the public directory on this server",
         ));
@@ -439,10 +469,11 @@ pub async fn create_room(
             room_id: room_id.to_string(),
             version: version.clone(),
             creator: creator.to_string(),
-            published,
+            published: extras.published.unwrap_or(published),
             created_ts: now,
         }),
         alias: alias.map(|a| (a, creator.to_string())),
+        aliases_from: extras.aliases_from,
         summary: Some(head.summary()),
         extremities: Vec::new(),
         events,

@@ -22,6 +22,7 @@ pub mod mutual;
 pub mod read;
 pub mod send;
 pub mod timeline;
+pub mod upgrade;
 pub mod visibility;
 
 use std::{
@@ -354,6 +355,7 @@ async fn attempt(
             room_id: room_id.to_string(),
             new_room: None,
             alias: None,
+            aliases_from: None,
             summary,
             extremities,
             events: vec![new_event],

@@ -132,6 +132,12 @@ pub async fn put_state(
             }
         }
         "m.room.canonical_alias" => check_canonical_alias(services, &room, &content).await?,
+        // UP-08: a room cannot be replaced by itself.
+        "m.room.tombstone"
+            if content.get("replacement_room").and_then(Value::as_str) == Some(room.as_str()) =>
+        {
+            return Err(bad_json("A tombstone cannot name the room it is sent in"));
+        }
         _ => {}
     }
     let draft = Draft {

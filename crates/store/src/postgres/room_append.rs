@@ -126,6 +126,14 @@ async fn write_append(
         .await
         .map_err(|e| unique_or(e, CONFLICT_ALIAS))?;
     }
+    if let Some(from) = &append.aliases_from {
+        sqlx::query("UPDATE room_aliases SET room_id = $2 WHERE room_id = $1")
+            .bind(from)
+            .bind(&append.room_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
     for (event, pos) in append.events.iter().zip(positions) {
         insert_event(&mut tx, &append.room_id, event, *pos, now).await?;
     }

@@ -61,6 +61,11 @@ pub(super) fn append_tx(conn: &Connection, append: &Append) -> StoreResult<Vec<u
         .and_then(|mut s| s.execute(params![alias, append.room_id, creator, now]))
         .map_err(|e| unique_or(e, CONFLICT_ALIAS))?;
     }
+    if let Some(from) = &append.aliases_from {
+        conn.prepare_cached("UPDATE room_aliases SET room_id = ?2 WHERE room_id = ?1")
+            .and_then(|mut s| s.execute(params![from, append.room_id]))
+            .map_err(classify)?;
+    }
     let mut positions = Vec::with_capacity(append.events.len());
     for event in &append.events {
         let pos = next_pos(conn, Stream::RoomEvents).map_err(classify)?;
