@@ -344,6 +344,10 @@ pub fn routes(state: AppState) -> Router {
             get(relations::get_relations_of_type_and_event_type),
         )
         .route(
+            "/_matrix/client/v1/rooms/{room_id}/hierarchy",
+            get(directory::hierarchy),
+        )
+        .route(
             "/_matrix/client/v1/rooms/{room_id}/threads",
             get(relations::get_threads),
         )

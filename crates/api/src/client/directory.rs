@@ -2,12 +2,12 @@
 //! list and who is in it) and `room_summary.yaml`.
 
 use axum::{Json, extract::State};
-use myelin_core::directory::{self, PublicRoomsRequest};
+use myelin_core::directory::{self, HierarchyRequest, PublicRoomsRequest};
 use serde_json::{Value, json};
 
 use crate::{
     AppState,
-    error::ApiResult,
+    error::{ApiResult, invalid_param},
     extract::{Auth, MaybeAuth, QueryParams, RawBody},
     path::Segments,
 };
@@ -113,5 +113,28 @@ pub async fn room_summary(
 ) -> ApiResult<Json<Value>> {
     Ok(Json(
         directory::room_summary(&state.0, requester.as_ref(), &room).await?,
+    ))
+}
+
+/// # `GET /_matrix/client/v1/rooms/{roomId}/hierarchy`
+pub async fn hierarchy(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(room_id): Segments<String>,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let suggested_only = match query.0.get("suggested_only").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(invalid_param("suggested_only must be true or false")),
+    };
+    let request = HierarchyRequest {
+        suggested_only,
+        limit: query.number("limit")?,
+        max_depth: query.number("max_depth")?,
+        from: query.0.get("from").map(String::as_str),
+    };
+    Ok(Json(
+        directory::hierarchy(&state.0, &requester, &room_id, request).await?,
     ))
 }

@@ -1,10 +1,12 @@
 //! Finding rooms: aliases (`directory.yaml`), the public room list and who may publish to it
-//! (`list_public_rooms.yaml`), and what a room shows before one joins it
-//! (`room_summary.yaml`).
+//! (`list_public_rooms.yaml`), what a room shows before one joins it (`room_summary.yaml`),
+//! and the space tree below a room (`space_hierarchy.yaml`).
 
+mod hierarchy;
 mod public;
 mod summary;
 
+pub use hierarchy::{HierarchyRequest, hierarchy};
 pub use public::{PublicRoomsRequest, public_rooms};
 pub use summary::{backfill_summaries, room_summary};
 

@@ -1,7 +1,7 @@
 //! What a room shows before one joins it (`room_summary.yaml`, SP-08), and the summaries
 //! the directory keeps (see [`myelin_store::RoomDirectoryStore`]).
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::current_head;
 use crate::{
@@ -49,11 +49,64 @@ fn allowed_room_ids(head: &Head) -> Vec<String> {
         .collect()
 }
 
+/// Whether a user (or anyone, without one) may see a room they are not in from outside:
+/// members, invitees and knockers may; anyone may when it is public, knockable or
+/// world-readable; for a restricted room, members of a room its allow list names.
+pub(super) fn previewable(head: &Head, user_id: Option<&str>, joined: &[String]) -> bool {
+    let summary = head.summary();
+    let membership = user_id.and_then(|u| head.membership(u));
+    matches!(membership, Some("join" | "invite" | "knock"))
+        || matches!(
+            summary.join_rule.as_str(),
+            "public" | "knock" | "knock_restricted"
+        )
+        || summary.history_visibility == "world_readable"
+        || (user_id.is_some()
+            && matches!(
+                summary.join_rule.as_str(),
+                "restricted" | "knock_restricted"
+            )
+            && allowed_room_ids(head).iter().any(|r| joined.contains(r)))
+}
+
+/// What `room_summary` and `/hierarchy` show of a room (`room_summary.yaml`); unset fields
+/// have no key.
+pub(super) fn summary_fields(head: &Head) -> Map<String, Value> {
+    let summary = head.summary();
+    let mut fields = Map::new();
+    fields.insert("room_id".into(), json!(head.room_id));
+    fields.insert("num_joined_members".into(), json!(summary.joined_members));
+    fields.insert("guest_can_join".into(), json!(summary.guest_can_join));
+    fields.insert(
+        "world_readable".into(),
+        json!(summary.history_visibility == "world_readable"),
+    );
+    fields.insert("join_rule".into(), json!(summary.join_rule));
+    fields.insert("room_version".into(), json!(head.version.as_str()));
+    for (key, value) in [
+        ("name", &summary.name),
+        ("topic", &summary.topic),
+        ("avatar_url", &summary.avatar_url),
+        ("canonical_alias", &summary.canonical_alias),
+        ("room_type", &summary.room_type),
+        ("encryption", &summary.encryption),
+    ] {
+        if let Some(value) = value {
+            fields.insert(key.into(), json!(value));
+        }
+    }
+    if matches!(
+        summary.join_rule.as_str(),
+        "restricted" | "knock_restricted"
+    ) {
+        fields.insert("allowed_room_ids".into(), json!(allowed_room_ids(head)));
+    }
+    fields
+}
+
 /// # `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}`
 ///
-/// A room is shown to its members, invitees and knockers, to anyone when it is public,
-/// knockable or world-readable, and when restricted to those its allow list admits; to
-/// everyone else it does not exist (404).
+/// Shown to those [`previewable`] admits; to everyone else the room does not exist (404).
 pub async fn room_summary(
     services: &Services,
     requester: Option<&Requester>,
@@ -66,58 +119,20 @@ pub async fn room_summary(
         Err(Error::NotFound(_)) => return Err(unknown()),
         Err(err) => return Err(err),
     };
-    let summary = head.summary();
-    let membership = requester.and_then(|r| head.membership(&r.user_id));
-    let restricted = matches!(
-        summary.join_rule.as_str(),
-        "restricted" | "knock_restricted"
-    );
-    let allowed = if restricted {
-        allowed_room_ids(&head)
-    } else {
-        Vec::new()
+    let user_id = requester.map(|r| r.user_id.as_str());
+    let joined = match user_id {
+        Some(user) => rooms::membership::joined_room_ids(services, user).await?,
+        None => Vec::new(),
     };
-    let visible = matches!(membership, Some("join" | "invite" | "knock"))
-        || matches!(
-            summary.join_rule.as_str(),
-            "public" | "knock" | "knock_restricted"
-        )
-        || summary.history_visibility == "world_readable"
-        || match requester {
-            Some(r) if restricted => {
-                let joined = rooms::membership::joined_room_ids(services, &r.user_id).await?;
-                allowed.iter().any(|room| joined.contains(room))
-            }
-            _ => false,
-        };
-    if !visible {
+    if !previewable(&head, user_id, &joined) {
         return Err(unknown());
     }
-    let mut response = json!({
-        "room_id": room_id,
-        "num_joined_members": summary.joined_members,
-        "guest_can_join": summary.guest_can_join,
-        "world_readable": summary.history_visibility == "world_readable",
-        "join_rule": summary.join_rule,
-        "room_version": head.version.as_str(),
-    });
-    for (key, value) in [
-        ("name", &summary.name),
-        ("topic", &summary.topic),
-        ("avatar_url", &summary.avatar_url),
-        ("canonical_alias", &summary.canonical_alias),
-        ("room_type", &summary.room_type),
-        ("encryption", &summary.encryption),
-    ] {
-        if let Some(value) = value {
-            response[key] = json!(value);
-        }
+    let mut response = summary_fields(&head);
+    if let Some(user) = user_id {
+        response.insert(
+            "membership".into(),
+            json!(head.membership(user).unwrap_or("leave")),
+        );
     }
-    if requester.is_some() {
-        response["membership"] = json!(membership.unwrap_or("leave"));
-    }
-    if restricted {
-        response["allowed_room_ids"] = json!(allowed);
-    }
-    Ok(response)
+    Ok(Value::Object(response))
 }
