@@ -479,6 +479,17 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         .get("/_synapse/admin/v1/event_reports", &alice.token)
         .await;
     assert_eq!(reports.assert_ok()["total"], json!(2));
+    let searched = moved
+        .post(
+            "/search",
+            &alice.token,
+            json!({ "search_categories": { "room_events": { "search_term": "thread" } } }),
+        )
+        .await;
+    assert_eq!(
+        searched.assert_ok()["search_categories"]["room_events"]["results"][0]["result"]["event_id"],
+        json!(reply)
+    );
     let direct = moved
         .get("/user/@alice:localhost/account_data/m.direct", &alice.token)
         .await;

@@ -78,6 +78,7 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/rooms/{room_id}/aliases", get(directory::room_aliases)),
         ("/rooms/{room_id}/upgrade", post(rooms::upgrade)),
+        ("/search", post(search::search)),
         (
             "/rooms/{room_id}/report/{event_id}",
             post(reports::report_event),

@@ -32,6 +32,7 @@ pub mod receipts;
 pub mod relations;
 pub mod reports;
 pub mod rooms;
+pub mod search;
 pub mod sync;
 pub mod tags;
 pub mod telemetry;

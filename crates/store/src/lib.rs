@@ -26,6 +26,7 @@ mod relations;
 mod reports;
 mod room_directory;
 mod rooms;
+mod search;
 pub mod sqlite;
 
 pub use admin::*;
@@ -40,6 +41,7 @@ pub use relations::*;
 pub use reports::*;
 pub use room_directory::*;
 pub use rooms::*;
+pub use search::*;
 
 /// Errors every backend maps its own failures into.
 #[derive(Debug, thiserror::Error)]
@@ -408,6 +410,8 @@ pub struct RoomsDump {
     pub events: Vec<(StoredEvent, i64, Option<i64>)>,
     /// The events that relate to another (see [`RelationStore`]).
     pub relations: Vec<DumpRelation>,
+    /// (pos, room_id, text): the search index.
+    pub search: Vec<(u64, String, SearchText)>,
     pub reports: Vec<Report>,
     /// (event_id, prev_event_id)
     pub edges: Vec<(String, String)>,
@@ -438,6 +442,7 @@ pub trait Store:
     + RoomDirectoryStore
     + RelationStore
     + ReportStore
+    + SearchStore
     + E2eeStore
     + KeyBackupStore
     + ProfileStore

@@ -99,6 +99,8 @@ pub struct NewEvent {
     pub reads_room_for: Option<String>,
     /// What the event's `m.relates_to` says, if it relates to another event.
     pub relation: Option<crate::Relation>,
+    /// Its text for full-text search, if it has any.
+    pub search: Option<crate::SearchText>,
 }
 
 /// A batch of events to append to one room (see the module docs).

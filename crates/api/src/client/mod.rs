@@ -20,6 +20,7 @@ pub mod register;
 pub mod relations;
 pub mod reports;
 pub mod rooms;
+pub mod search;
 pub mod session;
 pub mod sync;
 pub mod tags;

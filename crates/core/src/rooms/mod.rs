@@ -526,6 +526,7 @@ fn new_event(draft: &Draft, built: &events::Built, txn: Option<EventTxn>) -> New
             .get("m.relates_to")
             .and_then(|r| serde_json::to_value(r).ok())
             .and_then(|r| crate::relations::relation_from(&r)),
+        search: crate::search::text_of(&draft.kind, &draft.content),
     }
 }
 

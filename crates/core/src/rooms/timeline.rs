@@ -25,7 +25,7 @@ const MAX_ROUNDS: usize = 10;
 /// Pages through a room's events in `(after, upto]`, keeping those the reader may see and
 /// the filter allows, until `limit` are found or there are no more. Returns them (newest
 /// first when `backward`) and whether the range has more events to page through.
-async fn page(
+pub(crate) async fn page(
     services: &Services,
     room_id: &str,
     access: &Access,

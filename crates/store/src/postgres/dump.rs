@@ -1,7 +1,7 @@
 //! `myelin db copy` on PostgreSQL: one repeatable-read snapshot out, one transaction in.
 
 use super::*;
-use crate::{DumpRelation, MembershipChange, Relation, RoomInfo, RoomsDump};
+use crate::{DumpRelation, MembershipChange, Relation, RoomInfo, RoomsDump, SearchText};
 
 pub(super) async fn export(pool: &PgPool) -> StoreResult<Dump> {
     let mut tx = pool.begin().await.map_err(classify)?;
@@ -453,6 +453,15 @@ async fn export_rooms(tx: &mut PgConnection) -> StoreResult<RoomsDump> {
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
         .map_err(classify)?;
+    let search_rows: Vec<(i64, String, String, String)> =
+        sqlx::query_as("SELECT pos, room_id, key, text FROM event_search")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+    let search = search_rows
+        .into_iter()
+        .map(|(pos, room_id, key, text)| (pos as u64, room_id, SearchText { key, text }))
+        .collect();
     let report_rows = sqlx::query(
         "SELECT id, received_ts, reporter, room_id, event_id, target_user_id, reason FROM reports",
     )
@@ -520,6 +529,7 @@ async fn export_rooms(tx: &mut PgConnection) -> StoreResult<RoomsDump> {
             .collect(),
         events,
         relations,
+        search,
         reports,
         edges,
         extremities,
@@ -620,6 +630,16 @@ async fn import_rooms(tx: &mut PgConnection, dump: &RoomsDump) -> StoreResult<()
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
+    }
+    for (pos, room_id, search) in &dump.search {
+        sqlx::query("INSERT INTO event_search (pos, room_id, key, text) VALUES ($1, $2, $3, $4)")
+            .bind(*pos as i64)
+            .bind(room_id)
+            .bind(&search.key)
+            .bind(&search.text)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
     }
     for r in &dump.reports {
         sqlx::query(

@@ -24,6 +24,7 @@ mod reports;
 mod room_append;
 mod room_directory;
 mod rooms;
+mod search;
 mod sync;
 mod txn;
 
@@ -148,6 +149,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         21,
         "event_times_reports",
         include_str!("../../migrations/postgres/0021_event_times_reports.sql"),
+    ),
+    (
+        22,
+        "search",
+        include_str!("../../migrations/postgres/0022_search.sql"),
     ),
 ];
 

@@ -268,7 +268,27 @@ async fn insert_event(
         .await
         .map_err(classify)?;
     }
+    if let Some(search) = &event.search {
+        sqlx::query("INSERT INTO event_search (pos, room_id, key, text) VALUES ($1, $2, $3, $4)")
+            .bind(pos)
+            .bind(room_id)
+            .bind(&search.key)
+            .bind(&search.text)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
     if let Some(redacts) = &event.redacts {
+        // A redacted event's text is searchable no more.
+        sqlx::query(
+            "DELETE FROM event_search
+             WHERE pos = (SELECT pos FROM events WHERE event_id = $1 AND room_id = $2)",
+        )
+        .bind(redacts)
+        .bind(room_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
         sqlx::query(
             "UPDATE events SET redacted_by = $3
              WHERE event_id = $1 AND room_id = $2 AND redacted_by IS NULL",

@@ -1,7 +1,7 @@
 //! `myelin db copy` on SQLite: everything in one snapshot out, everything in one transaction in.
 
 use super::*;
-use crate::{DumpRelation, MembershipChange, Relation, RoomInfo, RoomsDump};
+use crate::{DumpRelation, MembershipChange, Relation, RoomInfo, RoomsDump, SearchText};
 
 pub(super) fn export_tx(conn: &Connection) -> rusqlite::Result<Dump> {
     let users = conn
@@ -206,6 +206,20 @@ fn export_rooms(conn: &Connection) -> rusqlite::Result<RoomsDump> {
                 })
             },
         )?,
+        search: all(
+            conn,
+            "SELECT rowid, room_id, key, text FROM event_search",
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get(1)?,
+                    SearchText {
+                        key: r.get(2)?,
+                        text: r.get(3)?,
+                    },
+                ))
+            },
+        )?,
         reports: all(
             conn,
             "SELECT id, received_ts, reporter, room_id, event_id, target_user_id, reason
@@ -323,6 +337,12 @@ fn import_rooms(conn: &Connection, dump: &RoomsDump) -> rusqlite::Result<()> {
                 r.pos as i64,
                 r.relation.key
             ],
+        )?;
+    }
+    for (pos, room_id, search) in &dump.search {
+        conn.execute(
+            "INSERT INTO event_search (rowid, text, room_id, key) VALUES (?1, ?2, ?3, ?4)",
+            params![*pos as i64, search.text, room_id, search.key],
         )?;
     }
     for r in &dump.reports {

@@ -26,6 +26,7 @@ mod reports;
 mod room_append;
 mod room_directory;
 mod rooms;
+mod search;
 mod sync;
 mod txn;
 
@@ -142,6 +143,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         20,
         "event_times_reports",
         include_str!("../../migrations/sqlite/0020_event_times_reports.sql"),
+    ),
+    (
+        21,
+        "search",
+        include_str!("../../migrations/sqlite/0021_search.sql"),
     ),
 ];
 

@@ -179,7 +179,19 @@ fn insert_event(
                 relation.key
             ])?;
         }
+        if let Some(search) = &event.search {
+            conn.prepare_cached(
+                "INSERT INTO event_search (rowid, text, room_id, key) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![pos_i, search.text, room_id, search.key])?;
+        }
         if let Some(redacts) = &event.redacts {
+            // A redacted event's text is searchable no more.
+            conn.prepare_cached(
+                "DELETE FROM event_search
+                 WHERE rowid = (SELECT pos FROM events WHERE event_id = ?1 AND room_id = ?2)",
+            )?
+            .execute(params![redacts, room_id])?;
             conn.prepare_cached(
                 "UPDATE events SET redacted_by = ?3
                  WHERE event_id = ?1 AND room_id = ?2 AND redacted_by IS NULL",
