@@ -1061,3 +1061,34 @@ async fn rm_parameters_the_rules_refuse_are_400_invalid_room_state() {
         "nothing was created"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rooms_made_alike_at_once_by_one_user_get_different_ids() {
+    // From v12 a room ID is its create event's hash: the same creator, content and
+    // millisecond would make the same ID.
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let url = server.url("/createRoom");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (url, token) = (url.clone(), alice.token.clone());
+        tasks.spawn(async move {
+            let client = reqwest::Client::new();
+            let mut made = Vec::new();
+            for _ in 0..4 {
+                let body = json!({ "preset": "public_chat", "name": "twin" });
+                let request = client.post(&url).bearer_auth(&token).json(&body);
+                made.push(TestServer::finish(request).await);
+            }
+            made
+        });
+    }
+    let made: Vec<_> = tasks.join_all().await.into_iter().flatten().collect();
+    let mut ids: Vec<String> = made
+        .iter()
+        .map(|r| r.assert_ok()["room_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200);
+}

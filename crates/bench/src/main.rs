@@ -9,6 +9,7 @@
 mod chart;
 mod client;
 mod compare;
+mod discovery;
 mod measures;
 mod media;
 mod rooms;
@@ -70,6 +71,15 @@ struct Args {
     /// Fan-out trials.
     #[arg(long, default_value_t = 20)]
     fan_out_trials: usize,
+    /// Published rooms for the `/publicRooms` scenarios (run with `--only discovery`).
+    #[arg(long, default_value_t = 10_000)]
+    public_rooms: usize,
+    /// Messages for the `/search` scenario (run with `--only discovery`).
+    #[arg(long, default_value_t = 100_000)]
+    search_messages: usize,
+    /// Replies in the thread of the `/relations` scenario (run with `--only discovery`).
+    #[arg(long, default_value_t = 1_000)]
+    thread_replies: usize,
     /// A name for this run in the output (e.g. "myelin" or "synapse").
     #[arg(long, default_value = "server")]
     label: String,
@@ -491,7 +501,35 @@ async fn main() -> anyhow::Result<()> {
         media::run(&target, run, secs, &mut results).await?;
     }
 
+    // Heavy to set up: only when asked for by name.
+    let wants_discovery = args.only.as_deref().is_some_and(|o| {
+        ["discovery", "publicRooms", "search", "relations"]
+            .iter()
+            .any(|k| o.contains(k))
+    });
+    let mut discovery_setup = None;
+    if wants_discovery {
+        let options = discovery::Options {
+            run,
+            seconds: secs,
+            public_rooms: args.public_rooms,
+            messages: args.search_messages,
+            replies: args.thread_replies,
+        };
+        discovery_setup = Some(discovery::run(&target, &options, &mut results).await?);
+    }
+
     if quick {
+        if let Some(path) = &args.out {
+            let quick_report = json!({
+                "label": args.label,
+                "url": args.url.join(","),
+                "seconds_per_scenario": secs,
+                "setup_seconds": discovery_setup,
+                "throughput": results,
+            });
+            std::fs::write(path, serde_json::to_vec_pretty(&quick_report)?)?;
+        }
         return Ok(());
     }
     eprintln!("wake-up: PUT on one device to a waiting /sync of another");

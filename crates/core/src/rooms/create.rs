@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use myelin_store::{Append, CONFLICT_ALIAS, NewRoom, StoreError};
+use myelin_store::{Append, CONFLICT_ALIAS, CONFLICT_ROOM_EXISTS, NewRoom, StoreError};
 use ruma_common::{OwnedRoomId, OwnedUserId, RoomAliasId, UserId};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -145,7 +145,7 @@ impl Builder<'_> {
 }
 
 /// What an upgrade adds to making a room (see [`super::upgrade`]).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Extras {
     /// Sends none of the preset's rules: the old room's state, copied or absent, says all.
     pub no_preset_state: bool,
@@ -178,6 +178,27 @@ pub(super) async fn create_with(
     requester: &Requester,
     value: Value,
     extras: Extras,
+) -> Result<String> {
+    // From v12 the room ID is the create event's hash: the same user making two rooms alike
+    // in one millisecond makes the same ID, and the second tries a later timestamp.
+    let mut now = crate::now_ms();
+    for _ in 0..8 {
+        match create_at(services, requester, value.clone(), extras.clone(), now).await {
+            Err(Error::Store(StoreError::Conflict(CONFLICT_ROOM_EXISTS))) => now += 1,
+            done => return done,
+        }
+    }
+    Err(Error::Internal(
+        "room IDs kept colliding while creating a room".into(),
+    ))
+}
+
+async fn create_at(
+    services: &Services,
+    requester: &Requester,
+    value: Value,
+    extras: Extras,
+    now: i64,
 ) -> Result<String> {
     let body: Body =
         serde_json::from_value(value).map_err(|e| bad_json(format!("Invalid request: {e}")))?;
@@ -224,7 +245,6 @@ pub(super) async fn create_with(
         }
     };
     let privileged = rules.authorization.explicitly_privilege_room_creators;
-    let now = crate::now_ms();
 
     // 1. The create event; in v12 the room ID is its hash.
     let mut creation = body.creation_content.clone().unwrap_or_default();
