@@ -370,3 +370,85 @@ async fn up09_v12_creators_are_the_upgrader_and_the_named_ones_only() {
     .await
     .assert_error(400, "M_BAD_JSON");
 }
+
+#[tokio::test]
+async fn up07_up11_tags_room_push_rules_and_direct_chats_follow_the_room() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server
+        .create_room(
+            &alice,
+            json!({ "preset": "trusted_private_chat", "is_direct": true, "invite": [bob.user_id] }),
+        )
+        .await;
+    server.join(&bob, &room).await;
+    for user in [&alice, &bob] {
+        server
+            .put(
+                &format!(
+                    "/user/{}/rooms/{}/tags/m.favourite",
+                    enc(&user.user_id),
+                    enc(&room)
+                ),
+                &user.token,
+                json!({ "order": 0.5 }),
+            )
+            .await
+            .assert_ok();
+    }
+    server
+        .put(
+            &format!("/user/{}/account_data/m.direct", enc(&alice.user_id)),
+            &alice.token,
+            json!({ bob.user_id.clone(): [room] }),
+        )
+        .await
+        .assert_ok();
+    server
+        .put(
+            &format!("/pushrules/global/room/{}", enc(&room)),
+            &alice.token,
+            json!({ "actions": [] }),
+        )
+        .await
+        .assert_ok();
+    let new_room = upgraded(&server, &alice, &room, "12").await;
+    let tags = |user: &User| {
+        let (path, token) = (
+            format!("/user/{}/rooms/{}/tags", enc(&user.user_id), enc(&new_room)),
+            user.token.clone(),
+        );
+        let server = &server;
+        async move { server.get(&path, &token).await }
+    };
+    assert_eq!(
+        tags(&alice).await.assert_ok(),
+        &json!({ "tags": { "m.favourite": { "order": 0.5 } } })
+    );
+    let direct = server
+        .get(
+            &format!("/user/{}/account_data/m.direct", enc(&alice.user_id)),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(
+        direct.assert_ok(),
+        &json!({ bob.user_id.clone(): [room, new_room] })
+    );
+    let rule = server
+        .get(
+            &format!("/pushrules/global/room/{}", enc(&new_room)),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(rule.assert_ok()["actions"], json!([]));
+    // Bob's tag follows when he joins.
+    assert_eq!(tags(&bob).await.assert_ok(), &json!({ "tags": {} }));
+    server.invite(&alice, &new_room, &bob).await;
+    server.join(&bob, &new_room).await;
+    assert_eq!(
+        tags(&bob).await.assert_ok(),
+        &json!({ "tags": { "m.favourite": { "order": 0.5 } } })
+    );
+}

@@ -30,6 +30,8 @@ echo "== Myelin, SQLite"
 rm -rf bench-data
 RUST_LOG=warn "$M" serve --config "$CONF" >myelin-discovery.log 2>&1 &
 P=$!
+# A failed run must not leave the server holding the port.
+trap 'kill "$P" 2>/dev/null || true' EXIT
 wait_up http://127.0.0.1:8008
 "$B" --url http://127.0.0.1:8008 --pid "$P" --label "Myelin (SQLite)" --only discovery \
   --out myelin-discovery.json "$@"

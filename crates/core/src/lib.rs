@@ -86,6 +86,8 @@ pub struct Services {
     pub(crate) erased: rooms::erasure::ErasedUsers,
     /// Nonces of shared-secret registration.
     pub(crate) nonces: admin::Nonces,
+    /// Recent counts of the public room list.
+    pub(crate) directory_counts: directory::CountCache,
     /// `registration`, which a configuration reload may change (see [`Services::reload`]).
     registration: std::sync::RwLock<config::RegistrationConfig>,
 }
@@ -132,6 +134,7 @@ impl Services {
             previews: media::Previews::default(),
             erased: rooms::erasure::ErasedUsers::default(),
             nonces: admin::Nonces::default(),
+            directory_counts: directory::CountCache::default(),
             registration: std::sync::RwLock::new(registration),
         });
         tokio::spawn(typing::expire(Arc::downgrade(&services)));

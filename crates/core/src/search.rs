@@ -223,7 +223,8 @@ pub async fn search(
                 upto: now,
             })
             .await?;
-        total = count;
+        // A round past the last match counts none.
+        total = total.max(count);
         let fetched = hits.len();
         for hit in hits {
             if found.len() == limit {
@@ -253,15 +254,30 @@ pub async fn search(
     let mut result_rooms: Vec<String> = Vec::new();
     let mut by_room: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut by_sender: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Served a room at a time, in one batch each.
+    let mut served: HashMap<String, Value> = HashMap::new();
+    for (room, access) in accesses.iter().filter_map(|(r, a)| Some((r, a.as_ref()?))) {
+        let events: Vec<&StoredEvent> = found
+            .iter()
+            .map(|(_, e)| e)
+            .filter(|e| &e.room_id == room)
+            .collect();
+        if events.is_empty() {
+            continue;
+        }
+        let clients = serve_all(services, requester, access, &events, true).await?;
+        for (event, client) in events.iter().zip(clients) {
+            served.insert(event.event_id.clone(), json!(client));
+        }
+    }
     for (rank, event) in &found {
         let Some(access) = accesses.get(&event.room_id).and_then(Option::as_ref) else {
             continue;
         };
-        let served = serve_all(services, requester, access, &[event], true)
-            .await?
-            .pop()
-            .ok_or_else(|| Error::Internal("search result lost".into()))?;
-        let mut result = json!({ "rank": rank, "result": served });
+        let Some(client) = served.remove(&event.event_id) else {
+            return Err(Error::Internal("search result lost".into()));
+        };
+        let mut result = json!({ "rank": rank, "result": client });
         if let Some((before, after, profile)) = request.context {
             result["context"] =
                 context(services, requester, access, event, before, after, profile).await?;

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 
 mod admin;
 mod backup;
+mod dump;
 mod e2ee;
 mod ephemeral;
 mod media;
@@ -28,9 +29,11 @@ mod room_directory;
 mod rooms;
 mod search;
 pub mod sqlite;
+mod streams;
 
 pub use admin::*;
 pub use backup::*;
+pub use dump::*;
 pub use e2ee::*;
 pub use ephemeral::*;
 pub use media::*;
@@ -42,6 +45,7 @@ pub use reports::*;
 pub use room_directory::*;
 pub use rooms::*;
 pub use search::*;
+pub use streams::*;
 
 /// Errors every backend maps its own failures into.
 #[derive(Debug, thiserror::Error)]
@@ -157,29 +161,6 @@ pub enum Refreshed {
     Expired,
 }
 
-/// A stored access token, for `myelin db copy`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DumpAccessToken {
-    pub token_hash: Vec<u8>,
-    pub user_id: String,
-    pub device_id: String,
-    pub created_ts: i64,
-    pub expires_ts: Option<i64>,
-    pub replaces: Option<Vec<u8>>,
-}
-
-/// A stored refresh token, for `myelin db copy`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DumpRefreshToken {
-    pub token_hash: Vec<u8>,
-    pub user_id: String,
-    pub device_id: String,
-    pub access_hash: Vec<u8>,
-    pub replaces: Option<Vec<u8>>,
-    pub created_ts: i64,
-    pub expires_ts: Option<i64>,
-}
-
 /// A device as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -232,201 +213,6 @@ pub struct AccountDataChange {
     pub data_type: String,
     pub content: String,
     pub pos: u64,
-}
-
-/// The ordered streams `/sync` reads. Each has its own counter and watermark on every
-/// backend. New streams are appended to [`Stream::ALL`]: a stream's place there is its place
-/// in sync tokens, and its index tags its positions in PostgreSQL's in-flight locks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stream {
-    AccountData,
-    /// Every room event, membership changes included (see [`RoomStore`]).
-    RoomEvents,
-    /// Changes of a user's devices or keys (see [`E2eeStore`]).
-    DeviceLists,
-    /// Messages to devices, one position per send request.
-    ToDevice,
-    /// Read receipts (see [`EphemeralStore`]).
-    Receipts,
-    /// Changes of a room's typing list.
-    Typing,
-    /// Changes of a user's presence state or status message (see [`PresenceStore`]).
-    Presence,
-}
-
-impl Stream {
-    pub const ALL: [Stream; 7] = [
-        Stream::AccountData,
-        Stream::RoomEvents,
-        Stream::DeviceLists,
-        Stream::ToDevice,
-        Stream::Receipts,
-        Stream::Typing,
-        Stream::Presence,
-    ];
-
-    /// The stream's row in `stream_positions`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Stream::AccountData => "account_data",
-            Stream::RoomEvents => "room_events",
-            Stream::DeviceLists => "device_lists",
-            Stream::ToDevice => "to_device",
-            Stream::Receipts => "receipts",
-            Stream::Typing => "typing",
-            Stream::Presence => "presence",
-        }
-    }
-
-    pub const fn index(self) -> usize {
-        match self {
-            Stream::AccountData => 0,
-            Stream::RoomEvents => 1,
-            Stream::DeviceLists => 2,
-            Stream::ToDevice => 3,
-            Stream::Receipts => 4,
-            Stream::Typing => 5,
-            Stream::Presence => 6,
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
-    }
-}
-
-/// A change made elsewhere that waiting syncs should look at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Wakeup {
-    User(String),
-    /// Something happened in this room: its members look.
-    Room(String),
-    /// This user's devices changed: the user and everyone sharing a room with them look.
-    RoomMates(String),
-    /// Changes may have been missed (the notification connection was lost): everyone looks.
-    All,
-}
-
-/// Committed positions of every stream. Everything at or below a position is visible to
-/// readers; nothing above it has been acknowledged yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StreamPositions([u64; Stream::ALL.len()]);
-
-impl StreamPositions {
-    pub fn get(&self, stream: Stream) -> u64 {
-        self.0[stream.index()]
-    }
-
-    pub fn set(&mut self, stream: Stream, pos: u64) {
-        self.0[stream.index()] = pos;
-    }
-
-    pub fn with(mut self, stream: Stream, pos: u64) -> Self {
-        self.set(stream, pos);
-        self
-    }
-}
-
-/// Everything a deployment keeps, for moving it from one backend to another
-/// (`myelin db copy`). UIA sessions are transient and not included.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Dump {
-    /// (user, created_ts)
-    pub users: Vec<(User, i64)>,
-    /// (user_id, device, created_ts)
-    pub devices: Vec<(String, Device, i64)>,
-    pub access_tokens: Vec<DumpAccessToken>,
-    pub refresh_tokens: Vec<DumpRefreshToken>,
-    /// (user_id, change)
-    pub account_data: Vec<(String, AccountDataChange)>,
-    /// (user_id, filter_id, filter)
-    pub filters: Vec<(String, i64, String)>,
-    /// (user_id, room-event position of the erasure)
-    pub erased_users: Vec<(String, i64)>,
-    pub positions: StreamPositions,
-    pub rooms: RoomsDump,
-    pub e2ee: E2eeDump,
-    /// (user_id, field, JSON value)
-    pub profile_fields: Vec<(String, String, String)>,
-    /// Receipts with their event positions and stream positions (typing is not kept).
-    pub receipts: Vec<(Receipt, u64, u64)>,
-    /// Media metadata; the files stay where they are.
-    pub media: Vec<MediaRecord>,
-    pub thumbnails: Vec<ThumbnailRecord>,
-    /// (user_id, row)
-    pub push_actions: Vec<(String, PushActionRow)>,
-    pub pushers: Vec<Pusher>,
-    pub admin: AdminDump,
-}
-
-impl Dump {
-    /// Rows per table (roughly: a table's rows, or a group of small tables'), for progress
-    /// reports.
-    pub fn counts(&self) -> Vec<(&'static str, usize)> {
-        let e2ee = &self.e2ee;
-        vec![
-            ("users", self.users.len()),
-            ("devices", self.devices.len()),
-            ("access tokens", self.access_tokens.len()),
-            ("refresh tokens", self.refresh_tokens.len()),
-            ("account data", self.account_data.len()),
-            ("filters", self.filters.len()),
-            ("rooms", self.rooms.rooms.len()),
-            ("events", self.rooms.events.len()),
-            ("room state", self.rooms.state.len()),
-            ("memberships", self.rooms.memberships.len()),
-            ("device keys", e2ee.device_keys.len()),
-            ("one-time keys", e2ee.one_time_keys.len()),
-            ("to-device messages", e2ee.to_device.len()),
-            ("profile fields", self.profile_fields.len()),
-            ("receipts", self.receipts.len()),
-            ("media", self.media.len()),
-            ("push actions", self.push_actions.len()),
-            ("pushers", self.pushers.len()),
-            ("registration tokens", self.admin.registration_tokens.len()),
-        ]
-    }
-}
-
-/// A row of the relation index, for `myelin db copy`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DumpRelation {
-    pub event_id: String,
-    pub room_id: String,
-    pub relation: Relation,
-    pub event_type: String,
-    pub sender: String,
-    pub pos: u64,
-}
-
-/// The rooms part of a [`Dump`], table by table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoomsDump {
-    /// (key_id, secret, created_ts)
-    pub server_keys: Vec<(String, Vec<u8>, i64)>,
-    /// (room, created_ts)
-    pub rooms: Vec<(RoomInfo, i64)>,
-    /// (event, depth, origin_server_ts)
-    pub events: Vec<(StoredEvent, i64, Option<i64>)>,
-    /// The events that relate to another (see [`RelationStore`]).
-    pub relations: Vec<DumpRelation>,
-    /// (pos, room_id, text): the search index.
-    pub search: Vec<(u64, String, SearchText)>,
-    pub reports: Vec<Report>,
-    /// (event_id, prev_event_id)
-    pub edges: Vec<(String, String)>,
-    /// (room_id, event_id, depth)
-    pub extremities: Vec<(String, String, i64)>,
-    /// (room_id, row)
-    pub state: Vec<(String, StateRow)>,
-    /// (user_id, change): the membership log; current memberships follow from it.
-    pub memberships: Vec<(String, MembershipChange)>,
-    /// (user_id, room_id, pos)
-    pub forgets: Vec<(String, String, u64)>,
-    /// (user_id, device_id, scope, event_id, created_ts)
-    pub txn_ids: Vec<(String, String, String, String, i64)>,
-    /// (alias, room_id, creator, created_ts)
-    pub aliases: Vec<(String, String, String, i64)>,
 }
 
 /// The whole storage port: every area's use cases, the units of work, and moving a

@@ -72,13 +72,15 @@ pub struct PublicRoomsQuery {
     pub search: Option<String>,
     /// Room types to keep (`None` in the list keeps rooms without a type); `None` keeps all.
     pub room_types: Option<Vec<Option<String>>>,
+    /// Count the rooms matching the filter (else [`PublicRoomsPage::total`] is 0).
+    pub count: bool,
 }
 
 /// A page of the public room list, in list order whichever way it was read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublicRoomsPage {
     pub rooms: Vec<(String, RoomSummary)>,
-    /// Rooms matching the query's filter, on every page.
+    /// Rooms matching the query's filter, when asked for.
     pub total: u64,
 }
 

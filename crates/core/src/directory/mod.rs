@@ -7,7 +7,7 @@ mod public;
 mod summary;
 
 pub use hierarchy::{HierarchyRequest, hierarchy};
-pub use public::{PublicRoomsRequest, public_rooms};
+pub use public::{CountCache, PublicRoomsRequest, public_rooms};
 pub use summary::{backfill_summaries, room_summary};
 
 use ruma_common::{OwnedRoomId, RoomAliasId};
@@ -278,5 +278,6 @@ pub async fn set_visibility(
     {
         return Err(not_found("Unknown room"));
     }
+    services.directory_counts.clear();
     Ok(())
 }

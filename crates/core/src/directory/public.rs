@@ -152,6 +152,8 @@ pub async fn public_rooms(services: &Services, request: PublicRoomsRequest) -> R
         None => (false, None),
     };
     let had_since = from.is_some();
+    let key = format!("{:?}\n{:?}", request.search, request.room_types);
+    let cached = services.directory_counts.get(&key);
     let PublicRoomsPage { mut rooms, total } = services
         .store
         .public_rooms(PublicRoomsQuery {
@@ -160,8 +162,16 @@ pub async fn public_rooms(services: &Services, request: PublicRoomsRequest) -> R
             backward,
             search: request.search,
             room_types: request.room_types,
+            count: cached.is_none(),
         })
         .await?;
+    let total = match cached {
+        Some(total) => total,
+        None => {
+            services.directory_counts.put(key, total);
+            total
+        }
+    };
     // One more than asked for tells whether the list goes on that way.
     let more = rooms.len() > limit;
     if more {
@@ -194,4 +204,40 @@ pub async fn public_rooms(services: &Services, request: PublicRoomsRequest) -> R
         response["prev_batch"] = json!(prev);
     }
     Ok(response)
+}
+
+/// How long a count of the public rooms stands (`total_room_count_estimate` is an estimate):
+/// counting ten thousand rooms cost more than the rest of a page together.
+const COUNT_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Recent counts of the public room list, by filter.
+#[derive(Default)]
+pub struct CountCache(
+    std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+);
+
+impl CountCache {
+    fn get(&self, key: &str) -> Option<u64> {
+        let counts = self.0.lock().ok()?;
+        counts
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < COUNT_TTL)
+            .map(|(_, total)| *total)
+    }
+
+    fn put(&self, key: String, total: u64) {
+        if let Ok(mut counts) = self.0.lock() {
+            if counts.len() > 1000 {
+                counts.clear();
+            }
+            counts.insert(key, (std::time::Instant::now(), total));
+        }
+    }
+
+    /// Forgets every count: the list changed here.
+    pub(crate) fn clear(&self) {
+        if let Ok(mut counts) = self.0.lock() {
+            counts.clear();
+        }
+    }
 }

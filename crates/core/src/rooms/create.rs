@@ -8,7 +8,10 @@ use ruma_common::{OwnedRoomId, OwnedUserId, RoomAliasId, UserId};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Head, new_event};
+use super::{
+    Head, new_event,
+    presets::{Preset, check_power_users, power_levels, preset},
+};
 use crate::{
     Services,
     auth::Requester,
@@ -18,8 +21,8 @@ use crate::{
 };
 
 #[derive(Debug, Default, Deserialize)]
-struct Body {
-    visibility: Option<String>,
+pub(super) struct Body {
+    pub(super) visibility: Option<String>,
     room_alias_name: Option<String>,
     name: Option<String>,
     topic: Option<String>,
@@ -29,7 +32,7 @@ struct Body {
     creation_content: Option<Map<String, Value>>,
     #[serde(default)]
     initial_state: Vec<InitialState>,
-    preset: Option<String>,
+    pub(super) preset: Option<String>,
     #[serde(default)]
     is_direct: bool,
     power_level_content_override: Option<Map<String, Value>>,
@@ -42,72 +45,6 @@ struct InitialState {
     #[serde(default)]
     state_key: String,
     content: Map<String, Value>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Preset {
-    Private,
-    TrustedPrivate,
-    Public,
-}
-
-fn preset(body: &Body) -> Result<Preset> {
-    match body.preset.as_deref() {
-        Some("private_chat") => Ok(Preset::Private),
-        Some("trusted_private_chat") => Ok(Preset::TrustedPrivate),
-        Some("public_chat") => Ok(Preset::Public),
-        Some(other) => Err(bad_json(format!("Unknown preset {other}"))),
-        None if body.visibility.as_deref() == Some("public") => Ok(Preset::Public),
-        None => Ok(Preset::Private),
-    }
-}
-
-/// The default power levels (RM-05): the reference server's values, which clients and test
-/// suites read.
-fn power_levels(
-    creator: &UserId,
-    invitees: &[OwnedUserId],
-    preset: Preset,
-    creators_privileged: bool,
-) -> Map<String, Value> {
-    let mut users = Map::new();
-    if !creators_privileged {
-        users.insert(creator.to_string(), json!(100));
-        if preset == Preset::TrustedPrivate {
-            for invitee in invitees {
-                users.insert(invitee.to_string(), json!(100));
-            }
-        }
-    }
-    let mut events = json!({
-        "m.room.name": 50,
-        "m.room.power_levels": 100,
-        "m.room.history_visibility": 100,
-        "m.room.canonical_alias": 50,
-        "m.room.avatar": 50,
-        // v12: above state_default, so only creators can upgrade unless raised (RM-05).
-        "m.room.tombstone": if creators_privileged { 150 } else { 100 },
-        "m.room.server_acl": 100,
-        "m.room.encryption": 100,
-    });
-    if preset == Preset::Public {
-        events["m.call.invite"] = json!(50);
-    }
-    let invite = if preset == Preset::Public { 50 } else { 0 };
-    let Value::Object(map) = json!({
-        "users": users,
-        "users_default": 0,
-        "events": events,
-        "events_default": 0,
-        "state_default": 50,
-        "ban": 50,
-        "kick": 50,
-        "redact": 50,
-        "invite": invite,
-    }) else {
-        return Map::new();
-    };
-    map
 }
 
 fn parse_user(user_id: &str) -> Result<OwnedUserId> {
@@ -180,17 +117,32 @@ pub(super) async fn create_with(
     extras: Extras,
 ) -> Result<String> {
     // From v12 the room ID is the create event's hash: the same user making two rooms alike
-    // in one millisecond makes the same ID, and the second tries a later timestamp.
-    let mut now = crate::now_ms();
-    for _ in 0..8 {
+    // in one millisecond would make the same ID. In this process every room gets a
+    // timestamp of its own; a collision with another process's room tries a later one.
+    for attempt in 0..8 {
+        let now = create_timestamp() + attempt * 7;
         match create_at(services, requester, value.clone(), extras.clone(), now).await {
-            Err(Error::Store(StoreError::Conflict(CONFLICT_ROOM_EXISTS))) => now += 1,
+            Err(Error::Store(StoreError::Conflict(CONFLICT_ROOM_EXISTS))) => continue,
             done => return done,
         }
     }
     Err(Error::Internal(
         "room IDs kept colliding while creating a room".into(),
     ))
+}
+
+/// Now, or one millisecond after the last room this process made if that is later.
+fn create_timestamp() -> i64 {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = crate::now_ms();
+    let previous = LAST
+        .fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |last| Some(now.max(last + 1)),
+        )
+        .unwrap_or(now);
+    now.max(previous + 1)
 }
 
 async fn create_at(
@@ -483,13 +435,14 @@ async fn create_at(
         }
         events.push(event);
     }
+    let listed = extras.published.unwrap_or(published);
     let append = Append {
         room_id: room_id.to_string(),
         new_room: Some(NewRoom {
             room_id: room_id.to_string(),
             version: version.clone(),
             creator: creator.to_string(),
-            published: extras.published.unwrap_or(published),
+            published: listed,
             created_ts: now,
         }),
         alias: alias.map(|a| (a, creator.to_string())),
@@ -508,6 +461,9 @@ async fn create_at(
                 Err(err) => return Err(err.into()),
             }
             services.rooms.insert(head);
+            if listed {
+                services.directory_counts.clear();
+            }
             services.notifier.wake_many(&audience);
             services.delivery.wake.notify_one();
             Ok(())
@@ -532,34 +488,6 @@ pub(super) async fn check_local_invitee(services: &Services, user: &UserId) -> R
     // refuses before it makes the room.
     if crate::account_data::invites_blocked(services, user.as_str()).await? {
         return Err(Error::InviteBlocked);
-    }
-    Ok(())
-}
-
-/// The creator's place in the power levels after an override (RM-06): before v12 they must
-/// keep theirs; from v12 creators outrank levels and may not be given one.
-fn check_power_users(
-    levels: &Map<String, Value>,
-    creator: &UserId,
-    head: &Head,
-    privileged: bool,
-) -> Result<()> {
-    let users = levels.get("users").and_then(Value::as_object);
-    if privileged {
-        let creators = head.creators();
-        if let Some(users) = users
-            && users
-                .keys()
-                .any(|u| creators.iter().any(|c| c.as_str() == u) || u == creator.as_str())
-        {
-            return Err(bad_json(
-                "Room creators cannot be given a power level in this room version",
-            ));
-        }
-    } else if !users.is_some_and(|u| u.contains_key(creator.as_str())) {
-        return Err(bad_json(
-            "power_level_content_override.users must contain the room creator",
-        ));
     }
     Ok(())
 }

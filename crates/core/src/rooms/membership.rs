@@ -122,6 +122,7 @@ pub async fn join(
         wanted.entry(field).or_insert(value);
     }
     let joined_elsewhere = joined_rooms_set(services, &requester.user_id).await?;
+    let joined_before = joined_elsewhere.clone();
     append(services, &room_id, None, move |head| {
         let current = head.membership(sender.as_str());
         if current == Some("ban") {
@@ -143,6 +144,11 @@ pub async fn join(
         Ok(Planned::Draft(member(&sender, sender.as_str(), content)?))
     })
     .await?;
+    if !joined_before.contains(room_id.as_str())
+        && let Some(old) = super::successor::predecessor(services, room_id.as_str()).await?
+    {
+        super::successor::carry_over(services, requester, &old, room_id.as_str()).await;
+    }
     Ok(room_id.to_string())
 }
 

@@ -217,9 +217,12 @@ pub async fn upgrade(
     )
     .await?;
 
+    super::successor::carry_over(services, requester, room.as_str(), &new_room).await;
+
     // The old room: unlisted, tombstoned, closed to new events and invites (UP-05), its
     // canonical alias gone with the aliases.
     services.store.set_published(room.as_str(), false).await?;
+    services.directory_counts.clear();
     let tombstone = json!({ "body": "This room has been replaced", "replacement_room": new_room });
     super::send::put_state(
         services,

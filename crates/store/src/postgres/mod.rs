@@ -24,6 +24,7 @@ mod reports;
 mod room_append;
 mod room_directory;
 mod rooms;
+mod rooms_dump;
 mod search;
 mod sync;
 mod txn;

@@ -159,16 +159,20 @@ impl RoomDirectoryStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        let total: i64 = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM room_summaries s JOIN rooms r ON r.room_id = s.room_id
-             WHERE {FILTER}"
-        ))
-        .bind(&pattern)
-        .bind(untyped)
-        .bind(&named)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(classify)?;
+        let total: i64 = if query.count {
+            sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM room_summaries s JOIN rooms r ON r.room_id = s.room_id
+                 WHERE {FILTER}"
+            ))
+            .bind(&pattern)
+            .bind(untyped)
+            .bind(&named)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?
+        } else {
+            0
+        };
         let (after, order) = if query.backward {
             (
                 "s.joined_members > $4 OR (s.joined_members = $4 AND s.room_id < $5)",

@@ -1,5 +1,7 @@
 //! Relations on SQLite. Lists of IDs go in as one JSON array (`json_each`), so each query
-//! is one prepared statement whatever the list's length.
+//! is one prepared statement whatever the list's length. Queries by parent write the room
+//! condition as `+r.room_id`, which keeps SQLite on the parent index: it otherwise picks the
+//! room index and reads every relation of the room (8 ms for a thread of 1 000 replies).
 
 use async_trait::async_trait;
 
@@ -32,7 +34,7 @@ impl RelationStore for SqliteStore {
                 let sql = format!(
                     "SELECT {EVENT_COLUMNS} FROM event_relations r
                      JOIN events e ON e.event_id = r.event_id
-                     WHERE r.parent_id IN (SELECT value FROM json_each(?1)) AND r.room_id = ?2
+                     WHERE r.parent_id IN (SELECT value FROM json_each(?1)) AND +r.room_id = ?2
                        AND (?3 IS NULL OR r.rel_type = ?3) AND (?4 IS NULL OR r.event_type = ?4)
                        AND {bounds} AND r.pos <= ?7 AND e.redacted_by IS NULL
                        AND r.sender NOT IN (SELECT value FROM json_each(?9))
@@ -73,7 +75,7 @@ impl RelationStore for SqliteStore {
                 conn.prepare_cached(
                     "SELECT r.event_id FROM event_relations r
                      JOIN events e ON e.event_id = r.event_id
-                     WHERE r.parent_id IN (SELECT value FROM json_each(?1)) AND r.room_id = ?2
+                     WHERE r.parent_id IN (SELECT value FROM json_each(?1)) AND +r.room_id = ?2
                        AND r.pos <= ?3 AND e.redacted_by IS NULL",
                 )
                 .and_then(|mut s| {
@@ -106,7 +108,7 @@ impl RelationStore for SqliteStore {
                                     MAX(r.sender = ?3) AS mine
                              FROM event_relations r JOIN events e ON e.event_id = r.event_id
                              WHERE r.parent_id IN (SELECT value FROM json_each(?1))
-                               AND r.room_id = ?2 AND r.rel_type = 'm.thread'
+                               AND +r.room_id = ?2 AND r.rel_type = 'm.thread'
                                AND r.pos <= ?4 AND e.redacted_by IS NULL
                                AND r.sender NOT IN (SELECT value FROM json_each(?5))
                              GROUP BY r.parent_id)
@@ -149,7 +151,7 @@ impl RelationStore for SqliteStore {
                 let sql = format!(
                     "SELECT r.parent_id, r.rel_type, {EVENT_COLUMNS}
                      FROM event_relations r JOIN events e ON e.event_id = r.event_id
-                     WHERE r.parent_id IN (SELECT value FROM json_each(?1)) AND r.room_id = ?2
+                     WHERE r.parent_id IN (SELECT value FROM json_each(?1)) AND +r.room_id = ?2
                        AND r.rel_type IN (SELECT value FROM json_each(?3))
                        AND r.pos <= ?4 AND e.redacted_by IS NULL
                        AND r.sender NOT IN (SELECT value FROM json_each(?5))

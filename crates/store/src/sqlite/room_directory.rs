@@ -191,12 +191,15 @@ impl RoomDirectoryStore for SqliteStore {
                 let run = || -> rusqlite::Result<PublicRoomsPage> {
                     let mut params = Vec::new();
                     let filter = filter(&query, &mut params);
-                    let total: i64 = conn
-                        .prepare_cached(&format!(
+                    let total: i64 = if query.count {
+                        conn.prepare_cached(&format!(
                             "SELECT COUNT(*) FROM room_summaries s
                              JOIN rooms r ON r.room_id = s.room_id WHERE {filter}"
                         ))?
-                        .query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?;
+                        .query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?
+                    } else {
+                        0
+                    };
                     let mut sql = format!(
                         "SELECT s.room_id, {SUMMARY_COLUMNS} FROM room_summaries s
                          JOIN rooms r ON r.room_id = s.room_id WHERE {filter}"
