@@ -6,6 +6,7 @@
 #   crates/bench/discovery.sh [OUT_DIR] [BENCH_ARGS...]   # default OUT_DIR: bench-results/
 #
 # BENCH_ARGS override the sizes, e.g. --public-rooms 1000 --search-messages 10000.
+# SKIP_SYNAPSE=1 reuses an earlier synapse-discovery.json.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="$(mkdir -p "${1:-$root/bench-results}" && cd "${1:-$root/bench-results}" && pwd)"
@@ -37,13 +38,15 @@ wait_up http://127.0.0.1:8008
   --out myelin-discovery.json "$@"
 kill "$P"; wait "$P" || true
 
-echo "== Synapse, SQLite"
-peer="$root/../shared/tools/synapse-peer.sh"
-SYNAPSE_PEER_VERSION="${SYNAPSE_PEER_VERSION:-matrix-synapse==1.163.2}" bash "$peer" start
-SPID="$(bash "$peer" pid)"
-"$B" --url http://127.0.0.1:18008 --pid "$SPID" --label "Synapse 1.163.2 (SQLite)" \
-  --only discovery --out synapse-discovery.json "$@"
-bash "$peer" stop
+if [[ -z "${SKIP_SYNAPSE:-}" ]]; then
+  echo "== Synapse, SQLite"
+  peer="$root/../shared/tools/synapse-peer.sh"
+  SYNAPSE_PEER_VERSION="${SYNAPSE_PEER_VERSION:-matrix-synapse==1.163.2}" bash "$peer" start
+  SPID="$(bash "$peer" pid)"
+  "$B" --url http://127.0.0.1:18008 --pid "$SPID" --label "Synapse 1.163.2 (SQLite)" \
+    --only discovery --out synapse-discovery.json "$@"
+  bash "$peer" stop
+fi
 
 echo
 "$B" --compare myelin-discovery.json synapse-discovery.json
