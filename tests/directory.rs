@@ -190,6 +190,10 @@ async fn dr05_room_aliases_are_listed_for_members_and_world_readable_rooms() {
         .get("/rooms/!unknown:localhost/aliases", &carol.token)
         .await
         .assert_error(403, "M_FORBIDDEN");
+    server
+        .get("/rooms/not-a-room/aliases", &carol.token)
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
 }
 
 #[tokio::test]

@@ -458,3 +458,64 @@ async fn mutual_rooms_pages_on_from_the_token() {
         &json!({ "joined": [shared[1], shared[2]], "count": 3 })
     );
 }
+
+#[tokio::test]
+async fn reports_and_heavy_room_reads_are_rate_limited_per_user() {
+    let tight = myelin_core::config::RateLimit {
+        per_second: 0.001,
+        burst: 2,
+    };
+    let server = TestServer::with(|config, _| {
+        config.rate_limits.reports_per_user = tight;
+        config.rate_limits.room_lookups_per_user = tight;
+    })
+    .await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
+    let event = server.send_text(&alice, &room, "x").await;
+    let report = format!("/rooms/{}/report/{}", enc(&room), enc(&event));
+    for _ in 0..2 {
+        server
+            .post(&report, &bob.token, json!({}))
+            .await
+            .assert_ok();
+    }
+    let limited = server.post(&report, &bob.token, json!({})).await;
+    limited.assert_error(429, "M_LIMIT_EXCEEDED");
+    assert!(limited.body["retry_after_ms"].as_u64().unwrap() > 0);
+    // Each user has an allowance of their own.
+    server
+        .post(&report, &alice.token, json!({}))
+        .await
+        .assert_ok();
+    // Search, hierarchy, threads, timestamp_to_event, mutual rooms and aliases share one.
+    let search = json!({ "search_categories": { "room_events": { "search_term": "x" } } });
+    server
+        .post("/search", &bob.token, search.clone())
+        .await
+        .assert_ok();
+    server
+        .get(&format!("/rooms/{}/aliases", enc(&room)), &bob.token)
+        .await
+        .assert_ok();
+    for path in [
+        format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&room)),
+        format!("/_matrix/client/v1/rooms/{}/threads", enc(&room)),
+        by_time(&room, "ts=0&dir=f"),
+        format!(
+            "/_matrix/client/v1/user/mutual_rooms?user_id={}",
+            enc(&alice.user_id)
+        ),
+        format!("/rooms/{}/aliases", enc(&room)),
+    ] {
+        server
+            .get(&path, &bob.token)
+            .await
+            .assert_error(429, "M_LIMIT_EXCEEDED");
+    }
+    server
+        .post("/search", &bob.token, search)
+        .await
+        .assert_error(429, "M_LIMIT_EXCEEDED");
+}

@@ -96,6 +96,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.rate_limits.registration_token_validity_per_address = generous;
     config.rate_limits.appservice_device_creation = generous;
     config.rate_limits.room_membership_per_user = generous;
+    config.rate_limits.reports_per_user = generous;
+    config.rate_limits.room_lookups_per_user = generous;
     config
 }
 

@@ -56,6 +56,8 @@ pub struct Limiters {
     pub registration_token_validity_per_address: KeyedLimiter,
     pub appservice_device_creation: KeyedLimiter,
     pub room_membership_per_user: KeyedLimiter,
+    pub reports_per_user: KeyedLimiter,
+    pub room_lookups_per_user: KeyedLimiter,
 }
 
 /// Everything a request needs, built once at start and shared.
@@ -112,6 +114,8 @@ impl Services {
             ),
             appservice_device_creation: KeyedLimiter::new(limits.appservice_device_creation),
             room_membership_per_user: KeyedLimiter::new(limits.room_membership_per_user),
+            reports_per_user: KeyedLimiter::new(limits.reports_per_user),
+            room_lookups_per_user: KeyedLimiter::new(limits.room_lookups_per_user),
         };
         let registration = config.registration.clone();
         let services = Arc::new_cyclic(|me| Self {
@@ -230,6 +234,11 @@ impl Services {
             (
                 &self.limiters.room_membership_per_user,
                 limits.room_membership_per_user,
+            ),
+            (&self.limiters.reports_per_user, limits.reports_per_user),
+            (
+                &self.limiters.room_lookups_per_user,
+                limits.room_lookups_per_user,
             ),
         ];
         let mut limits_changed = false;

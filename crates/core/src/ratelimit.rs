@@ -260,3 +260,21 @@ mod tests {
         assert_eq!(address_key("::ffff:203.0.113.7"), "203.0.113.7");
     }
 }
+
+/// Spends one of the requester's allowance on `limiter` (429 `M_LIMIT_EXCEEDED` when none is
+/// left): an appservice acting for its users is limited only if its registration says so.
+pub(crate) fn per_user(
+    limiter: &KeyedLimiter,
+    requester: &crate::auth::Requester,
+) -> crate::Result<()> {
+    if requester
+        .appservice
+        .as_ref()
+        .is_some_and(|a| !a.rate_limited)
+    {
+        return Ok(());
+    }
+    limiter
+        .check(&requester.user_id)
+        .map_err(crate::error::limit_exceeded)
+}

@@ -57,6 +57,7 @@ pub async fn report_event(
     let room = parse_room_id(room_id)?;
     crate::ids::check_event_id(event_id)?;
     let reason = reason(body, false)?;
+    crate::ratelimit::per_user(&services.limiters.reports_per_user, requester)?;
     let hidden = || not_found("The event was not found or you are not joined to the room");
     let joined = crate::rooms::membership::joined_room_ids(services, &requester.user_id).await?;
     if !joined.iter().any(|r| r == room.as_str()) {
@@ -91,6 +92,7 @@ pub async fn report_room(
 ) -> Result<()> {
     let room = parse_room_id(room_id)?;
     let reason = reason(body, true)?;
+    crate::ratelimit::per_user(&services.limiters.reports_per_user, requester)?;
     if services.store.room(room.as_str()).await?.is_none() {
         return Err(not_found("The room was not found"));
     }
@@ -115,6 +117,7 @@ pub async fn report_user(
     body: &[u8],
 ) -> Result<()> {
     let reason = reason(body, true)?;
+    crate::ratelimit::per_user(&services.limiters.reports_per_user, requester)?;
     let known = match crate::ids::parse_user_id(user_id) {
         Some(user) => services.store.get_user(user.as_str()).await?.is_some(),
         None => false,

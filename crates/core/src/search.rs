@@ -175,6 +175,7 @@ pub async fn search(
 ) -> Result<Value> {
     let body: Value =
         serde_json::from_slice(body).map_err(|_| Error::NotJson("Body is not JSON".into()))?;
+    crate::ratelimit::per_user(&services.limiters.room_lookups_per_user, requester)?;
     let categories = body
         .get("search_categories")
         .and_then(Value::as_object)

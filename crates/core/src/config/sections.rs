@@ -166,6 +166,12 @@ pub struct RateLimitsConfig {
     /// Joins, leaves, invites, knocks, kicks and bans a user makes (the spec's 429 for
     /// the membership endpoints; appservices are exempt unless `rate_limited`).
     pub room_membership_per_user: RateLimit,
+    /// Reports of events, rooms and users a user makes (the spec's 429 for
+    /// `report_content.yaml`).
+    pub reports_per_user: RateLimit,
+    /// The heavier reads of rooms a user makes: `/search`, `/hierarchy`, `/threads`,
+    /// `timestamp_to_event`, `mutual_rooms` and a room's aliases (the spec's 429 for them).
+    pub room_lookups_per_user: RateLimit,
 }
 
 impl Default for RateLimitsConfig {
@@ -194,6 +200,14 @@ impl Default for RateLimitsConfig {
             room_membership_per_user: RateLimit {
                 per_second: 2.0,
                 burst: 50,
+            },
+            reports_per_user: RateLimit {
+                per_second: 0.1,
+                burst: 10,
+            },
+            room_lookups_per_user: RateLimit {
+                per_second: 20.0,
+                burst: 200,
             },
         }
     }

@@ -130,6 +130,7 @@ pub async fn hierarchy(
     request: HierarchyRequest<'_>,
 ) -> Result<Value> {
     let root = parse_room_id(room_id)?;
+    crate::ratelimit::per_user(&services.limiters.room_lookups_per_user, requester)?;
     let limit = match request.limit {
         Some(0) => return Err(invalid_param("limit must be greater than zero")),
         Some(limit) => limit.min(MAX_LIMIT),

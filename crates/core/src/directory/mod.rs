@@ -209,6 +209,7 @@ pub async fn room_aliases(
     room_id: &str,
 ) -> Result<Vec<String>> {
     let room_id = parse_room_id(room_id)?;
+    crate::ratelimit::per_user(&services.limiters.room_lookups_per_user, requester)?;
     let head = current_head(services, room_id.as_str())
         .await
         .map_err(|e| match e {

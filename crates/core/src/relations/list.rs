@@ -149,6 +149,7 @@ pub async fn threads(
     from: Option<&str>,
 ) -> Result<Threads> {
     let room = parse_room_id(room_id)?;
+    crate::ratelimit::per_user(&services.limiters.room_lookups_per_user, requester)?;
     let participated = match include {
         None | Some("all") => false,
         Some("participated") => true,

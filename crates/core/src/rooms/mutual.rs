@@ -25,6 +25,7 @@ pub async fn mutual_rooms(
     if other.as_str() == requester.user_id {
         return Err(invalid_param("You share every room with yourself"));
     }
+    crate::ratelimit::per_user(&services.limiters.room_lookups_per_user, requester)?;
     let mine = super::membership::joined_room_ids(services, &requester.user_id).await?;
     let theirs = super::membership::joined_room_ids(services, other.as_str()).await?;
     let mut shared: Vec<String> = mine.into_iter().filter(|r| theirs.contains(r)).collect();

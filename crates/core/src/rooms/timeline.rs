@@ -312,6 +312,7 @@ pub async fn timestamp_to_event(
     /// Candidates looked at before giving up on finding a visible one.
     const CANDIDATES: usize = 100;
     let room = parse_room_id(room_id)?;
+    crate::ratelimit::per_user(&services.limiters.room_lookups_per_user, requester)?;
     let access = access(services, room.as_str(), &requester.user_id).await?;
     let candidates = services
         .store
