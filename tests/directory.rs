@@ -826,20 +826,6 @@ async fn sp08_restricted_rooms_list_their_allowed_rooms() {
         .assert_error(404, "M_NOT_FOUND");
 }
 
-/// Empties the summary table, as a database from before it would be.
-async fn forget_summaries(url: &str) {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        let conn = rusqlite::Connection::open(path).unwrap();
-        conn.execute("DELETE FROM room_summaries", []).unwrap();
-    } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::query("DELETE FROM room_summaries")
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn summaries_of_rooms_made_before_the_directory_are_filled_in_at_start() {
     let server = TestServer::start().await;
@@ -855,7 +841,8 @@ async fn summaries_of_rooms_made_before_the_directory_are_filled_in_at_start() {
     let mut config = common::test_config(server.dir.path());
     config.database.url = server.services().config.database.url.clone();
     let dir = server.stop().await;
-    forget_summaries(&config.database.url).await;
+    // As a database from before the summary table.
+    common::run_sql(&config.database.url, "DELETE FROM room_summaries").await;
     let again = TestServer::start_in(dir, config).await;
     let page = again.get("/publicRooms", &alice.token).await;
     let entry = &page.assert_ok()["chunk"][0];

@@ -613,19 +613,6 @@ async fn rl07_threads_latest_reply_first_participated_and_paged() {
         .assert_error(403, "M_FORBIDDEN");
 }
 
-/// Runs `sql` on the server's database, SQLite or PostgreSQL.
-async fn run_sql(url: &str, sql: &str) {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        rusqlite::Connection::open(path)
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap();
-    } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
-    }
-}
-
 #[tokio::test]
 async fn relations_stored_before_the_relation_table_are_found_after_the_migration() {
     let server = TestServer::start().await;
@@ -653,7 +640,7 @@ async fn relations_stored_before_the_relation_table_are_found_after_the_migratio
     } else {
         20
     };
-    run_sql(
+    common::run_sql(
         &config.database.url,
         &format!(
             "DROP TABLE event_relations; DELETE FROM schema_migrations WHERE version = {version};"

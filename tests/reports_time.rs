@@ -367,19 +367,6 @@ async fn mutual_rooms_lists_the_rooms_both_users_are_joined_to() {
         .assert_error(400, "M_INVALID_PARAM");
 }
 
-/// Runs `sql` on the server's database, SQLite or PostgreSQL.
-async fn run_sql(url: &str, sql: &str) {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        rusqlite::Connection::open(path)
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap();
-    } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
-    }
-}
-
 #[tokio::test]
 async fn events_stored_before_the_time_column_are_found_by_time_after_the_migration() {
     let server = TestServer::start().await;
@@ -408,7 +395,7 @@ async fn events_stored_before_the_time_column_are_found_by_time_after_the_migrat
     } else {
         21
     };
-    run_sql(
+    common::run_sql(
         &config.database.url,
         &format!(
             "DROP INDEX events_room_ts; ALTER TABLE events DROP COLUMN origin_ts;

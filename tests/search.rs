@@ -230,19 +230,6 @@ async fn results_come_with_context_profiles_state_and_groups() {
     let _: &Value = &results["groups"]["room_id"][&room]["order"];
 }
 
-/// Runs `sql` on the server's database, SQLite or PostgreSQL.
-async fn run_sql(url: &str, sql: &str) {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        rusqlite::Connection::open(path)
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap();
-    } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
-    }
-}
-
 #[tokio::test]
 async fn events_stored_before_the_search_index_are_found_after_the_migration() {
     let server = TestServer::start().await;
@@ -268,7 +255,7 @@ async fn events_stored_before_the_search_index_are_found_after_the_migration() {
     } else {
         22
     };
-    run_sql(
+    common::run_sql(
         &config.database.url,
         &format!(
             "DROP TABLE event_search; DELETE FROM schema_migrations WHERE version = {version};"

@@ -474,3 +474,17 @@ pub fn ids_of(events: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Runs `sql` on a test server's database, SQLite or PostgreSQL (to make it look as a
+/// database from before a migration would).
+pub async fn run_sql(url: &str, sql: &str) {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+    }
+}

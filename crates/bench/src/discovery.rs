@@ -15,6 +15,7 @@ use crate::{
     Generator, Req, Throughput,
     client::{API, Target, User, register},
     load,
+    rooms::enc,
 };
 
 pub(crate) struct Options {
@@ -27,17 +28,6 @@ pub(crate) struct Options {
 
 /// Connections the setup uses at once.
 const SETUP_CONNECTIONS: usize = 8;
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// Runs `count` requests made by `make(i)` over [`SETUP_CONNECTIONS`] connections; each
 /// must answer 200. Returns each answer's body, by `i`.
