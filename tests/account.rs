@@ -350,6 +350,23 @@ async fn erasure_redacts_the_users_events_for_later_joiners_only() {
         .cloned()
         .expect("the message is in bob's timeline");
     assert_eq!(bobs["content"]["body"], "my secret");
+    // The erased words are no longer searchable, by anyone; others' words still are.
+    let bobs_secret = server.send_text(&bob, &room, "a secret of bob").await;
+    for reader in [&bob, &carol] {
+        let results = server
+            .post(
+                "/search",
+                &reader.token,
+                json!({ "search_categories": { "room_events": { "search_term": "secret" } } }),
+            )
+            .await;
+        let results = &results.assert_ok()["search_categories"]["room_events"];
+        assert_eq!(results["count"], json!(1), "{results}");
+        assert_eq!(
+            results["results"][0]["result"]["event_id"],
+            json!(bobs_secret)
+        );
+    }
 }
 
 #[tokio::test]

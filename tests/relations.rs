@@ -247,20 +247,25 @@ async fn rl03_unknown_or_hidden_parents_are_404_and_recurse_follows_indirect_rel
         .await;
     assert_eq!(flat.assert_ok()["recursion_depth"], json!(1));
 
-    server
-        .get(&relations_path(&room, "$nothing", ""), &alice.token)
-        .await
-        .assert_error(404, "M_NOT_FOUND");
+    // Unknown parents are 404 on the typed paths too.
+    for typed in ["", "/m.thread", "/m.thread/m.room.message"] {
+        server
+            .get(&relations_path(&room, "$nothing", typed), &alice.token)
+            .await
+            .assert_error(404, "M_NOT_FOUND");
+    }
     // Carol is in no room: the parent is hidden from her.
     let carol = server.register("carol").await;
     let private = server
         .create_room(&alice, json!({ "preset": "private_chat" }))
         .await;
     let secret = server.send_text(&alice, &private, "secret").await;
-    server
-        .get(&relations_path(&private, &secret, ""), &carol.token)
-        .await
-        .assert_error(404, "M_NOT_FOUND");
+    for typed in ["", "/m.annotation", "/m.annotation/m.reaction"] {
+        server
+            .get(&relations_path(&private, &secret, typed), &carol.token)
+            .await
+            .assert_error(404, "M_NOT_FOUND");
+    }
     // The right event in the wrong room is unknown too.
     server
         .get(&relations_path(&private, &root, ""), &alice.token)
@@ -608,7 +613,40 @@ async fn rl07_threads_latest_reply_first_participated_and_paged() {
         .await
         .assert_error(400, "M_INVALID_PARAM");
     server
+        .get(&format!("{path}?from=nonsense"), &bob.token)
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    server
         .get(&path, &carol.token)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    server
+        .get(
+            &format!(
+                "/_matrix/client/v1/rooms/{}/threads",
+                enc("!gone:localhost")
+            ),
+            &bob.token,
+        )
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    // Banned from a room that keeps its history from outsiders.
+    server
+        .put_state(
+            &alice,
+            &room,
+            "m.room.history_visibility",
+            "",
+            json!({ "history_visibility": "joined" }),
+        )
+        .await
+        .assert_ok();
+    server
+        .room_post(&alice, &room, "ban", json!({ "user_id": bob.user_id }))
+        .await
+        .assert_ok();
+    server
+        .get(&path, &bob.token)
         .await
         .assert_error(403, "M_FORBIDDEN");
 }
@@ -695,4 +733,21 @@ async fn rl08_ignored_users_are_left_out_of_relations_and_thread_summaries() {
         served["unsigned"]["m.relations"]["m.thread"]["count"],
         json!(2)
     );
+    // A thread Carol started is listed to Alice with its root redacted (threads_list.yaml),
+    // and as it is to Bob.
+    let carols = server.send_text(&carol, &room, "carol's thread").await;
+    reply_in_thread(&server, &bob, &room, &carols, "bob answers").await;
+    let path = format!("/_matrix/client/v1/rooms/{}/threads", enc(&room));
+    let for_alice = server.get(&path, &alice.token).await;
+    let root_for_alice = &for_alice.assert_ok()["chunk"][0];
+    assert_eq!(root_for_alice["event_id"], json!(carols));
+    assert_eq!(root_for_alice["content"], json!({}), "{root_for_alice}");
+    assert_eq!(
+        root_for_alice["unsigned"]["m.relations"]["m.thread"]["count"],
+        json!(1)
+    );
+    let for_bob = server.get(&path, &bob.token).await;
+    let root_for_bob = &for_bob.assert_ok()["chunk"][0];
+    assert_eq!(root_for_bob["event_id"], json!(carols));
+    assert_eq!(root_for_bob["content"]["body"], json!("carol's thread"));
 }

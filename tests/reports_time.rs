@@ -153,6 +153,24 @@ async fn events_are_reported_by_members_and_kept_for_the_operator() {
         )
         .await
         .assert_error(404, "M_NOT_FOUND");
+    // A redacted event is 404 too, as the spec allows.
+    let gone = server.send_text(&alice, &room, "soon gone").await;
+    server
+        .put(
+            &format!("/rooms/{}/redact/{}/r1", enc(&room), enc(&gone)),
+            &alice.token,
+            json!({}),
+        )
+        .await
+        .assert_ok();
+    server
+        .post(
+            &format!("/rooms/{}/report/{}", enc(&room), enc(&gone)),
+            &bob.token,
+            json!({ "reason": "?" }),
+        )
+        .await
+        .assert_error(404, "M_NOT_FOUND");
 
     // The operator's view.
     let admin = server.register("admin").await;
@@ -325,25 +343,27 @@ async fn mutual_rooms_lists_the_rooms_both_users_are_joined_to() {
         .assert_ok();
     shared.sort();
     let path = format!(
-        "/_matrix/client/v1/user/mutual_rooms?user_id={}",
+        "/_matrix/client/v1/mutual_rooms?user_id={}",
         enc(&bob.user_id)
     );
     let mutual = server.get(&path, &alice.token).await;
     assert_eq!(mutual.assert_ok(), &json!({ "joined": shared, "count": 3 }));
-    let unstable = server
-        .get(
-            &format!(
-                "/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms?user_id={}",
-                enc(&bob.user_id)
-            ),
-            &alice.token,
-        )
-        .await;
-    assert_eq!(unstable.assert_ok()["count"], json!(3));
+    for msc in [
+        "/_matrix/client/v1/user/mutual_rooms",
+        "/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms",
+    ] {
+        let answer = server
+            .get(
+                &format!("{msc}?user_id={}", enc(&bob.user_id)),
+                &alice.token,
+            )
+            .await;
+        assert_eq!(answer.assert_ok()["count"], json!(3), "{msc}");
+    }
     // A user who does not exist shares nothing.
     let nobody = server
         .get(
-            "/_matrix/client/v1/user/mutual_rooms?user_id=@nobody:localhost",
+            "/_matrix/client/v1/mutual_rooms?user_id=@nobody:localhost",
             &alice.token,
         )
         .await;
@@ -355,7 +375,7 @@ async fn mutual_rooms_lists_the_rooms_both_users_are_joined_to() {
     ] {
         server
             .get(
-                &format!("/_matrix/client/v1/user/mutual_rooms{bad}"),
+                &format!("/_matrix/client/v1/mutual_rooms{bad}"),
                 &alice.token,
             )
             .await
@@ -435,7 +455,7 @@ async fn mutual_rooms_pages_on_from_the_token() {
     }
     shared.sort();
     let path = format!(
-        "/_matrix/client/v1/user/mutual_rooms?user_id={}&from={}",
+        "/_matrix/client/v1/mutual_rooms?user_id={}&from={}",
         enc(&bob.user_id),
         enc(&format!("m{}", shared[0]))
     );
@@ -471,6 +491,23 @@ async fn reports_and_heavy_room_reads_are_rate_limited_per_user() {
     let limited = server.post(&report, &bob.token, json!({})).await;
     limited.assert_error(429, "M_LIMIT_EXCEEDED");
     assert!(limited.body["retry_after_ms"].as_u64().unwrap() > 0);
+    // Room and user reports draw on the same allowance.
+    server
+        .post(
+            &format!("/rooms/{}/report", enc(&room)),
+            &bob.token,
+            json!({ "reason": "x" }),
+        )
+        .await
+        .assert_error(429, "M_LIMIT_EXCEEDED");
+    server
+        .post(
+            &format!("/users/{}/report", enc(&alice.user_id)),
+            &bob.token,
+            json!({ "reason": "x" }),
+        )
+        .await
+        .assert_error(429, "M_LIMIT_EXCEEDED");
     // Each user has an allowance of their own.
     server
         .post(&report, &alice.token, json!({}))
@@ -491,7 +528,7 @@ async fn reports_and_heavy_room_reads_are_rate_limited_per_user() {
         format!("/_matrix/client/v1/rooms/{}/threads", enc(&room)),
         by_time(&room, "ts=0&dir=f"),
         format!(
-            "/_matrix/client/v1/user/mutual_rooms?user_id={}",
+            "/_matrix/client/v1/mutual_rooms?user_id={}",
             enc(&alice.user_id)
         ),
         format!("/rooms/{}/aliases", enc(&room)),

@@ -217,7 +217,7 @@ async fn sp04_rooms_the_user_may_not_see_are_left_out_with_their_subtree() {
     let page = server.get(&hierarchy(&s, ""), &bob.token).await;
     let mut ids = room_ids(page.assert_ok());
     ids.sort();
-    let mut expected = vec![s.clone(), open, invited];
+    let mut expected = vec![s.clone(), open.clone(), invited.clone()];
     expected.sort();
     assert_eq!(ids, expected);
     // Alice sees all of it.
@@ -230,6 +230,25 @@ async fn sp04_rooms_the_user_may_not_see_are_left_out_with_their_subtree() {
         .assert_error(403, "M_FORBIDDEN");
     server
         .get(&hierarchy("!unknown:localhost", ""), &bob.token)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    // A room Bob is banned from is left out; then the root itself: 403, public as it is.
+    server
+        .room_post(&alice, &open, "ban", json!({ "user_id": bob.user_id }))
+        .await
+        .assert_ok();
+    let page = server.get(&hierarchy(&s, ""), &bob.token).await;
+    let mut ids = room_ids(page.assert_ok());
+    ids.sort();
+    let mut expected = vec![s.clone(), invited.clone()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    server
+        .room_post(&alice, &s, "ban", json!({ "user_id": bob.user_id }))
+        .await
+        .assert_ok();
+    server
+        .get(&hierarchy(&s, ""), &bob.token)
         .await
         .assert_error(403, "M_FORBIDDEN");
 }

@@ -452,3 +452,153 @@ async fn up07_up11_tags_room_push_rules_and_direct_chats_follow_the_room() {
         &json!({ "tags": { "m.favourite": { "order": 0.5 } } })
     );
 }
+
+#[tokio::test]
+async fn up10_the_tombstone_level_follows_the_new_version() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let tombstone_level = |levels: &Value| levels["events"]["m.room.tombstone"].clone();
+    // v11 → v12: 100 (admins) becomes 150 (creators only).
+    let v11 = server
+        .create_room(&alice, json!({ "room_version": "11" }))
+        .await;
+    let old_levels = state(&server, &alice, &v11, "m.room.power_levels", "").await;
+    assert_eq!(tombstone_level(old_levels.assert_ok()), json!(100));
+    let v12 = upgraded(&server, &alice, &v11, "12").await;
+    let levels = state(&server, &alice, &v12, "m.room.power_levels", "").await;
+    assert_eq!(tombstone_level(levels.assert_ok()), json!(150));
+    // v12 → v12 keeps the room's own choice.
+    let mut custom = levels.assert_ok().clone();
+    custom["events"]["m.room.tombstone"] = json!(120);
+    server
+        .put_state(&alice, &v12, "m.room.power_levels", "", custom)
+        .await
+        .assert_ok();
+    let again = upgraded(&server, &alice, &v12, "12").await;
+    let levels = state(&server, &alice, &again, "m.room.power_levels", "").await;
+    assert_eq!(tombstone_level(levels.assert_ok()), json!(120));
+    // v12 → v11: back to 100, which the upgrader (kept at 100) can still send.
+    let back = upgraded(&server, &alice, &again, "11").await;
+    let levels = state(&server, &alice, &back, "m.room.power_levels", "").await;
+    assert_eq!(tombstone_level(levels.assert_ok()), json!(100));
+    upgraded(&server, &alice, &back, "12").await;
+}
+
+#[tokio::test]
+async fn an_upgraded_space_keeps_its_children() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let space = server
+        .create_room(&alice, json!({ "creation_content": { "type": "m.space" } }))
+        .await;
+    let kept = server.create_room(&alice, json!({})).await;
+    let removed = server.create_room(&alice, json!({})).await;
+    for child in [&kept, &removed] {
+        server
+            .put_state(
+                &alice,
+                &space,
+                "m.space.child",
+                child,
+                json!({ "via": ["localhost"], "suggested": true }),
+            )
+            .await
+            .assert_ok();
+    }
+    server
+        .put_state(&alice, &space, "m.space.child", &removed, json!({}))
+        .await
+        .assert_ok();
+    let new_space = upgraded(&server, &alice, &space, "12").await;
+    let child = state(&server, &alice, &new_space, "m.space.child", &kept).await;
+    assert_eq!(
+        child.assert_ok(),
+        &json!({ "via": ["localhost"], "suggested": true })
+    );
+    state(&server, &alice, &new_space, "m.space.child", &removed)
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    let hierarchy = server
+        .get(
+            &format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&new_space)),
+            &alice.token,
+        )
+        .await;
+    let rooms: Vec<&str> = hierarchy.assert_ok()["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["room_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(rooms, vec![new_space.as_str(), kept.as_str()]);
+}
+
+/// Makes every tombstone fail to store, as a crash between the two rooms' writes would.
+async fn refuse_tombstones(server: &TestServer, refuse: bool) {
+    let url = server.services().config.database.url.clone();
+    let sql = match (url.starts_with("sqlite://"), refuse) {
+        (true, true) => {
+            "CREATE TRIGGER no_tombstones BEFORE INSERT ON events
+             WHEN NEW.event_type = 'm.room.tombstone'
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+        }
+        (true, false) => "DROP TRIGGER no_tombstones;",
+        (false, true) => {
+            "CREATE FUNCTION no_tombstones() RETURNS trigger AS $$
+             BEGIN
+               IF NEW.event_type = 'm.room.tombstone' THEN RAISE EXCEPTION 'injected failure'; END IF;
+               RETURN NEW;
+             END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER no_tombstones BEFORE INSERT ON events
+             FOR EACH ROW EXECUTE FUNCTION no_tombstones();"
+        }
+        (false, false) => "DROP TRIGGER no_tombstones ON events; DROP FUNCTION no_tombstones();",
+    };
+    common::run_sql(&url, sql).await;
+}
+
+#[tokio::test]
+async fn an_upgrade_is_one_transaction_across_both_rooms() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = server
+        .create_room(
+            &alice,
+            json!({ "preset": "public_chat", "visibility": "public", "room_alias_name": "hall" }),
+        )
+        .await;
+    refuse_tombstones(&server, true).await;
+    upgrade(&server, &alice, &room, json!({ "new_version": "12" }))
+        .await
+        .assert_error(500, "M_UNKNOWN");
+    // No successor was left behind, and the old room kept its alias and listing.
+    let joined = server.get("/joined_rooms", &alice.token).await;
+    assert_eq!(joined.assert_ok()["joined_rooms"], json!([room]));
+    let resolved = server
+        .get(
+            &format!("/directory/room/{}", enc("#hall:localhost")),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(resolved.assert_ok()["room_id"], json!(room));
+    let list = server.call(Method::GET, "/publicRooms", None, None).await;
+    assert_eq!(list.assert_ok()["chunk"][0]["room_id"], json!(room));
+    state(&server, &alice, &room, "m.room.tombstone", "")
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    // The room's head was not left past the events that were not written.
+    server.send_text(&alice, &room, "still here").await;
+    refuse_tombstones(&server, false).await;
+    let new_room = upgraded(&server, &alice, &room, "12").await;
+    let joined = server.get("/joined_rooms", &alice.token).await;
+    let mut rooms: Vec<String> = joined.assert_ok()["joined_rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    rooms.sort();
+    let mut expected = vec![room.clone(), new_room.clone()];
+    expected.sort();
+    assert_eq!(rooms, expected);
+}

@@ -479,10 +479,11 @@ pub fn ids_of(events: &Value) -> Vec<String> {
 /// database from before a migration would).
 pub async fn run_sql(url: &str, sql: &str) {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        rusqlite::Connection::open(path)
-            .unwrap()
-            .execute_batch(sql)
+        let conn = rusqlite::Connection::open(path).unwrap();
+        // The server may be writing: wait for its transaction rather than fail.
+        conn.busy_timeout(std::time::Duration::from_secs(10))
             .unwrap();
+        conn.execute_batch(sql).unwrap();
     } else {
         let pool = sqlx::PgPool::connect(url).await.unwrap();
         sqlx::raw_sql(sql).execute(&pool).await.unwrap();

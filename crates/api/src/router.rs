@@ -357,6 +357,11 @@ pub fn routes(state: AppState) -> Router {
             get(rooms::timestamp_to_event),
         )
         .route(
+            "/_matrix/client/v1/mutual_rooms",
+            get(membership::mutual_rooms),
+        )
+        // MSC2666's own paths, which clients released before the spec's still call.
+        .route(
             "/_matrix/client/v1/user/mutual_rooms",
             get(membership::mutual_rooms),
         )

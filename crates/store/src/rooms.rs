@@ -112,7 +112,8 @@ pub struct Append {
     /// An alias to map to the room in the same transaction (`room_alias_name`), with its
     /// creator; `Conflict` if it is taken.
     pub alias: Option<(String, String)>,
-    /// A room whose aliases all move to this one in the same transaction (an upgrade).
+    /// A room this one replaces (an upgrade): its aliases all move to this one, and it leaves
+    /// the public directory, in the same transaction.
     pub aliases_from: Option<String>,
     /// The room's summary after the batch, when the batch changes it (see
     /// [`crate::RoomDirectoryStore`]).
@@ -120,6 +121,20 @@ pub struct Append {
     /// The forward extremities the first event builds on (empty for a new room).
     pub extremities: Vec<String>,
     pub events: Vec<NewEvent>,
+    /// Another room's batch, written after this one in the same transaction (an upgrade: the
+    /// new room, then the old room's tombstone), with the same checks; positions follow on.
+    pub then: Option<Box<Append>>,
+}
+
+impl Append {
+    /// This batch and those chained after it, in writing order.
+    pub fn parts(&self) -> Vec<&Append> {
+        let mut parts = vec![self];
+        while let Some(next) = parts.last().and_then(|p| p.then.as_deref()) {
+            parts.push(next);
+        }
+        parts
+    }
 }
 
 /// See [`RoomStore::room_snapshot`].

@@ -10,10 +10,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::{
-    current_head,
-    summary::{previewable, summary_fields},
-};
+use super::summary::{previewable, summary_fields};
 use crate::{
     Services,
     auth::Requester,
@@ -143,8 +140,13 @@ pub async fn hierarchy(
     };
     let joined = crate::rooms::membership::joined_room_ids(services, &requester.user_id).await?;
     let user = Some(requester.user_id.as_str());
-    let root_head = match current_head(services, root.as_str()).await {
-        Ok(head) if previewable(&head, user, &joined) => head,
+    // space_hierarchy.yaml: banned users are refused, even from a public space, and
+    // rooms they are banned from are left out below it.
+    let shown = |head: &Head| {
+        previewable(head, user, &joined) && head.membership(&requester.user_id) != Some("ban")
+    };
+    let root_head = match crate::rooms::load_head(services, root.as_str()).await {
+        Ok(head) if shown(&head) => head,
         Ok(_) | Err(Error::NotFound(_)) => {
             return Err(forbidden("You may not see this room's hierarchy"));
         }
@@ -182,12 +184,12 @@ pub async fn hierarchy(
             }
             // Rooms this server does not have need federation; those the user may not see
             // are left out with everything under them (SP-04).
-            let child = match current_head(services, &link.room_id).await {
+            let child = match crate::rooms::load_head(services, &link.room_id).await {
                 Ok(child) => child,
                 Err(Error::NotFound(_) | Error::InvalidParam(_)) => continue,
                 Err(err) => return Err(err),
             };
-            if previewable(&child, user, &joined) {
+            if shown(&child) {
                 next.push((child, depth + 1));
             }
         }

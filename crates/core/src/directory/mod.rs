@@ -44,16 +44,6 @@ fn local_alias(services: &Services, alias: &str) -> Result<String> {
     Ok(parsed.to_string())
 }
 
-/// The room's head as it is now, for permission checks outside a write.
-async fn current_head(services: &Services, room_id: &str) -> Result<Head> {
-    let snapshot = services
-        .store
-        .room_snapshot(room_id)
-        .await?
-        .ok_or_else(|| not_found("Unknown room"))?;
-    Head::from_snapshot(snapshot)
-}
-
 async fn is_server_admin(services: &Services, user_id: &str) -> Result<bool> {
     Ok(services
         .store
@@ -89,7 +79,7 @@ pub async fn create_alias(
         .and_then(Value::as_str)
         .ok_or_else(|| crate::error::bad_json("room_id is required"))?;
     let room_id = parse_room_id(room_id)?;
-    let head = current_head(services, room_id.as_str()).await?;
+    let head = rooms::load_head(services, room_id.as_str()).await?;
     if head.membership(&requester.user_id) != Some("join") {
         return Err(forbidden("You must be in the room to give it an alias"));
     }
@@ -137,7 +127,7 @@ pub async fn delete_alias(services: &Services, requester: &Requester, alias: &st
         .alias(&alias)
         .await?
         .ok_or_else(|| not_found("Room alias not found"))?;
-    let head = current_head(services, &entry.room_id).await.ok();
+    let head = rooms::load_head(services, &entry.room_id).await.ok();
     let allowed = entry.creator == requester.user_id
         || head
             .as_ref()
@@ -210,7 +200,7 @@ pub async fn room_aliases(
 ) -> Result<Vec<String>> {
     let room_id = parse_room_id(room_id)?;
     crate::ratelimit::per_user(&services.limiters.room_lookups_per_user, requester)?;
-    let head = current_head(services, room_id.as_str())
+    let head = rooms::load_head(services, room_id.as_str())
         .await
         .map_err(|e| match e {
             Error::NotFound(_) => forbidden("You are not in this room"),
@@ -266,7 +256,7 @@ pub async fn set_visibility(
         Some(Value::String(v)) if v == "private" => false,
         Some(_) => return Err(invalid_param("visibility must be public or private")),
     };
-    let head = current_head(services, room_id.as_str()).await?;
+    let head = rooms::load_head(services, room_id.as_str()).await?;
     if !may_publish(services, &head, &requester.user_id).await? {
         return Err(forbidden(
             "You may not change whether this room is in the public directory",

@@ -3,7 +3,6 @@
 
 use serde_json::{Map, Value, json};
 
-use super::current_head;
 use crate::{
     Services,
     auth::Requester,
@@ -20,7 +19,7 @@ pub async fn backfill_summaries(services: &Services) -> Result<()> {
     }
     tracing::info!(rooms = rooms.len(), "summarising rooms for the directory");
     for room_id in rooms {
-        let head = current_head(services, &room_id).await?;
+        let head = rooms::load_head(services, &room_id).await?;
         services
             .store
             .put_summary_if_absent(&room_id, &head.summary())
@@ -114,7 +113,7 @@ pub async fn room_summary(
 ) -> Result<Value> {
     let room_id = rooms::resolve_room(services, id_or_alias).await?;
     let unknown = || not_found("Room not found, or you may not see it");
-    let head = match current_head(services, room_id.as_str()).await {
+    let head = match rooms::load_head(services, room_id.as_str()).await {
         Ok(head) => head,
         Err(Error::NotFound(_)) => return Err(unknown()),
         Err(err) => return Err(err),

@@ -8,11 +8,11 @@ use serde::Serialize;
 use crate::{
     Services,
     auth::Requester,
-    error::{Error, Result, invalid_param, not_found},
+    error::{Error, Result, forbidden, invalid_param, not_found},
     events::client::ClientEvent,
     rooms::{
         parse_room_id,
-        read::{access, parse_room_token, room_token, serve_all},
+        read::{access, parse_room_token, room_token, serve_all, serve_redacting},
     },
 };
 
@@ -158,6 +158,10 @@ pub async fn threads(
     let before = from.map(parse_room_token).transpose()?;
     let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let access = access(services, room.as_str(), &requester.user_id).await?;
+    // threads_list.yaml: a banned user is refused, where one who left reads up to the leave.
+    if matches!(access.visibility.current(), Some((_, "ban"))) {
+        return Err(forbidden("You are banned from this room"));
+    }
     let mut roots = services
         .store
         .threads(
@@ -182,8 +186,11 @@ pub async fn threads(
         .filter(|e| e.room_id == room.as_str() && e.pos <= access.cap)
         .filter(|e| access.visibility.can_see(e))
         .collect();
+    // A root an ignored user sent is served redacted, as a client aggregating the thread
+    // itself would show it (threads_list.yaml).
+    let ignored = crate::account_data::ignored_users(services, &requester.user_id).await?;
     Ok(Threads {
-        chunk: serve_all(services, requester, &access, &ordered, true).await?,
+        chunk: serve_redacting(services, requester, &access, &ordered, true, &ignored).await?,
         next_batch,
     })
 }

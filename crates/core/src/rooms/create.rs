@@ -132,7 +132,7 @@ pub(super) async fn create_with(
 }
 
 /// Now, or one millisecond after the last room this process made if that is later.
-fn create_timestamp() -> i64 {
+pub(super) fn create_timestamp() -> i64 {
     static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
     let now = crate::now_ms();
     let previous = LAST
@@ -152,6 +152,61 @@ async fn create_at(
     extras: Extras,
     now: i64,
 ) -> Result<String> {
+    let Prepared {
+        room_id,
+        append,
+        made,
+    } = prepare(services, requester, value, extras, now).await?;
+    services
+        .detached(move |services| async move {
+            match services.store.append_events(append, None).await {
+                Ok(_) => {}
+                Err(StoreError::Conflict(CONFLICT_ALIAS)) => return Err(Error::RoomInUse),
+                Err(err) => return Err(err.into()),
+            }
+            made.settle(&services);
+            Ok(())
+        })
+        .await?;
+    Ok(room_id.to_string())
+}
+
+/// A room built but not written: its first events as one [`Append`], and what
+/// [`Made::settle`] does once they are durable.
+pub(super) struct Prepared {
+    pub room_id: OwnedRoomId,
+    pub append: Append,
+    pub made: Made,
+}
+
+pub(super) struct Made {
+    head: Head,
+    listed: bool,
+    audience: Vec<String>,
+}
+
+impl Made {
+    /// After the commit: the head kept for the next writer, the directory's count
+    /// forgotten, the creator and invitees woken.
+    pub(super) fn settle(self, services: &Services) {
+        services.rooms.insert(self.head);
+        if self.listed {
+            services.directory_counts.clear();
+        }
+        services.notifier.wake_many(&self.audience);
+        services.delivery.wake.notify_one();
+    }
+}
+
+/// Builds and authorises a room's first events from a `createRoom` body, with `now` as
+/// their time (in v12 it makes the room ID).
+pub(super) async fn prepare(
+    services: &Services,
+    requester: &Requester,
+    value: Value,
+    extras: Extras,
+    now: i64,
+) -> Result<Prepared> {
     let body: Body =
         serde_json::from_value(value).map_err(|e| bad_json(format!("Invalid request: {e}")))?;
     let preset = preset(&body)?;
@@ -450,26 +505,19 @@ async fn create_at(
         summary: Some(head.summary()),
         extremities: Vec::new(),
         events,
+        then: None,
     };
     let mut audience: Vec<String> = invitees.iter().map(ToString::to_string).collect();
     audience.push(creator.to_string());
-    services
-        .detached(move |services| async move {
-            match services.store.append_events(append, None).await {
-                Ok(_) => {}
-                Err(StoreError::Conflict(CONFLICT_ALIAS)) => return Err(Error::RoomInUse),
-                Err(err) => return Err(err.into()),
-            }
-            services.rooms.insert(head);
-            if listed {
-                services.directory_counts.clear();
-            }
-            services.notifier.wake_many(&audience);
-            services.delivery.wake.notify_one();
-            Ok(())
-        })
-        .await?;
-    Ok(room_id.to_string())
+    Ok(Prepared {
+        room_id,
+        append,
+        made: Made {
+            head,
+            listed,
+            audience,
+        },
+    })
 }
 
 /// Invites go to users of this server who exist; others need federation, which is not here

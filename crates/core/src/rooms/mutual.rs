@@ -1,4 +1,4 @@
-//! `GET /_matrix/client/v1/user/mutual_rooms` (`mutual_rooms.yaml`, MSC2666): the rooms both
+//! `GET /_matrix/client/v1/mutual_rooms` (`mutual_rooms.yaml`, MSC2666): the rooms both
 //! the requester and another user are joined to, in room-ID order, a page at a time.
 
 use serde_json::{Value, json};

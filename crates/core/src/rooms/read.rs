@@ -6,7 +6,7 @@
 //! and nothing after (ST-10, ST-13, TL-11); anyone reads a world-readable room; everyone
 //! else gets 403. Within that bound each event is judged by [`Visibility`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use myelin_store::{StoredEvent, Stream};
 use ruma_common::room_version_rules::RoomVersionRules;
@@ -145,8 +145,29 @@ pub(crate) async fn serve_all(
     events: &[&StoredEvent],
     with_room_id: bool,
 ) -> Result<Vec<ClientEvent>> {
+    serve_redacting(
+        services,
+        requester,
+        access,
+        events,
+        with_room_id,
+        &HashSet::new(),
+    )
+    .await
+}
+
+/// [`serve_all`], with the events of `senders` served redacted as well as erased users'.
+pub(crate) async fn serve_redacting(
+    services: &Services,
+    requester: &Requester,
+    access: &Access,
+    events: &[&StoredEvent],
+    with_room_id: bool,
+    senders: &HashSet<String>,
+) -> Result<Vec<ClientEvent>> {
     let related = related(services, events).await?;
-    let erased = super::erasure::for_reader(services, &access.visibility).await?;
+    let mut erased = super::erasure::for_reader(services, &access.visibility).await?;
+    erased.extend(senders.iter().cloned());
     let reader = Reader {
         user_id: &requester.user_id,
         device_id: requester.device_id.as_deref(),

@@ -66,7 +66,7 @@ pub async fn send_message(
         return redact_with(services, requester, room, &target, txn, content).await;
     }
     // A retry of a request that was stored answers with its event, unchecked.
-    if super::earlier_txn_event(services, &txn).await?.is_none() {
+    if append::earlier_txn_event(services, &txn).await?.is_none() {
         crate::relations::check_new(
             services,
             room.as_str(),

@@ -1,21 +1,28 @@
 //! `POST /rooms/{roomId}/upgrade` (`room_upgrades.yaml`, UP-01..10): a new room of the asked
-//! version made like `createRoom` with the old room's transferable state, the aliases moved
-//! to it in the same transaction, then a tombstone and restricted power levels in the old
-//! room.
+//! version made like `createRoom` with the old room's transferable state, and in the old room
+//! a tombstone, power levels closed to new events and invites, and no canonical alias. It is
+//! one use case and one transaction: the new room's events, the aliases and directory
+//! listing moving to it, and the old room's events are one chained append, written under
+//! the old room's write turn, so no crash leaves a successor without its tombstone.
 
-use ruma_common::OwnedUserId;
+use std::sync::Arc;
+
+use myelin_store::{Append, CONFLICT_EXTREMITIES, CONFLICT_ROOM_EXISTS, NewEvent, StoreError};
+use ruma_common::room_version_rules::RoomVersionRules;
+use ruma_common::{OwnedUserId, RoomId};
 use serde_json::{Map, Value, json};
 
 use super::{
     CREATOR_POWER, Head,
-    create::{Extras, create_with},
+    append::{MAX_ATTEMPTS, Turn, loaded_head, new_event, take_turn},
+    create::{self, Extras, Prepared},
     parse_room_id,
 };
 use crate::{
     Services,
     auth::Requester,
-    error::{Error, Result, bad_json, forbidden, not_found},
-    events::version_rules,
+    error::{Error, Result, bad_json, forbidden},
+    events::{self, Draft, version_rules},
 };
 
 /// State the new room gets from the old one (the spec's list; memberships and state that
@@ -30,6 +37,10 @@ const COPIED: &[&str] = &[
     "m.room.history_visibility",
     "m.room.join_rules",
 ];
+
+/// The tombstone's level in a new room whose creators outrank every level (RM-05: above
+/// the room's administrators, so that only creators upgrade by default).
+const PRIVILEGED_TOMBSTONE: i64 = 150;
 
 /// The level the upgrader needs while the new room is set up (before versions with
 /// privileged creators): every level the power levels name, and at least 100.
@@ -90,26 +101,188 @@ pub async fn upgrade(
         )
     })?;
     let additional = parse_users(body.get("additional_creators"))?;
-    let snapshot = services
-        .store
-        .room_snapshot(room.as_str())
-        .await?
-        .ok_or_else(|| not_found("Unknown room"))?;
-    let published = snapshot.info.published;
-    let old = Head::from_snapshot(snapshot)?;
     let upgrader = OwnedUserId::try_from(requester.user_id.as_str())
         .map_err(|e| Error::Internal(format!("requester: {e}").into()))?;
+    let target = Target {
+        version: new_version,
+        rules: new_rules,
+        additional,
+    };
+    let who = requester.clone();
+    let old = room.clone();
+    let new_room = services
+        .detached(move |services| async move {
+            let slot = services.rooms.slot(old.as_str());
+            for attempt in 0..MAX_ATTEMPTS {
+                let mut turn = take_turn(&services, &slot, old.as_str()).await?;
+                let tried = try_upgrade(
+                    &services,
+                    &who,
+                    &upgrader,
+                    &old,
+                    &target,
+                    &mut turn,
+                    attempt as i64,
+                )
+                .await;
+                if tried.as_ref().map_or(true, Option::is_none) {
+                    // Events may have been built on the head and not written.
+                    *turn.guard = None;
+                }
+                if let Some(lock) = turn.lock.take() {
+                    lock.release().await;
+                }
+                if let Some(new_room) = tried? {
+                    return Ok(new_room);
+                }
+            }
+            Err(Error::Internal(
+                "the room kept changing while it was upgraded".into(),
+            ))
+        })
+        .await?;
+    super::successor::carry_over(services, requester, room.as_str(), &new_room).await;
+    Ok(new_room)
+}
+
+/// The version asked for and its creators.
+struct Target {
+    version: String,
+    rules: RoomVersionRules,
+    additional: Vec<OwnedUserId>,
+}
+
+/// One attempt under the old room's turn: `None` when the room moved meanwhile (or the new
+/// room's ID was taken) and the upgrade is built again.
+async fn try_upgrade(
+    services: &Services,
+    requester: &Requester,
+    upgrader: &OwnedUserId,
+    room: &RoomId,
+    target: &Target,
+    turn: &mut Turn<'_>,
+    attempt: i64,
+) -> Result<Option<String>> {
+    let published = services
+        .store
+        .room(room.as_str())
+        .await?
+        .is_some_and(|info| info.published);
+    let locked = turn.lock.is_some();
+    let old = loaded_head(services, room, &mut turn.guard, locked).await?;
     if old.membership(upgrader.as_str()) != Some("join")
-        || old.power(&upgrader) < old.level_for_event("m.room.tombstone", true)
+        || old.power(upgrader) < old.level_for_event("m.room.tombstone", true)
     {
         return Err(forbidden("You may not upgrade this room"));
     }
+    let (create_body, extras) = replacement(old, upgrader, target, published);
+    let now = create::create_timestamp() + attempt * 7;
+    let Prepared {
+        room_id: new_room,
+        mut append,
+        made,
+    } = create::prepare(services, requester, create_body, extras, now).await?;
 
+    // The old room: tombstoned, closed to new events and invites (UP-05), its canonical
+    // alias gone with the aliases. Only the tombstone is required; the upgrader may lack
+    // the power for the rest.
+    let before = old.summary();
+    let extremities = old.extremities.iter().map(ToString::to_string).collect();
+    let mut events = Vec::new();
+    let tombstone = json!({ "body": "This room has been replaced", "replacement_room": new_room });
+    events.extend(build_on(services, old, upgrader, "m.room.tombstone", tombstone, true).await?);
+    if let Some(mut restricted) = content(old, "m.room.power_levels") {
+        let users_default = restricted
+            .get("users_default")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let closed = (users_default + 1).max(50);
+        restricted.insert("events_default".into(), json!(closed));
+        restricted.insert("invite".into(), json!(closed));
+        let kind = "m.room.power_levels";
+        events.extend(
+            build_on(
+                services,
+                old,
+                upgrader,
+                kind,
+                Value::Object(restricted),
+                false,
+            )
+            .await?,
+        );
+    }
+    if content(old, "m.room.canonical_alias").is_some_and(|c| !c.is_empty()) {
+        let kind = "m.room.canonical_alias";
+        events.extend(build_on(services, old, upgrader, kind, json!({}), false).await?);
+    }
+    let after = old.summary();
+    append.then = Some(Box::new(Append {
+        room_id: room.to_string(),
+        new_room: None,
+        alias: None,
+        aliases_from: None,
+        summary: (before != after).then_some(after),
+        extremities,
+        events,
+        then: None,
+    }));
+    let audience = old.audience();
+    match services.store.append_events(append, turn.lock.take()).await {
+        Ok(_) => {
+            made.settle(services);
+            services.directory_counts.clear();
+            services.notifier.wake_many(&audience);
+            Ok(Some(new_room.to_string()))
+        }
+        Err(StoreError::Conflict(CONFLICT_EXTREMITIES | CONFLICT_ROOM_EXISTS)) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Builds one of the old room's events on its head and advances the head past it; a
+/// refused event is an error if `required`, else left out.
+async fn build_on(
+    services: &Services,
+    head: &mut Head,
+    sender: &OwnedUserId,
+    kind: &str,
+    content: Value,
+    required: bool,
+) -> Result<Option<NewEvent>> {
+    let draft = Draft::new(kind, Some(""), sender, content)?;
+    let built = events::build(
+        &draft,
+        &head.position(),
+        &services.key,
+        &services.config.server_name,
+        crate::now_ms(),
+    )?;
+    if let Err(refused) = events::authorize(&built.pdu, &head.rules.authorization, &head.state) {
+        if required {
+            return Err(refused);
+        }
+        tracing::info!(error = %refused, kind, "the old room of an upgrade kept its state");
+        return Ok(None);
+    }
+    let mut event = new_event(&draft, &built, None);
+    event.push = crate::push::eval::evaluate(services, head, &built.pdu, &built.json).await;
+    head.advance(Arc::new(built.pdu));
+    Ok(Some(event))
+}
+
+/// The `createRoom` body and extras of the replacement room.
+fn replacement(
+    old: &Head,
+    upgrader: &OwnedUserId,
+    target: &Target,
+    published: bool,
+) -> (Value, Extras) {
     // The create event: predecessor, the old type and federation flag, the new creators.
-    let old_create = content(&old, "m.room.create").unwrap_or_default();
+    let old_create = content(old, "m.room.create").unwrap_or_default();
     let mut creation = Map::new();
-    let mut predecessor = json!({ "room_id": room });
-    if !new_rules.authorization.room_create_event_id_as_room_id
+    let mut predecessor = json!({ "room_id": old.room_id });
+    if !target.rules.authorization.room_create_event_id_as_room_id
         && let Some(last) = old.extremities.first()
     {
         predecessor["event_id"] = json!(last);
@@ -120,15 +293,31 @@ pub async fn upgrade(
             creation.insert(key.into(), value.clone());
         }
     }
-    let privileged = new_rules.authorization.explicitly_privilege_room_creators;
-    if privileged && !additional.is_empty() {
-        creation.insert("additional_creators".into(), json!(additional));
+    let privileged = target
+        .rules
+        .authorization
+        .explicitly_privilege_room_creators;
+    if privileged && !target.additional.is_empty() {
+        creation.insert("additional_creators".into(), json!(target.additional));
     }
 
     // Power levels as they were (UP-03, UP-04): from v12 creators hold none; before it the
     // upgrader is lifted while the state is copied, then put back.
-    let mut levels = content(&old, "m.room.power_levels").unwrap_or_default();
-    let old_power = old.power(&upgrader);
+    let mut levels = content(old, "m.room.power_levels").unwrap_or_default();
+    if privileged != old.rules.authorization.explicitly_privilege_room_creators {
+        // UP-10: between versions with and without privileged creators the tombstone's
+        // level means something else, so it takes the new version's default.
+        let tombstone = if privileged {
+            PRIVILEGED_TOMBSTONE
+        } else {
+            100
+        };
+        let events = levels.entry("events").or_insert_with(|| json!({}));
+        if let Some(events) = events.as_object_mut() {
+            events.insert("m.room.tombstone".into(), json!(tombstone));
+        }
+    }
+    let old_power = old.power(upgrader);
     let mut users = levels
         .get("users")
         .and_then(Value::as_object)
@@ -137,7 +326,7 @@ pub async fn upgrade(
     let mut restore = None;
     if privileged {
         users.remove(upgrader.as_str());
-        for creator in &additional {
+        for creator in &target.additional {
             users.remove(creator.as_str());
         }
         levels.insert("users".into(), json!(users));
@@ -161,9 +350,24 @@ pub async fn upgrade(
         "type": "m.room.power_levels", "state_key": "", "content": levels,
     })];
     for kind in COPIED {
-        if let Some(content) = content(&old, kind) {
+        if let Some(content) = content(old, kind) {
             initial_state.push(json!({ "type": kind, "state_key": "", "content": content }));
         }
+    }
+    // A space keeps its children (as the reference server does); a removed child's event
+    // has empty content and is not copied.
+    let mut children: Vec<(&String, Value)> = old
+        .state
+        .iter()
+        .filter(|((kind, key), _)| kind == "m.space.child" && !key.is_empty())
+        .map(|((_, key), pdu)| (key, pdu.content_value()))
+        .filter(|(_, content)| content.as_object().is_some_and(|c| !c.is_empty()))
+        .collect();
+    children.sort_by(|a, b| a.0.cmp(b.0));
+    for (child, content) in children {
+        initial_state.push(json!({
+            "type": "m.space.child", "state_key": child, "content": content,
+        }));
     }
     // Bans carry over (UP-03), then the levels are put back, then the canonical alias,
     // which names aliases that move with the room.
@@ -191,96 +395,23 @@ pub async fn upgrade(
             Value::Object(levels),
         ));
     }
-    let old_alias = content(&old, "m.room.canonical_alias").filter(|c| !c.is_empty());
-    if let Some(alias) = &old_alias {
+    if let Some(alias) = content(old, "m.room.canonical_alias").filter(|c| !c.is_empty()) {
         then.push((
             "m.room.canonical_alias".to_owned(),
             String::new(),
-            Value::Object(alias.clone()),
+            Value::Object(alias),
         ));
     }
     let create_body = json!({
-        "room_version": new_version,
+        "room_version": target.version,
         "creation_content": creation,
         "initial_state": initial_state,
     });
-    let new_room = create_with(
-        services,
-        requester,
-        create_body,
-        Extras {
-            no_preset_state: true,
-            then,
-            aliases_from: Some(room.to_string()),
-            published: Some(published),
-        },
-    )
-    .await?;
-
-    super::successor::carry_over(services, requester, room.as_str(), &new_room).await;
-
-    // The old room: unlisted, tombstoned, closed to new events and invites (UP-05), its
-    // canonical alias gone with the aliases.
-    services.store.set_published(room.as_str(), false).await?;
-    services.directory_counts.clear();
-    let tombstone = json!({ "body": "This room has been replaced", "replacement_room": new_room });
-    super::send::put_state(
-        services,
-        requester,
-        room.as_str(),
-        "m.room.tombstone",
-        "",
-        tombstone.to_string().as_bytes(),
-    )
-    .await?;
-    if let Some(mut restricted) = content(&old, "m.room.power_levels") {
-        let users_default = restricted
-            .get("users_default")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        let closed = (users_default + 1).max(50);
-        restricted.insert("events_default".into(), json!(closed));
-        restricted.insert("invite".into(), json!(closed));
-        best_effort(
-            services,
-            requester,
-            room.as_str(),
-            "m.room.power_levels",
-            Value::Object(restricted),
-        )
-        .await;
-    }
-    if old_alias.is_some() {
-        best_effort(
-            services,
-            requester,
-            room.as_str(),
-            "m.room.canonical_alias",
-            json!({}),
-        )
-        .await;
-    }
-    Ok(new_room)
-}
-
-/// Sends state the upgrade would like in the old room; the upgrader may lack the power.
-async fn best_effort(
-    services: &Services,
-    requester: &Requester,
-    room_id: &str,
-    kind: &str,
-    content: Value,
-) {
-    let sent = super::send::put_state(
-        services,
-        requester,
-        room_id,
-        kind,
-        "",
-        content.to_string().as_bytes(),
-    )
-    .await;
-    if let Err(err) = sent {
-        tracing::info!(error = %err, kind, "the old room of an upgrade kept its state");
-    }
+    let extras = Extras {
+        no_preset_state: true,
+        then,
+        aliases_from: Some(old.room_id.to_string()),
+        published: Some(published),
+    };
+    (create_body, extras)
 }

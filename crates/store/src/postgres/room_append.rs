@@ -79,6 +79,16 @@ async fn write_append(
     positions: &[i64],
 ) -> StoreResult<()> {
     let mut tx = sqlx::Connection::begin(conn).await.map_err(classify)?;
+    let mut rest = positions;
+    for part in append.parts() {
+        let (mine, after) = rest.split_at(part.events.len().min(rest.len()));
+        write_part(&mut tx, part, mine).await?;
+        rest = after;
+    }
+    tx.commit().await.map_err(classify)
+}
+
+async fn write_part(tx: &mut PgConnection, append: &Append, positions: &[i64]) -> StoreResult<()> {
     let now = crate::now_ms();
     match &append.new_room {
         Some(room) => {
@@ -133,14 +143,19 @@ async fn write_append(
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
+        sqlx::query("UPDATE rooms SET published = FALSE WHERE room_id = $1")
+            .bind(from)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
     }
     for (event, pos) in append.events.iter().zip(positions) {
-        insert_event(&mut tx, &append.room_id, event, *pos, now).await?;
+        insert_event(tx, &append.room_id, event, *pos, now).await?;
     }
     if let Some(summary) = &append.summary {
-        super::room_directory::write_summary(&mut tx, &append.room_id, summary, true).await?;
+        super::room_directory::write_summary(tx, &append.room_id, summary, true).await?;
     }
-    tx.commit().await.map_err(classify)
+    Ok(())
 }
 
 async fn insert_event(
@@ -321,12 +336,17 @@ async fn insert_event(
 /// membership changed (an invitee, or someone who left, is not a member to look).
 fn append_notes(append: &Append, positions: &[i64], instance: &str) -> Vec<String> {
     let mut notes = Vec::new();
-    if let Some(last) = positions.last() {
-        notes.push(room_note(*last, instance, &append.room_id));
-    }
-    for (event, pos) in append.events.iter().zip(positions) {
-        if let (Some(_), Some(user)) = (&event.membership, &event.state_key) {
-            notes.push(room_user_note(*pos, user));
+    let mut rest = positions;
+    for part in append.parts() {
+        let (mine, after) = rest.split_at(part.events.len().min(rest.len()));
+        rest = after;
+        if let Some(last) = mine.last() {
+            notes.push(room_note(*last, instance, &part.room_id));
+        }
+        for (event, pos) in part.events.iter().zip(mine) {
+            if let (Some(_), Some(user)) = (&event.membership, &event.state_key) {
+                notes.push(room_user_note(*pos, user));
+            }
         }
     }
     notes
@@ -338,7 +358,7 @@ pub(super) async fn append(
     append: Append,
     lock: Option<Box<dyn RoomLock>>,
 ) -> StoreResult<Vec<u64>> {
-    let n = append.events.len() as i64;
+    let n = append.parts().iter().map(|p| p.events.len()).sum::<usize>() as i64;
     // The room's lock session, if the writer holds one, carries the append.
     let session = lock
         .and_then(|l| l.into_any().downcast::<PgRoomLock>().ok())

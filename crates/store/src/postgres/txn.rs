@@ -123,6 +123,16 @@ impl Txn for PgTxn {
             .execute(&mut *self.tx)
             .await
             .map_err(classify)?;
+            // Erased words are not found again. Erasure is rare: the scan of events by
+            // sender is not worth an index kept on every append.
+            sqlx::query(
+                "DELETE FROM event_search s USING events e
+                 WHERE e.pos = s.pos AND e.sender = $1",
+            )
+            .bind(&self.user_id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(classify)?;
         }
         for statement in [
             "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1",

@@ -22,6 +22,14 @@ fn unique_or(err: rusqlite::Error, conflict: &'static str) -> StoreError {
 }
 
 pub(super) fn append_tx(conn: &Connection, append: &Append) -> StoreResult<Vec<u64>> {
+    let mut positions = Vec::new();
+    for part in append.parts() {
+        positions.extend(append_part(conn, part)?);
+    }
+    Ok(positions)
+}
+
+fn append_part(conn: &Connection, append: &Append) -> StoreResult<Vec<u64>> {
     let now = crate::now_ms();
     match &append.new_room {
         Some(room) => {
@@ -64,6 +72,9 @@ pub(super) fn append_tx(conn: &Connection, append: &Append) -> StoreResult<Vec<u
     if let Some(from) = &append.aliases_from {
         conn.prepare_cached("UPDATE room_aliases SET room_id = ?2 WHERE room_id = ?1")
             .and_then(|mut s| s.execute(params![from, append.room_id]))
+            .map_err(classify)?;
+        conn.prepare_cached("UPDATE rooms SET published = FALSE WHERE room_id = ?1")
+            .and_then(|mut s| s.execute(params![from]))
             .map_err(classify)?;
     }
     let mut positions = Vec::with_capacity(append.events.len());

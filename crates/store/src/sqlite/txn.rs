@@ -155,6 +155,13 @@ impl Txn for SqliteTxn {
                      ON CONFLICT (user_id) DO NOTHING",
                 )?
                 .execute([user_id])?;
+                // Erased words are not found again. Erasure is rare: the scan of events by
+                // sender is not worth an index kept on every append.
+                conn.prepare_cached(
+                    "DELETE FROM event_search
+                     WHERE rowid IN (SELECT pos FROM events WHERE sender = ?1)",
+                )?
+                .execute([user_id])?;
             }
             for statement in [
                 "UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1",
