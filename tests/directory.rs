@@ -138,6 +138,10 @@ async fn dr04_aliases_hold_unicode_and_round_trip_percent_encoded() {
     let room = server.create_room(&alice, json!({})).await;
     let alias = "#☃ snow/man?:localhost";
     put_alias(&server, &alice, alias, &room).await.assert_ok();
+    // NUL is the one character besides ':' an alias may not hold.
+    put_alias(&server, &alice, "#nul\u{0}here:localhost", &room)
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
     let resolved = server.get(&alias_path(alias), &alice.token).await;
     assert_eq!(resolved.assert_ok()["room_id"], json!(room));
     let listed = server
@@ -233,6 +237,24 @@ async fn dr06_who_may_delete_an_alias() {
     put_alias(&server, &bob, "#again:localhost", &room)
         .await
         .assert_ok();
+    // Members still add aliases when m.room.aliases is restricted: aliases are not
+    // state any more.
+    let mut levels = server
+        .get(
+            &format!("/rooms/{}/state/m.room.power_levels/", enc(&room)),
+            &alice.token,
+        )
+        .await
+        .assert_ok()
+        .clone();
+    levels["events"]["m.room.aliases"] = json!(100);
+    server
+        .put_state(&alice, &room, "m.room.power_levels", "", levels)
+        .await
+        .assert_ok();
+    put_alias(&server, &carol, "#restricted:localhost", &room)
+        .await
+        .assert_ok();
     let admin = server.register("admin").await;
     myelin_core::admin::set_admin_flag(server.services(), &admin.user_id, true)
         .await
@@ -299,6 +321,12 @@ async fn dr07_deleting_the_canonical_alias_updates_the_canonical_alias_event() {
         .get(&alias_path("#bobs:localhost"), &bob.token)
         .await
         .assert_error(404, "M_NOT_FOUND");
+    // The event is Bob's to change and he may not, so it stays (as on the reference
+    // server): nobody is impersonated to rewrite it.
+    assert_eq!(
+        canonical_alias(&server, &bob, &room).await,
+        json!({ "alias": "#bobs:localhost" })
+    );
 }
 
 #[tokio::test]

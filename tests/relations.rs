@@ -403,6 +403,34 @@ async fn rs43_incremental_syncs_that_are_not_limited_carry_no_bundles() {
     let thread = &timeline["events"][0]["unsigned"]["m.relations"]["m.thread"];
     assert_eq!(thread["count"], json!(1), "{timeline}");
     assert_eq!(thread["current_user_participated"], json!(true));
+    // A room newly joined does, limited or not.
+    let carol = server.register("carol").await;
+    let since = next_batch(&server.sync(&carol, &[]).await);
+    server.join(&carol, &room).await;
+    let filter = json!({ "room": { "timeline": { "limit": 50 } } }).to_string();
+    let sync = server
+        .sync(
+            &carol,
+            &[
+                ("since", since.as_str()),
+                ("timeout", "0"),
+                ("filter", filter.as_str()),
+            ],
+        )
+        .await;
+    let timeline = &sync["rooms"]["join"][&room]["timeline"];
+    assert_eq!(timeline["limited"], json!(false), "{timeline}");
+    let served_root = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_id"] == json!(root))
+        .unwrap();
+    assert_eq!(
+        served_root["unsigned"]["m.relations"]["m.thread"]["count"],
+        json!(1),
+        "{served_root}"
+    );
 }
 
 #[tokio::test]
@@ -719,6 +747,11 @@ async fn rl08_ignored_users_are_left_out_of_relations_and_thread_summaries() {
         )
         .await
         .assert_ok();
+    // A reply sent in another room that names this root is no relation of it.
+    let elsewhere = server
+        .create_room(&bob, json!({ "preset": "public_chat" }))
+        .await;
+    reply_in_thread(&server, &bob, &elsewhere, &root, "wrong room").await;
     let served = get_event(&server, &alice, &room, &root).await;
     let thread = &served["unsigned"]["m.relations"]["m.thread"];
     assert_eq!(thread["count"], json!(1), "{served}");

@@ -271,11 +271,94 @@ async fn sp05_children_order_by_valid_order_then_time_then_id() {
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     // Not printable ASCII: as if there were no order.
     link(&server, &alice, &s, &bad_order, json!({ "order": "é" })).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Over 50 characters: as if there were none too.
+    let long_order = room(&server, &alice, "long order", "public_chat").await;
+    link(
+        &server,
+        &alice,
+        &s,
+        &long_order,
+        json!({ "order": "a".repeat(51) }),
+    )
+    .await;
     let page = server.get(&hierarchy(&s, ""), &alice.token).await;
     assert_eq!(
         room_ids(page.assert_ok()),
-        vec![s, ordered_a, ordered_b, first, second, bad_order]
+        vec![
+            s, ordered_a, ordered_b, first, second, bad_order, long_order
+        ]
     );
+}
+
+#[tokio::test]
+async fn sp02_sp04_empty_via_is_no_link_and_restricted_knock_and_world_readable_rooms_show() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let s = space(&server, &alice, "S").await;
+    server.join(&bob, &s).await;
+    let no_via = room(&server, &alice, "no via", "public_chat").await;
+    server
+        .put_state(&alice, &s, "m.space.child", &no_via, json!({ "via": [] }))
+        .await
+        .assert_ok();
+    let restricted = server
+        .create_room(
+            &alice,
+            json!({ "preset": "private_chat", "initial_state": [{
+                "type": "m.room.join_rules", "state_key": "",
+                "content": { "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": s }] }
+            }] }),
+        )
+        .await;
+    let knock = server
+        .create_room(
+            &alice,
+            json!({ "preset": "private_chat", "initial_state": [{
+                "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" }
+            }] }),
+        )
+        .await;
+    let readable = server
+        .create_room(
+            &alice,
+            json!({ "preset": "private_chat", "initial_state": [{
+                "type": "m.room.history_visibility", "state_key": "",
+                "content": { "history_visibility": "world_readable" }
+            }] }),
+        )
+        .await;
+    // Restricted to a room Bob is not in: hidden.
+    let other = server.create_room(&alice, json!({})).await;
+    let closed = server
+        .create_room(
+            &alice,
+            json!({ "preset": "private_chat", "initial_state": [{
+                "type": "m.room.join_rules", "state_key": "",
+                "content": { "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": other }] }
+            }] }),
+        )
+        .await;
+    for child in [&restricted, &knock, &readable, &closed] {
+        link(&server, &alice, &s, child, json!({})).await;
+    }
+    let page = server.get(&hierarchy(&s, ""), &bob.token).await;
+    let mut ids = room_ids(page.assert_ok());
+    ids.sort();
+    let mut expected = vec![s.clone(), restricted, knock, readable];
+    expected.sort();
+    assert_eq!(ids, expected);
+    // The link without via is not shown among the space's children either.
+    let root = &page.assert_ok()["rooms"][0];
+    assert_eq!(root["room_id"], json!(s));
+    let linked: Vec<&str> = root["children_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["state_key"].as_str().unwrap())
+        .collect();
+    assert!(!linked.contains(&no_via.as_str()), "{linked:?}");
 }
 
 #[tokio::test]

@@ -602,3 +602,71 @@ async fn an_upgrade_is_one_transaction_across_both_rooms() {
     expected.sort();
     assert_eq!(rooms, expected);
 }
+
+#[tokio::test]
+async fn up03_up07_up11_up12_acl_avatar_guests_high_levels_federate_and_joining() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let acl = json!({ "allow": ["*"], "deny": ["evil.example"], "allow_ip_literals": false });
+    let avatar = json!({ "url": "mxc://localhost/avatar" });
+    let room = server
+        .create_room(
+            &alice,
+            json!({
+                "preset": "public_chat", "room_version": "11",
+                "creation_content": { "m.federate": false },
+                "initial_state": [
+                    { "type": "m.room.server_acl", "state_key": "", "content": acl },
+                    { "type": "m.room.avatar", "state_key": "", "content": avatar },
+                    { "type": "m.room.guest_access", "state_key": "", "content": { "guest_access": "can_join" } }
+                ],
+                "power_level_content_override": {
+                    "users": { alice.user_id.clone(): 150, bob.user_id.clone(): 120 },
+                    "events": { "m.room.tombstone": 150, "org.example.high": 140 }
+                },
+            }),
+        )
+        .await;
+    server.join(&bob, &room).await;
+    server
+        .put(
+            &format!("/pushrules/global/room/{}", enc(&room)),
+            &bob.token,
+            json!({ "actions": [] }),
+        )
+        .await
+        .assert_ok();
+    let new_room = upgraded(&server, &alice, &room, "11").await;
+    let get = |kind: &'static str| state(&server, &alice, &new_room, kind, "");
+    assert_eq!(get("m.room.server_acl").await.assert_ok(), &acl);
+    assert_eq!(get("m.room.avatar").await.assert_ok(), &avatar);
+    assert_eq!(
+        get("m.room.guest_access").await.assert_ok(),
+        &json!({ "guest_access": "can_join" })
+    );
+    // Levels above 100 survive, for the upgrader and for others.
+    let levels = get("m.room.power_levels").await.assert_ok().clone();
+    assert_eq!(levels["users"][&alice.user_id], json!(150));
+    assert_eq!(levels["users"][&bob.user_id], json!(120));
+    assert_eq!(levels["events"]["org.example.high"], json!(140));
+    let create = state_event(&server, &alice, &new_room, "m.room.create").await;
+    assert_eq!(create["content"]["m.federate"], json!(false));
+    // UP-12: Bob joins with the server_name parameter (ignored for a local room), and his
+    // room push rule follows him (UP-11).
+    let joined = server
+        .post(
+            &format!("/join/{}?server_name=localhost", enc(&new_room)),
+            &bob.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(joined.assert_ok()["room_id"], json!(new_room));
+    let rule = server
+        .get(
+            &format!("/pushrules/global/room/{}", enc(&new_room)),
+            &bob.token,
+        )
+        .await;
+    assert_eq!(rule.assert_ok()["actions"], json!([]));
+}
