@@ -230,6 +230,71 @@ async fn results_come_with_context_profiles_state_and_groups() {
     let _: &Value = &results["groups"]["room_id"][&room]["order"];
 }
 
+/// One page of a search ordered by time, limit 2, grouped by room.
+async fn grouped_page(server: &TestServer, user: &User, next_batch: Option<&str>) -> Value {
+    let path = match next_batch {
+        Some(token) => format!("/search?next_batch={}", enc(token)),
+        None => "/search".to_owned(),
+    };
+    server
+        .post(
+            &path,
+            &user.token,
+            json!({ "search_categories": { "room_events": {
+                "search_term": "apple", "order_by": "recent",
+                "filter": { "limit": 2 },
+                "groupings": { "group_by": [{ "key": "room_id" }] },
+            } } }),
+        )
+        .await
+        .assert_ok()["search_categories"]["room_events"]
+        .clone()
+}
+
+#[tokio::test]
+async fn room_groups_page_on_within_their_room() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let a = server.create_room(&alice, json!({})).await;
+    let b = server.create_room(&alice, json!({})).await;
+    let a1 = server.send_text(&alice, &a, "apple 1").await;
+    let b1 = server.send_text(&alice, &b, "apple 2").await;
+    let a2 = server.send_text(&alice, &a, "apple 3").await;
+    let b2 = server.send_text(&alice, &b, "apple 4").await;
+    let a3 = server.send_text(&alice, &a, "apple 5").await;
+    // Newest first: a3, b2 | a2, b1 | a1.
+    let first = grouped_page(&server, &alice, None).await;
+    assert_eq!(found(&first), vec![a3.clone(), b2.clone()]);
+    let group_a = &first["groups"]["room_id"][&a];
+    assert_eq!(group_a["results"], json!([a3]));
+    let in_a = grouped_page(&server, &alice, group_a["next_batch"].as_str()).await;
+    assert_eq!(found(&in_a), vec![a2.clone(), a1.clone()]);
+    assert!(in_a.get("next_batch").is_none(), "{in_a}");
+    let group_b = &first["groups"]["room_id"][&b];
+    let in_b = grouped_page(&server, &alice, group_b["next_batch"].as_str()).await;
+    assert_eq!(found(&in_b), vec![b1.clone()]);
+    // The second page of all rooms: B has nothing left after it, A has a1.
+    let second = grouped_page(&server, &alice, first["next_batch"].as_str()).await;
+    assert_eq!(found(&second), vec![a2, b1]);
+    assert!(second["groups"]["room_id"][&b].get("next_batch").is_none());
+    let rest_of_a = second["groups"]["room_id"][&a]["next_batch"].as_str();
+    let last = grouped_page(&server, &alice, rest_of_a).await;
+    assert_eq!(found(&last), vec![a1]);
+    // A group token of a room that is not the searcher's finds nothing; a bad one is 400.
+    let nowhere = grouped_page(&server, &alice, Some("g0!elsewhere:localhost")).await;
+    assert!(found(&nowhere).is_empty());
+    for bad in ["g0", "gx!a:localhost", "g1!"] {
+        server
+            .post(
+                &format!("/search?next_batch={}", enc(bad)),
+                &alice.token,
+                json!({ "search_categories": { "room_events": { "search_term": "apple" } } }),
+            )
+            .await
+            .assert_error(400, "M_INVALID_PARAM");
+    }
+}
+
 #[tokio::test]
 async fn events_stored_before_the_search_index_are_found_after_the_migration() {
     let server = TestServer::start().await;

@@ -156,13 +156,43 @@ fn parse(category: &Map<String, Value>) -> Result<Request> {
     })
 }
 
-fn parse_batch(token: Option<&str>) -> Result<usize> {
-    match token {
-        None => Ok(0),
-        Some(t) => t
-            .strip_prefix('s')
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| invalid_param("Invalid next_batch token")),
+/// Where a page starts: past `offset` matches, and only one room's matches if `room` is set
+/// (a room group's `next_batch`). Tokens are `s<offset>` and `g<offset><room ID>`.
+struct Batch {
+    offset: usize,
+    room: Option<String>,
+}
+
+fn parse_batch(token: Option<&str>) -> Result<Batch> {
+    let invalid = || invalid_param("Invalid next_batch token");
+    let Some(token) = token else {
+        return Ok(Batch {
+            offset: 0,
+            room: None,
+        });
+    };
+    if let Some(rest) = token.strip_prefix('g') {
+        let at = rest.find('!').ok_or_else(invalid)?;
+        let (offset, room) = rest.split_at(at);
+        if !crate::ids::is_valid_room_id(room) {
+            return Err(invalid());
+        }
+        return Ok(Batch {
+            offset: offset.parse().map_err(|_| invalid())?,
+            room: Some(room.to_owned()),
+        });
+    }
+    let offset = token
+        .strip_prefix('s')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(invalid)?;
+    Ok(Batch { offset, room: None })
+}
+
+fn batch_token(offset: usize, room: Option<&str>) -> String {
+    match room {
+        Some(room) => format!("g{offset}{room}"),
+        None => format!("s{offset}"),
     }
 }
 
@@ -187,7 +217,7 @@ pub async fn search(
         .as_object()
         .ok_or_else(|| bad_json("room_events must be an object"))?;
     let request = parse(category)?;
-    let offset = parse_batch(next_batch)?;
+    let batch = parse_batch(next_batch)?;
     let limit = request
         .filter
         .limit
@@ -205,13 +235,24 @@ pub async fn search(
         .collect();
     rooms.sort();
     rooms.dedup();
+    if let Some(room) = &batch.room {
+        rooms.retain(|r| r == room);
+    }
 
     let mut accesses: HashMap<String, Option<Access>> = HashMap::new();
     let mut found: Vec<(f64, StoredEvent)> = Vec::new();
-    let mut consumed = offset;
+    // Each room group's next_batch needs how many of the room's matches the pages so far
+    // went through, so a grouped search counts them from the first match.
+    let counting = request.group_by_room && batch.room.is_none();
+    let mut consumed = if counting { 0 } else { batch.offset };
+    let mut per_room: HashMap<String, usize> = batch
+        .room
+        .iter()
+        .map(|room| (room.clone(), batch.offset))
+        .collect();
     let mut total = 0;
     for _ in 0..MAX_ROUNDS {
-        let batch = (limit * 2).max(20);
+        let size = (limit * 2).max(20) + batch.offset.saturating_sub(consumed);
         let (hits, count) = services
             .store
             .search(SearchQuery {
@@ -220,7 +261,7 @@ pub async fn search(
                 keys: request.keys.clone(),
                 by_rank: request.by_rank,
                 offset: consumed,
-                limit: batch,
+                limit: size,
                 upto: now,
             })
             .await?;
@@ -232,6 +273,10 @@ pub async fn search(
                 break;
             }
             consumed += 1;
+            *per_room.entry(hit.event.room_id.clone()).or_default() += 1;
+            if consumed <= batch.offset {
+                continue;
+            }
             let room = &hit.event.room_id;
             if !accesses.contains_key(room) {
                 let granted = access(services, room, &requester.user_id).await.ok();
@@ -244,7 +289,7 @@ pub async fn search(
                 found.push((hit.rank, hit.event));
             }
         }
-        if fetched < batch || found.len() == limit {
+        if fetched < size || found.len() == limit {
             break;
         }
     }
@@ -302,7 +347,7 @@ pub async fn search(
         "results": results,
     });
     if more {
-        room_events["next_batch"] = json!(format!("s{consumed}"));
+        room_events["next_batch"] = json!(batch_token(consumed, batch.room.as_deref()));
     }
     if request.include_state {
         let mut state = Map::new();
@@ -333,6 +378,28 @@ pub async fn search(
                 })
                 .collect();
             groups.insert(name.into(), Value::Object(entries));
+        }
+    }
+    // A room group goes on where its room's matches stop being gone through, if any are
+    // left there; sender groups have no token of their own (as on the reference server).
+    if let Some(Value::Object(entries)) = groups.get_mut("room_id") {
+        for (room, entry) in entries.iter_mut() {
+            let seen = per_room.get(room).copied().unwrap_or(0);
+            let (after, _) = services
+                .store
+                .search(SearchQuery {
+                    words: request.words.clone(),
+                    rooms: vec![room.clone()],
+                    keys: request.keys.clone(),
+                    by_rank: request.by_rank,
+                    offset: seen,
+                    limit: 1,
+                    upto: now,
+                })
+                .await?;
+            if !after.is_empty() {
+                entry["next_batch"] = json!(batch_token(seen, Some(room)));
+            }
         }
     }
     if !groups.is_empty() {
