@@ -371,6 +371,15 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         )
         .await
         .assert_ok();
+    // A room blocked before it ever existed here.
+    server
+        .put(
+            "/_synapse/admin/v1/rooms/!blocked:localhost/block",
+            &alice.token,
+            json!({ "block": true }),
+        )
+        .await
+        .assert_ok();
     let since = next_batch(&server.get("/sync", &alice.token).await);
     let devices_before = server.get("/devices", &alice.token).await.body;
     server.stop().await;
@@ -433,6 +442,16 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         )
         .await;
     assert_eq!(token.assert_ok()["uses_allowed"], 3);
+    let block = moved
+        .get(
+            "/_synapse/admin/v1/rooms/!blocked:localhost/block",
+            &alice.token,
+        )
+        .await;
+    assert_eq!(
+        block.assert_ok(),
+        &json!({ "block": true, "user_id": alice.user_id })
+    );
     // Relations, event times and reports moved too.
     let thread = moved
         .get(

@@ -11,6 +11,7 @@ import hmac
 import json
 import os
 import subprocess
+import time
 
 import pytest
 import requests
@@ -61,13 +62,18 @@ def synadm(tmp_path_factory, admin):
         "homeserver": "localhost", "ssl_verify": False,
     }))
 
-    def run(*args):
+    def run(*args, last=False):
         done = subprocess.run(
             ["synadm", "--batch", "-o", "minified", "-c", str(config), *args],
             capture_output=True, text=True, timeout=60, check=False,
         )
         assert done.returncode == 0, f"synadm {args}: {done.stdout} {done.stderr}"
-        return json.loads(done.stdout) if done.stdout.strip() else None
+        out = done.stdout.strip()
+        if last:
+            # Commands that print what they are about to act on first: the last line says
+            # what they did.
+            out = out.splitlines()[-1] if out else ""
+        return json.loads(out) if out else None
 
     return run
 
@@ -134,3 +140,43 @@ def test_registration_tokens(synadm):
     assert [t["token"] for t in tokens] == ["synadm-made"]
     details = synadm("regtok", "details", "synadm-made", "--timestamp")
     assert details["pending"] == 0 and details["completed"] == 0
+
+
+def test_rooms_are_blocked_and_deleted(synadm, admin, bob):
+    headers = {"Authorization": f"Bearer {bob['access_token']}"}
+
+    def create(name):
+        resp = requests.post(f"{CLIENT}/createRoom", headers=headers,
+                             json={"name": name, "preset": "public_chat"}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        return resp.json()["room_id"]
+
+    room = create("To block")
+    assert synadm("room", "block", room) == {"block": True}
+    status = synadm("room", "block-status", room)
+    assert status == {"block": True, "user_id": admin["user_id"]}, status
+    assert synadm("room", "block", "--unblock", room) == {"block": False}
+
+    # The v1 API, answered when done: Bob is moved out and the room is gone.
+    deleted = synadm("room", "delete", room, "--v1", "--block", last=True)
+    assert deleted["kicked_users"] == ["@bob:localhost"], deleted
+    assert deleted["failed_to_kick_users"] == [] and deleted["new_room_id"] is None
+    gone = requests.get(f"{URL}/_synapse/admin/v1/rooms/{room}",
+                        headers={"Authorization": f"Bearer {admin['access_token']}"},
+                        timeout=10)
+    assert gone.status_code == 404, gone.text
+    assert synadm("room", "block-status", room)["block"] is True
+
+    # The v2 API, in the background, with its status by delete ID and by room.
+    other = create("To delete later")
+    started = synadm("room", "delete", other, last=True)
+    delete_id = started["delete_id"]
+    for _ in range(100):
+        status = synadm("room", "delete-status", "--delete-id", delete_id)
+        if status["status"] in ("complete", "failed"):
+            break
+        time.sleep(0.05)
+    assert status["status"] == "complete", status
+    assert status["shutdown_room"]["kicked_users"] == ["@bob:localhost"]
+    by_room = synadm("room", "delete-status", "--room-id", other)
+    assert by_room["results"][0]["delete_id"] == delete_id

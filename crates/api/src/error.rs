@@ -220,6 +220,11 @@ impl From<Error> for ApiError {
                 "M_DUPLICATE_ANNOTATION",
                 "You already annotated this event with this key",
             ),
+            Error::RoomBlocked => matrix(
+                S::FORBIDDEN,
+                "M_UNKNOWN",
+                "This room has been blocked on this server",
+            ),
             Error::AliasInUse => matrix(
                 S::CONFLICT,
                 "M_UNKNOWN",

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use myelin_core::Services;
 
 mod admin;
+mod admin_room_delete;
 pub mod client;
 pub mod error;
 pub mod extract;

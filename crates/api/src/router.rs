@@ -233,7 +233,7 @@ fn client_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 
 /// The reference server's admin API, under `/_synapse/admin`.
 fn admin_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    use crate::admin::*;
+    use crate::{admin::*, admin_room_delete::*};
     vec![
         ("/v1/server_version", get(server_version)),
         ("/v1/register", get(register_nonce).post(register)),
@@ -266,7 +266,18 @@ fn admin_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/v2/users/{user_id}/delete_devices", post(delete_devices)),
         ("/v1/rooms", get(list_rooms)),
-        ("/v1/rooms/{room_id}", get(room)),
+        ("/v1/rooms/{room_id}", get(room).delete(delete_room)),
+        ("/v1/rooms/{room_id}/delete", post(delete_room)),
+        (
+            "/v1/rooms/{room_id}/block",
+            get(room_block).put(set_room_block),
+        ),
+        ("/v2/rooms/{room_id}", delete(start_room_deletion)),
+        (
+            "/v2/rooms/{room_id}/delete_status",
+            get(room_deletion_status),
+        ),
+        ("/v2/rooms/delete_status/{delete_id}", get(deletion_status)),
         ("/v1/rooms/{room_id}/members", get(room_members)),
         ("/v1/rooms/{room_id}/state", get(room_state)),
         ("/v1/room/{room_id}/media", get(room_media)),

@@ -90,6 +90,10 @@ pub enum Error {
     /// `PUT /directory/room/{roomAlias}` of a taken alias: 409 `M_UNKNOWN`.
     #[error("room alias exists")]
     AliasInUse,
+    /// A join, invite or knock of a room the operator blocked: 403 `M_UNKNOWN`, as the
+    /// reference server answers.
+    #[error("room blocked")]
+    RoomBlocked,
     /// `createRoom`'s parameters imply a state the room's rules refuse: 400.
     #[error("invalid room state: {0}")]
     InvalidRoomState(Msg),

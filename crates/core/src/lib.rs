@@ -88,6 +88,8 @@ pub struct Services {
     pub(crate) erased: rooms::erasure::ErasedUsers,
     /// Nonces of shared-secret registration.
     pub(crate) nonces: admin::Nonces,
+    /// The admin API's room deletions, running and done.
+    pub(crate) room_deletions: admin::RoomDeletions,
     /// Recent counts of the public room list.
     pub(crate) directory_counts: directory::CountCache,
     /// `registration`, which a configuration reload may change (see [`Services::reload`]).
@@ -138,6 +140,7 @@ impl Services {
             previews: media::Previews::default(),
             erased: rooms::erasure::ErasedUsers::default(),
             nonces: admin::Nonces::default(),
+            room_deletions: admin::RoomDeletions::default(),
             directory_counts: directory::CountCache::default(),
             registration: std::sync::RwLock::new(registration),
         });
@@ -322,6 +325,20 @@ impl Services {
         tokio::spawn(work(me))
             .await
             .map_err(|e| Error::Internal(format!("detached work failed: {e}").into()))?
+    }
+
+    /// Starts `work` on a task of its own and does not wait for it (the admin API's
+    /// background jobs, whose progress is asked for separately).
+    pub(crate) fn spawn<Fut>(&self, work: impl FnOnce(Arc<Services>) -> Fut) -> Result<()>
+    where
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| Error::Internal("the server is shutting down".into()))?;
+        tokio::spawn(work(me));
+        Ok(())
     }
 }
 

@@ -127,4 +127,6 @@ pub struct RoomsDump {
     pub txn_ids: Vec<(String, String, String, String, i64)>,
     /// (alias, room_id, creator, created_ts)
     pub aliases: Vec<(String, String, String, i64)>,
+    pub blocked: Vec<RoomBlock>,
+    pub purged: Vec<PurgedRoom>,
 }

@@ -26,6 +26,7 @@ mod push;
 mod relations;
 mod reports;
 mod room_directory;
+mod room_purge;
 mod rooms;
 mod search;
 pub mod sqlite;
@@ -43,6 +44,7 @@ pub use push::*;
 pub use relations::*;
 pub use reports::*;
 pub use room_directory::*;
+pub use room_purge::*;
 pub use rooms::*;
 pub use search::*;
 pub use streams::*;
@@ -226,6 +228,7 @@ pub trait Store:
     + SyncStore
     + RoomStore
     + RoomDirectoryStore
+    + RoomPurgeStore
     + RelationStore
     + ReportStore
     + SearchStore

@@ -13,6 +13,7 @@ mod devices;
 mod media;
 mod register;
 mod reports;
+mod room_delete;
 mod rooms;
 mod tokens;
 mod users;
@@ -24,6 +25,10 @@ pub use devices::{create_device, delete_device, delete_devices, device, devices,
 pub use media::{delete_one as delete_media, delete_user_media, user_media};
 pub use register::{Nonces, nonce, register};
 pub use reports::{delete_event_report, event_report, event_reports};
+pub use room_delete::{
+    RoomDeletions, delete_room, deletion_status, room_block, room_deletion_status, set_room_block,
+    start_room_deletion,
+};
 pub use rooms::{list_rooms, room_details, room_media, room_members, room_state};
 pub use tokens::{
     create_token, delete_token, get_token, is_configured_token, list_tokens,

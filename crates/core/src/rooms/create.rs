@@ -83,7 +83,7 @@ impl Builder<'_> {
 
 /// What an upgrade adds to making a room (see [`super::upgrade`]).
 #[derive(Debug, Default, Clone)]
-pub(super) struct Extras {
+pub(crate) struct Extras {
     /// Sends none of the preset's rules: the old room's state, copied or absent, says all.
     pub no_preset_state: bool,
     /// State events sent after `initial_state`, as `(type, state_key, content)`.
@@ -110,7 +110,7 @@ pub async fn create_room(
 }
 
 /// Makes a room from a `createRoom` body and what an upgrade adds.
-pub(super) async fn create_with(
+pub(crate) async fn create_with(
     services: &Services,
     requester: &Requester,
     value: Value,

@@ -109,6 +109,7 @@ pub async fn join(
     spend_allowance(services, requester)?;
     let body = optional_object(body)?;
     let room_id = resolve_room(services, id_or_alias).await?;
+    super::purge::refuse_if_blocked(services, &room_id).await?;
     let sender = user(&requester.user_id)?;
     // MB-02: the body's keys go into the member event; the server sets the membership.
     let mut wanted = body.clone();
@@ -198,6 +199,7 @@ pub async fn invite(
     requester.refuse_if_suspended()?;
     spend_allowance(services, requester)?;
     let room_id = parse_room_id(room_id)?;
+    super::purge::refuse_if_blocked(services, &room_id).await?;
     let body = optional_object(body)?;
     let invitee = target(&body)?;
     let reason = reason(&body)?;
@@ -241,10 +243,20 @@ pub async fn leave(
     let body = optional_object(body)?;
     let reason = reason(&body)?;
     let sender = user(&requester.user_id)?;
-    leave_room(services, &sender, &room_id, reason).await
+    match leave_room(services, &sender, &room_id, reason).await {
+        // A client that missed the purge may still show the room: let it go.
+        Err(Error::NotFound(_))
+            if super::purge::was_purged_for(services, sender.as_str(), &room_id).await? =>
+        {
+            Ok(())
+        }
+        done => done,
+    }
 }
 
-async fn leave_room(
+/// The user leaves the room as themselves (rejecting an invite, withdrawing a knock), with
+/// no allowance spent: also the admin API's shutdown of a room.
+pub(crate) async fn leave_room(
     services: &Services,
     sender: &OwnedUserId,
     room_id: &OwnedRoomId,
@@ -400,6 +412,7 @@ pub async fn knock(
     let body = optional_object(body)?;
     let reason = reason(&body)?;
     let room_id = resolve_room(services, id_or_alias).await?;
+    super::purge::refuse_if_blocked(services, &room_id).await?;
     let sender = user(&requester.user_id)?;
     append(services, &room_id, None, move |head| {
         match head.membership(sender.as_str()) {
@@ -470,6 +483,9 @@ pub async fn forget(services: &Services, requester: &Requester, room_id: &str) -
     let room_id: OwnedRoomId = parse_room_id(room_id)?;
     let room: &RoomId = &room_id;
     if services.store.room(room.as_str()).await?.is_none() {
+        if super::purge::was_purged_for(services, &requester.user_id, room).await? {
+            return Ok(());
+        }
         return Err(not_found("Unknown room"));
     }
     let current = current_memberships(services, &requester.user_id).await?;

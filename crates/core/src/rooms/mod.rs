@@ -8,6 +8,7 @@ mod head;
 pub mod membership;
 pub mod mutual;
 mod presets;
+pub(crate) mod purge;
 pub mod read;
 pub mod send;
 mod successor;
@@ -100,6 +101,16 @@ impl Rooms {
             .entry(room_id.to_owned())
             .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None)))
             .clone()
+    }
+
+    /// Forgets a room that is gone (purged): its head and its version.
+    fn forget(&self, room_id: &str) {
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.remove(room_id);
+        }
+        if let Ok(mut versions) = self.versions.lock() {
+            versions.remove(room_id);
+        }
     }
 
     /// Keeps the head of a room just created.

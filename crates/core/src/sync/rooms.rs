@@ -27,7 +27,7 @@ use super::{
 use crate::{
     Services,
     auth::Requester,
-    error::Result,
+    error::{Error, Result},
     events::{client, version_rules},
     rooms::visibility::joined_until,
 };
@@ -162,8 +162,12 @@ pub(super) async fn fill(
                     &room_filter,
                     filter,
                 )
-                .await?;
-                let (joined, lazy) = joined;
+                .await;
+                let (joined, lazy) = match joined {
+                    // Purged since its memberships were read: the next sync says so.
+                    Err(Error::NotFound(_)) => continue,
+                    other => other?,
+                };
                 sets.lazy.extend(lazy);
                 sets.joined.insert(room_id.to_owned());
                 if newly && since.is_some() {
@@ -174,7 +178,10 @@ pub(super) async fn fill(
                 }
             }
             "invite" | "knock" if since.is_none() || changed || full_state => {
-                let stripped = stripped_state(services, room_id, last).await?;
+                let stripped = match stripped_state(services, room_id, last).await {
+                    Err(Error::NotFound(_)) => continue,
+                    other => other?,
+                };
                 // IG-05 (MB-26): an invite from an ignored user is not delivered.
                 let from_ignored = stripped.events.iter().any(|e| {
                     e.kind == "m.room.member"
@@ -238,7 +245,7 @@ pub(super) async fn fill(
                         state: StateMode::None,
                     },
                 };
-                let left = room::left(
+                let left = match room::left(
                     services,
                     requester,
                     room_id,
@@ -247,11 +254,27 @@ pub(super) async fn fill(
                     &room_filter,
                     filter,
                 )
-                .await?;
+                .await
+                {
+                    Err(Error::NotFound(_)) => continue,
+                    other => other?,
+                };
                 sets.left.insert(room_id.to_owned());
                 response.rooms.leave.insert(room_id.to_owned(), left);
             }
             _ => {}
+        }
+    }
+    // Rooms the operator purged while the user was in them: gone from the log, they are
+    // left once, empty, so that clients drop them (initial syncs never list them).
+    if let Some(since) = incremental {
+        for purged in services.store.purged_rooms(user_id, since, end).await? {
+            let room_id = purged.room_id;
+            if !room_filter.allows_room(&room_id) || response.rooms.join.contains_key(&room_id) {
+                continue;
+            }
+            sets.left.insert(room_id.clone());
+            response.rooms.leave.entry(room_id).or_default();
         }
     }
     Ok(sets)

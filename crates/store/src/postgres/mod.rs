@@ -23,6 +23,7 @@ mod relations;
 mod reports;
 mod room_append;
 mod room_directory;
+mod room_purge;
 mod rooms;
 mod rooms_dump;
 mod search;
@@ -155,6 +156,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         22,
         "search",
         include_str!("../../migrations/postgres/0022_search.sql"),
+    ),
+    (
+        23,
+        "room_blocks",
+        include_str!("../../migrations/postgres/0023_room_blocks.sql"),
     ),
 ];
 

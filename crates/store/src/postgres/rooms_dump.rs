@@ -110,6 +110,16 @@ pub(super) async fn export_rooms(tx: &mut PgConnection) -> StoreResult<RoomsDump
         .fetch_all(&mut *tx)
         .await
         .map_err(classify)?;
+    let blocked: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT room_id, user_id, blocked_ts FROM blocked_rooms")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+    let purged: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT user_id, room_id, pos FROM purged_rooms")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
     Ok(RoomsDump {
         server_keys,
         rooms: rooms
@@ -153,6 +163,22 @@ pub(super) async fn export_rooms(tx: &mut PgConnection) -> StoreResult<RoomsDump
             .collect(),
         txn_ids,
         aliases,
+        blocked: blocked
+            .into_iter()
+            .map(|(room_id, user_id, blocked_ts)| crate::RoomBlock {
+                room_id,
+                user_id,
+                blocked_ts,
+            })
+            .collect(),
+        purged: purged
+            .into_iter()
+            .map(|(user_id, room_id, pos)| crate::PurgedRoom {
+                user_id,
+                room_id,
+                pos: pos as u64,
+            })
+            .collect(),
     })
 }
 
@@ -360,6 +386,24 @@ pub(super) async fn import_rooms(tx: &mut PgConnection, dump: &RoomsDump) -> Sto
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
+    }
+    for b in &dump.blocked {
+        sqlx::query("INSERT INTO blocked_rooms (room_id, user_id, blocked_ts) VALUES ($1, $2, $3)")
+            .bind(&b.room_id)
+            .bind(&b.user_id)
+            .bind(b.blocked_ts)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
+    for p in &dump.purged {
+        sqlx::query("INSERT INTO purged_rooms (user_id, room_id, pos) VALUES ($1, $2, $3)")
+            .bind(&p.user_id)
+            .bind(&p.room_id)
+            .bind(p.pos as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ mod relations;
 mod reports;
 mod room_append;
 mod room_directory;
+mod room_purge;
 mod rooms;
 mod rooms_dump;
 mod search;
@@ -149,6 +150,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         21,
         "search",
         include_str!("../../migrations/sqlite/0021_search.sql"),
+    ),
+    (
+        22,
+        "room_blocks",
+        include_str!("../../migrations/sqlite/0022_room_blocks.sql"),
     ),
 ];
 

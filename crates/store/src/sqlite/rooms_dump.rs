@@ -118,6 +118,28 @@ pub(super) fn export_rooms(conn: &Connection) -> rusqlite::Result<RoomsDump> {
             "SELECT alias, room_id, creator, created_ts FROM room_aliases",
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?,
+        blocked: all(
+            conn,
+            "SELECT room_id, user_id, blocked_ts FROM blocked_rooms",
+            |r| {
+                Ok(crate::RoomBlock {
+                    room_id: r.get(0)?,
+                    user_id: r.get(1)?,
+                    blocked_ts: r.get(2)?,
+                })
+            },
+        )?,
+        purged: all(
+            conn,
+            "SELECT user_id, room_id, pos FROM purged_rooms",
+            |r| {
+                Ok(crate::PurgedRoom {
+                    user_id: r.get(0)?,
+                    room_id: r.get(1)?,
+                    pos: r.get::<_, i64>(2)? as u64,
+                })
+            },
+        )?,
     })
 }
 
@@ -266,6 +288,18 @@ pub(super) fn import_rooms(conn: &Connection, dump: &RoomsDump) -> rusqlite::Res
         conn.execute(
             "INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES (?1, ?2, ?3, ?4)",
             params![alias, room_id, creator, created],
+        )?;
+    }
+    for b in &dump.blocked {
+        conn.execute(
+            "INSERT INTO blocked_rooms (room_id, user_id, blocked_ts) VALUES (?1, ?2, ?3)",
+            params![b.room_id, b.user_id, b.blocked_ts],
+        )?;
+    }
+    for p in &dump.purged {
+        conn.execute(
+            "INSERT INTO purged_rooms (user_id, room_id, pos) VALUES (?1, ?2, ?3)",
+            params![p.user_id, p.room_id, p.pos as i64],
         )?;
     }
     Ok(())

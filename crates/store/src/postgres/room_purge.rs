@@ -1,0 +1,167 @@
+//! Blocking and purging rooms on PostgreSQL. A purge locks the room's row first, as every
+//! append does, so no writer of any process adds to a room while it is deleted.
+
+use async_trait::async_trait;
+
+use super::{
+    positions::{Held, room_user_note},
+    *,
+};
+use crate::{PurgedRoom, RoomBlock, RoomPurgeStore};
+
+/// What a purge deletes, in order: rows found through the room's events go before them,
+/// and the membership log (keyed by user) is found through the room's members first.
+const PURGE: &[&str] = &[
+    "DELETE FROM event_search WHERE room_id = $1",
+    "DELETE FROM event_edges WHERE event_id IN (SELECT event_id FROM events WHERE room_id = $1)",
+    "DELETE FROM txn_ids WHERE event_id IN (SELECT event_id FROM events WHERE room_id = $1)",
+    "DELETE FROM event_relations WHERE room_id = $1",
+    "DELETE FROM push_actions WHERE room_id = $1",
+    "DELETE FROM events WHERE room_id = $1",
+    "DELETE FROM room_extremities WHERE room_id = $1",
+    "DELETE FROM room_state WHERE room_id = $1",
+    "DELETE FROM membership_log
+     WHERE user_id IN (SELECT user_id FROM room_members WHERE room_id = $1) AND room_id = $1",
+    "DELETE FROM room_members WHERE room_id = $1",
+    "DELETE FROM room_forgets WHERE room_id = $1",
+    "DELETE FROM room_aliases WHERE room_id = $1",
+    "DELETE FROM room_summaries WHERE room_id = $1",
+    "DELETE FROM receipts WHERE room_id = $1",
+    "DELETE FROM typing WHERE room_id = $1",
+    "DELETE FROM typing_rooms WHERE room_id = $1",
+    "DELETE FROM lazy_members WHERE room_id = $1",
+    "DELETE FROM account_data WHERE room_id = $1 AND room_id <> ''",
+];
+
+async fn purge_tx(
+    conn: &mut PgConnection,
+    room_id: &str,
+    gone: &[String],
+    pos: i64,
+) -> StoreResult<bool> {
+    let mut tx = sqlx::Connection::begin(conn).await.map_err(classify)?;
+    let existed = sqlx::query("SELECT 1 FROM rooms WHERE room_id = $1 FOR UPDATE")
+        .bind(room_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?
+        .is_some();
+    if !existed {
+        return Ok(false);
+    }
+    for statement in PURGE {
+        sqlx::query(statement)
+            .bind(room_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
+    sqlx::query("DELETE FROM rooms WHERE room_id = $1")
+        .bind(room_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    sqlx::query(
+        "INSERT INTO purged_rooms (user_id, room_id, pos) SELECT u, $2, $3 FROM UNNEST($1::TEXT[]) AS u
+         ON CONFLICT (user_id, room_id) DO UPDATE SET pos = excluded.pos",
+    )
+    .bind(gone)
+    .bind(room_id)
+    .bind(pos)
+    .execute(&mut *tx)
+    .await
+    .map_err(classify)?;
+    tx.commit().await.map_err(classify)?;
+    Ok(true)
+}
+
+#[async_trait]
+impl RoomPurgeStore for PostgresStore {
+    async fn purge_room(&self, room_id: &str, gone: &[String]) -> StoreResult<bool> {
+        // The position the users' syncs learn of it at, taken like an event's.
+        let (mut held, positions) = Held::allocate(&self.pool, Stream::RoomEvents, 1).await?;
+        let pos = positions.first().copied().unwrap_or_default();
+        let purged = match held.conn() {
+            Ok(conn) => purge_tx(conn, room_id, gone, pos).await,
+            Err(err) => Err(err),
+        };
+        match purged {
+            Ok(existed) => {
+                let notes: Vec<String> = if existed {
+                    gone.iter().map(|u| room_user_note(pos, u)).collect()
+                } else {
+                    Vec::new()
+                };
+                held.release(&notes, true).await;
+                Ok(existed)
+            }
+            Err(err) => {
+                held.release(&[], false).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn purged_rooms(
+        &self,
+        user_id: &str,
+        after: u64,
+        upto: u64,
+    ) -> StoreResult<Vec<PurgedRoom>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT room_id, pos FROM purged_rooms WHERE user_id = $1 AND pos > $2 AND pos <= $3",
+        )
+        .bind(user_id)
+        .bind(after as i64)
+        .bind(upto as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(room_id, pos)| PurgedRoom {
+                user_id: user_id.to_owned(),
+                room_id,
+                pos: pos as u64,
+            })
+            .collect())
+    }
+
+    async fn block_room(&self, block: RoomBlock) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO blocked_rooms (room_id, user_id, blocked_ts) VALUES ($1, $2, $3)
+             ON CONFLICT (room_id) DO UPDATE
+             SET user_id = excluded.user_id, blocked_ts = excluded.blocked_ts",
+        )
+        .bind(&block.room_id)
+        .bind(&block.user_id)
+        .bind(block.blocked_ts)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn unblock_room(&self, room_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM blocked_rooms WHERE room_id = $1")
+            .bind(room_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn room_block(&self, room_id: &str) -> StoreResult<Option<RoomBlock>> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT user_id, blocked_ts FROM blocked_rooms WHERE room_id = $1")
+                .bind(room_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify)?;
+        Ok(row.map(|(user_id, blocked_ts)| RoomBlock {
+            room_id: room_id.to_owned(),
+            user_id,
+            blocked_ts,
+        }))
+    }
+}

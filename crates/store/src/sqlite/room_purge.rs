@@ -1,0 +1,144 @@
+//! Blocking and purging rooms on SQLite. A purge is one job of the single writer, so it is
+//! ordered after every append already queued for the room.
+
+use async_trait::async_trait;
+use rusqlite::OptionalExtension;
+
+use super::*;
+use crate::{PurgedRoom, RoomBlock, RoomPurgeStore};
+
+/// What a purge deletes, in order: rows found through the room's events go before them,
+/// and the membership log (keyed by user) is found through the room's members first.
+const PURGE: &[&str] = &[
+    "DELETE FROM event_search WHERE rowid IN (SELECT pos FROM events WHERE room_id = ?1)",
+    "DELETE FROM event_edges WHERE event_id IN (SELECT event_id FROM events WHERE room_id = ?1)",
+    "DELETE FROM txn_ids WHERE event_id IN (SELECT event_id FROM events WHERE room_id = ?1)",
+    "DELETE FROM event_relations WHERE room_id = ?1",
+    "DELETE FROM push_actions WHERE room_id = ?1",
+    "DELETE FROM events WHERE room_id = ?1",
+    "DELETE FROM room_extremities WHERE room_id = ?1",
+    "DELETE FROM room_state WHERE room_id = ?1",
+    "DELETE FROM membership_log
+     WHERE user_id IN (SELECT user_id FROM room_members WHERE room_id = ?1) AND room_id = ?1",
+    "DELETE FROM room_members WHERE room_id = ?1",
+    "DELETE FROM room_forgets WHERE room_id = ?1",
+    "DELETE FROM room_aliases WHERE room_id = ?1",
+    "DELETE FROM room_summaries WHERE room_id = ?1",
+    "DELETE FROM receipts WHERE room_id = ?1",
+    "DELETE FROM typing WHERE room_id = ?1",
+    "DELETE FROM typing_rooms WHERE room_id = ?1",
+    "DELETE FROM lazy_members WHERE room_id = ?1",
+    "DELETE FROM account_data WHERE room_id = ?1 AND room_id <> ''",
+];
+
+#[async_trait]
+impl RoomPurgeStore for SqliteStore {
+    async fn purge_room(&self, room_id: &str, gone: &[String]) -> StoreResult<bool> {
+        let room_id = room_id.to_owned();
+        let gone = gone.to_vec();
+        self.pool
+            .write(move |conn| {
+                let run = || -> rusqlite::Result<bool> {
+                    for statement in PURGE {
+                        conn.prepare_cached(statement)?.execute([&room_id])?;
+                    }
+                    let existed = conn
+                        .prepare_cached("DELETE FROM rooms WHERE room_id = ?1")?
+                        .execute([&room_id])?
+                        > 0;
+                    if existed && !gone.is_empty() {
+                        let pos = next_pos(conn, Stream::RoomEvents)? as i64;
+                        for user in &gone {
+                            conn.prepare_cached(
+                                "INSERT INTO purged_rooms (user_id, room_id, pos) VALUES (?1, ?2, ?3)
+                                 ON CONFLICT (user_id, room_id) DO UPDATE SET pos = excluded.pos",
+                            )?
+                            .execute(params![user, room_id, pos])?;
+                        }
+                    }
+                    Ok(existed)
+                };
+                run().map_err(classify)
+            })
+            .await
+    }
+
+    async fn purged_rooms(
+        &self,
+        user_id: &str,
+        after: u64,
+        upto: u64,
+    ) -> StoreResult<Vec<PurgedRoom>> {
+        let user_id = user_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT room_id, pos FROM purged_rooms
+                     WHERE user_id = ?1 AND pos > ?2 AND pos <= ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![user_id, after as i64, upto as i64], |r| {
+                        Ok(PurgedRoom {
+                            user_id: user_id.clone(),
+                            room_id: r.get(0)?,
+                            pos: r.get::<_, i64>(1)? as u64,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn block_room(&self, block: RoomBlock) -> StoreResult<()> {
+        self.pool
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO blocked_rooms (room_id, user_id, blocked_ts) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (room_id) DO UPDATE
+                     SET user_id = excluded.user_id, blocked_ts = excluded.blocked_ts",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![block.room_id, block.user_id, block.blocked_ts])
+                })
+                .map(|_| ())
+                .map_err(classify)
+            })
+            .await
+    }
+
+    async fn unblock_room(&self, room_id: &str) -> StoreResult<bool> {
+        let room_id = room_id.to_owned();
+        self.pool
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM blocked_rooms WHERE room_id = ?1")
+                    .and_then(|mut s| s.execute([room_id]))
+                    .map(|n| n > 0)
+                    .map_err(classify)
+            })
+            .await
+    }
+
+    async fn room_block(&self, room_id: &str) -> StoreResult<Option<RoomBlock>> {
+        let room_id = room_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT user_id, blocked_ts FROM blocked_rooms WHERE room_id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row([&room_id], |r| {
+                        Ok(RoomBlock {
+                            room_id: room_id.clone(),
+                            user_id: r.get(0)?,
+                            blocked_ts: r.get(1)?,
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(classify)
+            })
+            .await
+    }
+}
