@@ -513,3 +513,91 @@ async fn xs16_xs17_xs18_bad_signatures_fail_alone_and_are_not_kept() {
         .await
         .assert_error(400, "M_INVALID_PARAM");
 }
+
+/// The users in `device_lists.changed` of the user's sync since `since`, and the next token.
+async fn changed_since(server: &TestServer, user: &User, since: &str) -> (Vec<String>, String) {
+    let sync = server
+        .sync(user, &[("since", since), ("timeout", "0")])
+        .await;
+    let mut changed: Vec<String> = sync["device_lists"]["changed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| u.as_str().unwrap().to_owned())
+        .collect();
+    changed.sort();
+    (changed, common::next_batch(&sync))
+}
+
+#[tokio::test]
+async fn dl04_dl05_user_signing_changes_reach_only_their_owner() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server.join(&bob, &room).await;
+    let (a, b) = (alice.user_id.clone(), bob.user_id.clone());
+    let master = SigningKey::new();
+    let usk = SigningKey::new();
+    upload(
+        &server,
+        &alice,
+        json!({
+            "master_key": key_object(&a, "master", &master),
+            "self_signing_key": master.sign(&a, key_object(&a, "self_signing", &SigningKey::new())),
+            "user_signing_key": master.sign(&a, key_object(&a, "user_signing", &usk)),
+        }),
+    )
+    .await
+    .assert_ok();
+    let bob_master = SigningKey::new();
+    let bob_master_object = key_object(&b, "master", &bob_master);
+    upload(&server, &bob, json!({ "master_key": bob_master_object }))
+        .await
+        .assert_ok();
+    let alice_since = common::next_batch(&server.sync(&alice, &[]).await);
+    let bob_since = common::next_batch(&server.sync(&bob, &[]).await);
+
+    // DL-04: a new user-signing key alone (confirmed with the password).
+    let new_usk = SigningKey::new();
+    let body =
+        json!({ "user_signing_key": master.sign(&a, key_object(&a, "user_signing", &new_usk)) });
+    let challenge = upload(&server, &alice, body.clone()).await;
+    assert_eq!(challenge.status, 401, "{:?}", challenge.body);
+    let mut authed = body;
+    authed["auth"] = TestServer::password_auth(&alice, &challenge.body["session"]);
+    upload(&server, &alice, authed).await.assert_ok();
+    let (seen, bob_since) = changed_since(&server, &bob, &bob_since).await;
+    assert!(!seen.contains(&a), "bob must not hear of it: {seen:?}");
+    let (seen, alice_since) = changed_since(&server, &alice, &alice_since).await;
+    assert_eq!(seen, vec![a.clone()]);
+
+    // DL-05: Alice's user-signing key signs Bob's master key: Alice hears of Bob, Bob of
+    // nobody.
+    let signed = new_usk.sign(&a, bob_master_object);
+    let answer = sign_upload(
+        &server,
+        &alice,
+        json!({ b.clone(): { bob_master.public.clone(): signed } }),
+    )
+    .await;
+    assert_eq!(answer["failures"], json!({}), "{answer}");
+    let (seen, _) = changed_since(&server, &alice, &alice_since).await;
+    assert_eq!(seen, vec![b.clone()]);
+    let (seen, _) = changed_since(&server, &bob, &bob_since).await;
+    assert!(seen.is_empty(), "{seen:?}");
+    // /keys/changes says the same.
+    let changes = server
+        .get(
+            &format!(
+                "/keys/changes?from={}&to={}",
+                common::enc(&bob_since),
+                common::enc(&common::next_batch(&server.sync(&bob, &[]).await))
+            ),
+            &bob.token,
+        )
+        .await;
+    assert_eq!(changes.assert_ok()["changed"], json!([]));
+}

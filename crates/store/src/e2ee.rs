@@ -114,8 +114,8 @@ pub struct E2eeDump {
     pub one_time_keys: Vec<(i64, String, String, OneTimeKey)>,
     /// (user_id, device_id, key)
     pub fallback_keys: Vec<(String, String, FallbackKey)>,
-    /// (pos, user_id)
-    pub device_list_changes: Vec<(u64, String)>,
+    /// (pos, user_id, only_for)
+    pub device_list_changes: Vec<(u64, String, Option<String>)>,
     /// (user_id, device_id, message)
     pub to_device: Vec<(String, String, ToDeviceMessage)>,
     pub backups: crate::BackupDump,
@@ -258,7 +258,7 @@ pub trait KeysTxn: Send {
 /// and the room-event window `(?4, ?5]`. Rows are `('c' | 'l', user)`.
 ///
 /// - changed: device changes in the window of the user or of anyone sharing a joined room
-///   with the user now; everyone in a room the user joined in the window; everyone who
+///   with the user now, but for changes only one user hears of (DL-04/05); everyone in a room the user joined in the window; everyone who
 ///   joined one of the user's rooms in the window (a member event whose sender is joined
 ///   now: a display-name change counts too, which only costs a client one more query).
 /// - left: members of rooms the user left in the window, and users whose membership of one
@@ -274,7 +274,8 @@ seen AS (SELECT e.room_id, e.state_key AS user_id FROM mine
          WHERE e.pos > ?4 AND e.pos <= ?5 AND e.event_type = 'm.room.member')
 SELECT 'c', c.user_id FROM device_list_changes c
   WHERE c.pos > ?2 AND c.pos <= ?3
-    AND (c.user_id = ?1 OR c.user_id IN (SELECT user_id FROM mates))
+    AND ((c.only_for IS NULL AND (c.user_id = ?1 OR c.user_id IN (SELECT user_id FROM mates)))
+         OR c.only_for = ?1)
 UNION
 SELECT 'c', b.user_id FROM moved
   JOIN mine ON mine.room_id = moved.room_id
@@ -300,6 +301,35 @@ pub(crate) const ROOM_MATES: &str = "
 SELECT DISTINCT b.user_id FROM room_members a
   JOIN room_members b ON b.room_id = a.room_id AND b.membership = 'join'
   WHERE a.user_id = ?1 AND a.membership = 'join'";
+
+/// Who hears of an upload of cross-signing keys: everyone, or (a user-signing key alone,
+/// DL-04) only its owner.
+pub(crate) fn keys_heard_by<'a>(keys: &[CrossSigningKey], owner: &'a str) -> Option<&'a str> {
+    keys.iter()
+        .all(|k| k.usage == "user_signing")
+        .then_some(owner)
+}
+
+/// The device-list changes signatures make, as `(user whose keys changed, only for)`: the
+/// signer's own keys for everyone; another user's master key, signed by the signer's
+/// user-signing key, for the signer alone (DL-05).
+pub(crate) fn signature_changes<'a>(
+    signatures: &'a [KeySignature],
+    signer: &'a str,
+) -> Vec<(&'a str, Option<&'a str>)> {
+    let mut changes: Vec<(&str, Option<&str>)> = Vec::new();
+    for signature in signatures {
+        let change = if signature.target_user == signer {
+            (signer, None)
+        } else {
+            (signature.target_user.as_str(), Some(signer))
+        };
+        if !changes.contains(&change) {
+            changes.push(change);
+        }
+    }
+    changes
+}
 
 /// Sorts a delta's rows into its two lists.
 pub(crate) fn delta_from_rows(rows: impl IntoIterator<Item = (String, String)>) -> DeviceListDelta {

@@ -31,12 +31,23 @@ pub(super) async fn record_device_change(
     conn: &mut PgConnection,
     user_id: &str,
 ) -> StoreResult<String> {
+    record_change(conn, user_id, None).await
+}
+
+/// [`record_device_change`]; with `only_for`, a change only that user hears of.
+async fn record_change(
+    conn: &mut PgConnection,
+    user_id: &str,
+    only_for: Option<&str>,
+) -> StoreResult<String> {
     let pos: i64 = sqlx::query_scalar(
         "WITH p AS (UPDATE stream_positions SET pos = pos + 1 WHERE stream = $1 RETURNING pos)
-         INSERT INTO device_list_changes (pos, user_id) SELECT pos, $2 FROM p RETURNING pos",
+         INSERT INTO device_list_changes (pos, user_id, only_for)
+         SELECT pos, $2, $3 FROM p RETURNING pos",
     )
     .bind(Stream::DeviceLists.name())
     .bind(user_id)
+    .bind(only_for)
     .fetch_one(conn)
     .await
     .map_err(classify)?;
@@ -508,7 +519,8 @@ impl KeysTxn for PgTxn {
             cross_signing::insert(self.conn(), key).await?;
         }
         let user_id = self.user_id().to_owned();
-        let note = record_device_change(self.conn(), &user_id).await?;
+        let heard_by = crate::keys_heard_by(&keys, &user_id);
+        let note = record_change(self.conn(), &user_id, heard_by).await?;
         self.note(note);
         Ok(())
     }
@@ -518,8 +530,10 @@ impl KeysTxn for PgTxn {
             cross_signing::insert_signature(self.conn(), signature).await?;
         }
         let user_id = self.user_id().to_owned();
-        let note = record_device_change(self.conn(), &user_id).await?;
-        self.note(note);
+        for (changed, only_for) in crate::signature_changes(&signatures, &user_id) {
+            let note = record_change(self.conn(), changed, only_for).await?;
+            self.note(note);
+        }
         Ok(())
     }
 

@@ -22,8 +22,8 @@ pub(super) async fn export(tx: &mut PgConnection) -> StoreResult<E2eeDump> {
     .fetch_all(&mut *tx)
     .await
     .map_err(classify)?;
-    let changes: Vec<(i64, String)> =
-        sqlx::query_as("SELECT pos, user_id FROM device_list_changes")
+    let changes: Vec<(i64, String, Option<String>)> =
+        sqlx::query_as("SELECT pos, user_id, only_for FROM device_list_changes")
             .fetch_all(&mut *tx)
             .await
             .map_err(classify)?;
@@ -111,7 +111,10 @@ pub(super) async fn export(tx: &mut PgConnection) -> StoreResult<E2eeDump> {
                 (u, d, FallbackKey { key, used })
             })
             .collect(),
-        device_list_changes: changes.into_iter().map(|(p, u)| (p as u64, u)).collect(),
+        device_list_changes: changes
+            .into_iter()
+            .map(|(p, u, own)| (p as u64, u, own))
+            .collect(),
         to_device: messages
             .into_iter()
             .map(|(u, d, pos, sender, event_type, content)| {
@@ -181,10 +184,11 @@ pub(super) async fn import(tx: &mut PgConnection, dump: &E2eeDump) -> StoreResul
         .await
         .map_err(classify)?;
     }
-    for (pos, user_id) in &dump.device_list_changes {
-        sqlx::query("INSERT INTO device_list_changes (pos, user_id) VALUES ($1, $2)")
+    for (pos, user_id, only_for) in &dump.device_list_changes {
+        sqlx::query("INSERT INTO device_list_changes (pos, user_id, only_for) VALUES ($1, $2, $3)")
             .bind(*pos as i64)
             .bind(user_id)
+            .bind(only_for)
             .execute(&mut *tx)
             .await
             .map_err(classify)?;

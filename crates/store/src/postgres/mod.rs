@@ -162,6 +162,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "room_blocks",
         include_str!("../../migrations/postgres/0023_room_blocks.sql"),
     ),
+    (
+        24,
+        "device_list_own",
+        include_str!("../../migrations/postgres/0024_device_list_own.sql"),
+    ),
 ];
 
 /// Serialises migrations when several processes start at once.

@@ -16,9 +16,20 @@ use crate::{
 
 /// Records that `user_id`'s devices changed, at a new device-list position.
 pub(super) fn record_device_change(conn: &Connection, user_id: &str) -> rusqlite::Result<u64> {
+    record_change(conn, user_id, None)
+}
+
+/// [`record_device_change`]; with `only_for`, a change only that user hears of.
+fn record_change(
+    conn: &Connection,
+    user_id: &str,
+    only_for: Option<&str>,
+) -> rusqlite::Result<u64> {
     let pos = next_pos(conn, Stream::DeviceLists)?;
-    conn.prepare_cached("INSERT INTO device_list_changes (pos, user_id) VALUES (?1, ?2)")?
-        .execute(params![pos as i64, user_id])?;
+    conn.prepare_cached(
+        "INSERT INTO device_list_changes (pos, user_id, only_for) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![pos as i64, user_id, only_for])?;
     Ok(pos)
 }
 
@@ -496,7 +507,7 @@ impl KeysTxn for SqliteTxn {
             for key in &keys {
                 cross_signing::insert(conn, key)?;
             }
-            record_device_change(conn, user_id).map(drop)
+            record_change(conn, user_id, crate::keys_heard_by(&keys, user_id)).map(drop)
         })
         .await
     }
@@ -506,7 +517,10 @@ impl KeysTxn for SqliteTxn {
             for signature in &signatures {
                 cross_signing::insert_signature(conn, signature)?;
             }
-            record_device_change(conn, user_id).map(drop)
+            for (changed, only_for) in crate::signature_changes(&signatures, user_id) {
+                record_change(conn, changed, only_for)?;
+            }
+            Ok(())
         })
         .await
     }

@@ -53,9 +53,11 @@ pub(super) fn export(conn: &Connection) -> rusqlite::Result<E2eeDump> {
                 ))
             },
         )?,
-        device_list_changes: all(conn, "SELECT pos, user_id FROM device_list_changes", |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-        })?,
+        device_list_changes: all(
+            conn,
+            "SELECT pos, user_id, only_for FROM device_list_changes",
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?)),
+        )?,
         to_device: all(
             conn,
             "SELECT user_id, device_id, pos, sender, event_type, content FROM to_device",
@@ -137,10 +139,10 @@ pub(super) fn import(conn: &Connection, dump: &E2eeDump) -> rusqlite::Result<()>
             ],
         )?;
     }
-    for (pos, user_id) in &dump.device_list_changes {
+    for (pos, user_id, only_for) in &dump.device_list_changes {
         conn.execute(
-            "INSERT INTO device_list_changes (pos, user_id) VALUES (?1, ?2)",
-            params![*pos as i64, user_id],
+            "INSERT INTO device_list_changes (pos, user_id, only_for) VALUES (?1, ?2, ?3)",
+            params![*pos as i64, user_id, only_for],
         )?;
     }
     for (user_id, device_id, m) in &dump.to_device {

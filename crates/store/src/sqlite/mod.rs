@@ -156,6 +156,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "room_blocks",
         include_str!("../../migrations/sqlite/0022_room_blocks.sql"),
     ),
+    (
+        23,
+        "device_list_own",
+        include_str!("../../migrations/sqlite/0023_device_list_own.sql"),
+    ),
 ];
 
 /// `synchronous` levels accepted in the configuration.
