@@ -371,6 +371,23 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         )
         .await
         .assert_ok();
+    // A dehydrated device (MSC3814).
+    server
+        .put(
+            "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device",
+            &alice.token,
+            json!({
+                "device_id": "DEHYDRATED",
+                "device_data": { "algorithm": "a", "device_pickle": "p" },
+                "device_keys": {
+                    "user_id": alice.user_id, "device_id": "DEHYDRATED",
+                    "algorithms": ["m.megolm.v1.aes-sha2"],
+                    "keys": { "ed25519:DEHYDRATED": "k" }, "signatures": {},
+                },
+            }),
+        )
+        .await
+        .assert_ok();
     // A room blocked before it ever existed here.
     server
         .put(
@@ -442,6 +459,13 @@ async fn db_copy_moves_a_populated_sqlite_deployment_to_postgres() {
         )
         .await;
     assert_eq!(token.assert_ok()["uses_allowed"], 3);
+    let dehydrated = moved
+        .get(
+            "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device",
+            &alice.token,
+        )
+        .await;
+    assert_eq!(dehydrated.assert_ok()["device_id"], json!("DEHYDRATED"));
     let block = moved
         .get(
             "/_synapse/admin/v1/rooms/!blocked:localhost/block",

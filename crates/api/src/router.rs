@@ -408,6 +408,16 @@ pub fn routes(state: AppState) -> Router {
         .route(
             "/_matrix/client/unstable/keys/signatures/upload",
             post(keys::upload_signatures),
+        )
+        .route(
+            "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device",
+            get(keys::get_dehydrated_device)
+                .put(keys::put_dehydrated_device)
+                .delete(keys::delete_dehydrated_device),
+        )
+        .route(
+            "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device/{device_id}/events",
+            get(keys::dehydrated_events).post(keys::dehydrated_events_post),
         );
     for (path, method_router) in admin_routes() {
         router = router.route(&format!("/_synapse/admin{path}"), method_router);

@@ -121,6 +121,8 @@ pub struct E2eeDump {
     pub backups: crate::BackupDump,
     pub cross_signing: Vec<CrossSigningKey>,
     pub signatures: Vec<KeySignature>,
+    /// (user_id, device_id, device_data)
+    pub dehydrated: Vec<(String, String, String)>,
 }
 
 /// A signature uploaded for a device's keys or a master key (see
@@ -209,6 +211,9 @@ pub trait E2eeStore: Send + Sync {
 
     /// Users who share a joined room with `user_id` now, the user included.
     async fn room_mates(&self, user_id: &str) -> StoreResult<Vec<String>>;
+
+    /// The user's dehydrated device (MSC3814), as `(device_id, device_data)`.
+    async fn dehydrated_device(&self, user_id: &str) -> StoreResult<Option<(String, String)>>;
 }
 
 /// A unit of work's steps on one user's keys (see [`crate::Txn`]).
@@ -251,6 +256,17 @@ pub trait KeysTxn: Send {
 
     /// Stores signatures the user made, and records a device-list change of the user.
     async fn put_key_signatures(&mut self, signatures: Vec<KeySignature>) -> StoreResult<()>;
+
+    /// The user's dehydrated device (MSC3814), as `(device_id, device_data)`.
+    async fn dehydrated_device_of(&mut self) -> StoreResult<Option<(String, String)>>;
+
+    /// Makes the device (created in this unit) the user's dehydrated device. Deleting the
+    /// device ([`crate::Txn::delete_devices`]) forgets it.
+    async fn set_dehydrated_device(
+        &mut self,
+        device_id: &str,
+        device_data: &str,
+    ) -> StoreResult<()>;
 }
 
 /// The device-list delta of [`E2eeStore::device_list_delta`], for both backends (PostgreSQL

@@ -101,3 +101,62 @@ pub async fn send_to_device(
     e2ee::send(&state.0, &requester, &event_type, &txn_id, body).await?;
     Ok(Json(json!({})))
 }
+
+/// # `PUT /_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device`
+pub async fn put_dehydrated_device(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    let body = body.object()?;
+    Ok(Json(
+        e2ee::dehydrated::put(&state.0, &requester, body).await?,
+    ))
+}
+
+/// # `GET /_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device`
+pub async fn get_dehydrated_device(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(e2ee::dehydrated::get(&state.0, &requester).await?))
+}
+
+/// # `DELETE /_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device`
+pub async fn delete_dehydrated_device(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(e2ee::dehydrated::delete(&state.0, &requester).await?))
+}
+
+/// # `GET …/dehydrated_device/{deviceId}/events?from=` (the js-sdk's form)
+pub async fn dehydrated_events(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(device_id): Segments<String>,
+    QueryParams(query): QueryParams,
+) -> ApiResult<Json<Value>> {
+    let from = query.get("from").map(String::as_str);
+    Ok(Json(
+        e2ee::dehydrated::events(&state.0, &requester, &device_id, from, false).await?,
+    ))
+}
+
+/// # `POST …/dehydrated_device/{deviceId}/events` with `{"next_batch"}` (ruma's form)
+pub async fn dehydrated_events_post(
+    State(state): State<AppState>,
+    Auth(requester): Auth,
+    Segments(device_id): Segments<String>,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    let body = body.object_or_empty()?;
+    let from = match body.get("next_batch") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(token)) => Some(token.clone()),
+        Some(_) => return Err(myelin_core::error::bad_json("next_batch must be a string").into()),
+    };
+    Ok(Json(
+        e2ee::dehydrated::events(&state.0, &requester, &device_id, from.as_deref(), true).await?,
+    ))
+}

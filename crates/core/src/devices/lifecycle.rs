@@ -36,7 +36,7 @@ fn settings_type(device_id: &str) -> String {
 
 /// Deletes, inside `tx`, each of these devices that exists, with everything it owns; returns
 /// those it deleted. A few steps for any number of devices, not a few per device.
-async fn purge(tx: &mut dyn Txn, device_ids: &[String]) -> Result<Vec<String>> {
+pub(crate) async fn purge(tx: &mut dyn Txn, device_ids: &[String]) -> Result<Vec<String>> {
     let existing = tx.existing_devices(device_ids).await?;
     if existing.is_empty() {
         return Ok(existing);

@@ -5,7 +5,7 @@
 //! [`last_seen`].
 
 mod last_seen;
-mod lifecycle;
+pub(crate) mod lifecycle;
 
 pub use last_seen::{LastSeenTracker, background, flush_last_seen};
 pub(crate) use lifecycle::{change_password, deactivate, sign_in};

@@ -20,7 +20,7 @@ use crate::{
 use super::{MAX_ONE_TIME_KEYS, notify_device_change};
 
 /// The parts of an upload, checked.
-struct Upload {
+pub(super) struct Upload {
     device_keys: Option<Value>,
     one_time_keys: Vec<(OneTimeKey, Value)>,
     fallback_keys: Vec<OneTimeKey>,
@@ -68,7 +68,7 @@ fn parse_keys(field: &str, value: Option<&Value>) -> Result<Vec<(OneTimeKey, Val
     Ok(keys)
 }
 
-fn parse_upload(
+pub(super) fn parse_upload(
     requester: &Requester,
     device_id: &str,
     body: &Map<String, Value>,
@@ -155,65 +155,7 @@ pub async fn upload(
             {
                 return Err(Error::UnknownToken);
             }
-            if !upload.one_time_keys.is_empty() {
-                let wanted: Vec<String> = upload
-                    .one_time_keys
-                    .iter()
-                    .map(|(k, _)| k.key_id.clone())
-                    .collect();
-                let stored: BTreeMap<String, String> = tx
-                    .one_time_keys_among(&device_id, &wanted)
-                    .await?
-                    .into_iter()
-                    .collect();
-                let mut fresh = Vec::new();
-                for (key, value) in upload.one_time_keys {
-                    match stored.get(&key.key_id) {
-                        None => fresh.push(key),
-                        Some(old) => {
-                            let old_value: Value = serde_json::from_str(old).unwrap_or_default();
-                            if unsigned(&old_value) != unsigned(&value) {
-                                // KU-12: clients match the start of this message.
-                                return Err(Error::Unknown(
-                                    format!(
-                                        "One time key {} already exists. Old key: {old}; new key: {}",
-                                        key.key_id, key.json
-                                    )
-                                    .into(),
-                                ));
-                            }
-                        }
-                    }
-                }
-                if !fresh.is_empty() {
-                    tx.add_one_time_keys(&device_id, fresh, MAX_ONE_TIME_KEYS)
-                        .await?;
-                }
-            }
-            if !upload.fallback_keys.is_empty() {
-                let stored = tx.fallback_keys_of(&device_id).await?;
-                for key in upload.fallback_keys {
-                    // KU-15: the same key again keeps its "used" mark.
-                    let same = stored.iter().any(|s| {
-                        s.key.algorithm == key.algorithm
-                            && s.key.key_id == key.key_id
-                            && s.key.json == key.json
-                    });
-                    if !same {
-                        tx.put_fallback_key(&device_id, key).await?;
-                    }
-                }
-            }
-            let mut changed = false;
-            if let Some(keys) = upload.device_keys {
-                let stored = tx.device_keys_of(&device_id).await?;
-                let stored: Option<Value> = stored.and_then(|s| serde_json::from_str(&s).ok());
-                // KU-09: the same keys again change nothing and notify nobody.
-                if stored.as_ref() != Some(&keys) {
-                    tx.put_device_keys(&device_id, &keys.to_string()).await?;
-                    changed = true;
-                }
-            }
+            let changed = store_upload(tx.as_mut(), &device_id, upload).await?;
             let counts = tx.key_counts(&device_id).await?;
             tx.commit().await?;
             if changed {
@@ -223,6 +165,75 @@ pub async fn upload(
         })
         .await?;
     Ok(json!({ "one_time_key_counts": counts_json(&counts.one_time) }))
+}
+
+/// Stores an upload's keys for the device in the unit `tx`; whether its device keys changed
+/// (and so everyone who tracks it must look again).
+pub(super) async fn store_upload(
+    tx: &mut dyn myelin_store::Txn,
+    device_id: &str,
+    upload: Upload,
+) -> Result<bool> {
+    if !upload.one_time_keys.is_empty() {
+        let wanted: Vec<String> = upload
+            .one_time_keys
+            .iter()
+            .map(|(k, _)| k.key_id.clone())
+            .collect();
+        let stored: BTreeMap<String, String> = tx
+            .one_time_keys_among(device_id, &wanted)
+            .await?
+            .into_iter()
+            .collect();
+        let mut fresh = Vec::new();
+        for (key, value) in upload.one_time_keys {
+            match stored.get(&key.key_id) {
+                None => fresh.push(key),
+                Some(old) => {
+                    let old_value: Value = serde_json::from_str(old).unwrap_or_default();
+                    if unsigned(&old_value) != unsigned(&value) {
+                        // KU-12: clients match the start of this message.
+                        return Err(Error::Unknown(
+                            format!(
+                                "One time key {} already exists. Old key: {old}; new key: {}",
+                                key.key_id, key.json
+                            )
+                            .into(),
+                        ));
+                    }
+                }
+            }
+        }
+        if !fresh.is_empty() {
+            tx.add_one_time_keys(device_id, fresh, MAX_ONE_TIME_KEYS)
+                .await?;
+        }
+    }
+    if !upload.fallback_keys.is_empty() {
+        let stored = tx.fallback_keys_of(device_id).await?;
+        for key in upload.fallback_keys {
+            // KU-15: the same key again keeps its "used" mark.
+            let same = stored.iter().any(|s| {
+                s.key.algorithm == key.algorithm
+                    && s.key.key_id == key.key_id
+                    && s.key.json == key.json
+            });
+            if !same {
+                tx.put_fallback_key(device_id, key).await?;
+            }
+        }
+    }
+    let mut changed = false;
+    if let Some(keys) = upload.device_keys {
+        let stored = tx.device_keys_of(device_id).await?;
+        let stored: Option<Value> = stored.and_then(|s| serde_json::from_str(&s).ok());
+        // KU-09: the same keys again change nothing and notify nobody.
+        if stored.as_ref() != Some(&keys) {
+            tx.put_device_keys(device_id, &keys.to_string()).await?;
+            changed = true;
+        }
+    }
+    Ok(changed)
 }
 
 /// Whether a user ID names a user of this server; others go to `failures` (no federation).

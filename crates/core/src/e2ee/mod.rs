@@ -9,6 +9,7 @@
 
 pub mod backup;
 pub mod cross_signing;
+pub mod dehydrated;
 mod keys;
 pub mod signatures;
 mod to_device;

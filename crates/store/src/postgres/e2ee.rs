@@ -60,7 +60,13 @@ pub(super) async fn delete_device_keys(
     user_id: &str,
     device_ids: &[String],
 ) -> StoreResult<()> {
-    for table in ["device_keys", "one_time_keys", "fallback_keys", "to_device"] {
+    for table in [
+        "device_keys",
+        "one_time_keys",
+        "fallback_keys",
+        "to_device",
+        "dehydrated_devices",
+    ] {
         sqlx::query(&format!(
             "DELETE FROM {table} WHERE user_id = $1 AND device_id = ANY($2)"
         ))
@@ -374,6 +380,14 @@ impl E2eeStore for PostgresStore {
             .await
             .map_err(classify)
     }
+
+    async fn dehydrated_device(&self, user_id: &str) -> StoreResult<Option<(String, String)>> {
+        sqlx::query_as("SELECT device_id, device_data FROM dehydrated_devices WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
 }
 
 #[async_trait]
@@ -534,6 +548,35 @@ impl KeysTxn for PgTxn {
             let note = record_change(self.conn(), changed, only_for).await?;
             self.note(note);
         }
+        Ok(())
+    }
+
+    async fn dehydrated_device_of(&mut self) -> StoreResult<Option<(String, String)>> {
+        let user_id = self.user_id().to_owned();
+        sqlx::query_as("SELECT device_id, device_data FROM dehydrated_devices WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(classify)
+    }
+
+    async fn set_dehydrated_device(
+        &mut self,
+        device_id: &str,
+        device_data: &str,
+    ) -> StoreResult<()> {
+        let user_id = self.user_id().to_owned();
+        sqlx::query(
+            "INSERT INTO dehydrated_devices (user_id, device_id, device_data) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) DO UPDATE
+             SET device_id = excluded.device_id, device_data = excluded.device_data",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(device_data)
+        .execute(self.conn())
+        .await
+        .map_err(classify)?;
         Ok(())
     }
 

@@ -80,9 +80,15 @@ pub(super) async fn export(tx: &mut PgConnection) -> StoreResult<E2eeDump> {
     };
     let cross_signing = cross_signing::select(&mut *tx, None).await?;
     let signatures = cross_signing::signatures(&mut *tx, None).await?;
+    let dehydrated =
+        sqlx::query_as("SELECT user_id, device_id, device_data FROM dehydrated_devices")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
     Ok(E2eeDump {
         cross_signing,
         signatures,
+        dehydrated,
         backups,
         device_keys,
         one_time_keys: otks
@@ -136,6 +142,17 @@ pub(super) async fn import(tx: &mut PgConnection, dump: &E2eeDump) -> StoreResul
     }
     for signature in &dump.signatures {
         cross_signing::insert_signature(&mut *tx, signature).await?;
+    }
+    for (user_id, device_id, data) in &dump.dehydrated {
+        sqlx::query(
+            "INSERT INTO dehydrated_devices (user_id, device_id, device_data) VALUES ($1, $2, $3)",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(data)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
     }
     for (user_id, device_id, json) in &dump.device_keys {
         sqlx::query("INSERT INTO device_keys (user_id, device_id, key_json) VALUES ($1, $2, $3)")

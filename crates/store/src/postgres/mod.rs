@@ -167,6 +167,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "device_list_own",
         include_str!("../../migrations/postgres/0024_device_list_own.sql"),
     ),
+    (
+        25,
+        "dehydrated_devices",
+        include_str!("../../migrations/postgres/0025_dehydrated_devices.sql"),
+    ),
 ];
 
 /// Serialises migrations when several processes start at once.

@@ -39,7 +39,13 @@ pub(super) fn delete_device_keys(
     user_id: &str,
     device_id: &str,
 ) -> rusqlite::Result<()> {
-    for table in ["device_keys", "one_time_keys", "fallback_keys", "to_device"] {
+    for table in [
+        "device_keys",
+        "one_time_keys",
+        "fallback_keys",
+        "to_device",
+        "dehydrated_devices",
+    ] {
         conn.prepare_cached(&format!(
             "DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"
         ))?
@@ -365,6 +371,19 @@ impl E2eeStore for SqliteStore {
             })
             .await
     }
+
+    async fn dehydrated_device(&self, user_id: &str) -> StoreResult<Option<(String, String)>> {
+        let user_id = user_id.to_owned();
+        self.pool
+            .read(move |conn| dehydrated_of(conn, &user_id).map_err(classify))
+            .await
+    }
+}
+
+fn dehydrated_of(conn: &Connection, user_id: &str) -> rusqlite::Result<Option<(String, String)>> {
+    conn.prepare_cached("SELECT device_id, device_data FROM dehydrated_devices WHERE user_id = ?1")?
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
 }
 
 #[async_trait]
@@ -520,6 +539,28 @@ impl KeysTxn for SqliteTxn {
             for (changed, only_for) in crate::signature_changes(&signatures, user_id) {
                 record_change(conn, changed, only_for)?;
             }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dehydrated_device_of(&mut self) -> StoreResult<Option<(String, String)>> {
+        self.run(dehydrated_of).await
+    }
+
+    async fn set_dehydrated_device(
+        &mut self,
+        device_id: &str,
+        device_data: &str,
+    ) -> StoreResult<()> {
+        let (device_id, device_data) = (device_id.to_owned(), device_data.to_owned());
+        self.run(move |conn, user_id| {
+            conn.prepare_cached(
+                "INSERT INTO dehydrated_devices (user_id, device_id, device_data) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id) DO UPDATE
+                 SET device_id = excluded.device_id, device_data = excluded.device_data",
+            )?
+            .execute(params![user_id, device_id, device_data])?;
             Ok(())
         })
         .await

@@ -76,6 +76,11 @@ pub(super) fn export(conn: &Connection) -> rusqlite::Result<E2eeDump> {
         )?,
         cross_signing: cross_signing::select(conn, None)?,
         signatures: cross_signing::signatures(conn, None)?,
+        dehydrated: all(
+            conn,
+            "SELECT user_id, device_id, device_data FROM dehydrated_devices",
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?,
         backups: BackupDump {
             versions: all(
                 conn,
@@ -164,6 +169,12 @@ pub(super) fn import(conn: &Connection, dump: &E2eeDump) -> rusqlite::Result<()>
     }
     for signature in &dump.signatures {
         cross_signing::insert_signature(conn, signature)?;
+    }
+    for (user_id, device_id, data) in &dump.dehydrated {
+        conn.execute(
+            "INSERT INTO dehydrated_devices (user_id, device_id, device_data) VALUES (?1, ?2, ?3)",
+            params![user_id, device_id, data],
+        )?;
     }
     for (user_id, v, deleted) in &dump.backups.versions {
         conn.execute(

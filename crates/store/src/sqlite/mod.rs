@@ -161,6 +161,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "device_list_own",
         include_str!("../../migrations/sqlite/0023_device_list_own.sql"),
     ),
+    (
+        24,
+        "dehydrated_devices",
+        include_str!("../../migrations/sqlite/0024_dehydrated_devices.sql"),
+    ),
 ];
 
 /// `synchronous` levels accepted in the configuration.
