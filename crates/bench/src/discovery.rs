@@ -31,7 +31,7 @@ const SETUP_CONNECTIONS: usize = 8;
 
 /// Runs `count` requests made by `make(i)` over [`SETUP_CONNECTIONS`] connections; each
 /// must answer 200. Returns each answer's body, by `i`.
-async fn setup_requests(
+pub(crate) async fn setup_requests(
     target: &Target,
     count: usize,
     make: Arc<dyn Fn(usize) -> (Method, String, String, Value) + Send + Sync>,

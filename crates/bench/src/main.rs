@@ -10,6 +10,7 @@ mod chart;
 mod client;
 mod compare;
 mod discovery;
+mod keys;
 mod measures;
 mod media;
 mod rooms;
@@ -80,6 +81,9 @@ struct Args {
     /// Replies in the thread of the `/relations` scenario (run with `--only discovery`).
     #[arg(long, default_value_t = 1_000)]
     thread_replies: usize,
+    /// Devices of the user whose keys are queried and claimed (run with `--only keys`).
+    #[arg(long, default_value_t = 100)]
+    key_devices: usize,
     /// A name for this run in the output (e.g. "myelin" or "synapse").
     #[arg(long, default_value = "server")]
     label: String,
@@ -517,6 +521,11 @@ async fn main() -> anyhow::Result<()> {
             replies: args.thread_replies,
         };
         discovery_setup = Some(discovery::run(&target, &options, &mut results).await?);
+    }
+
+    if args.only.as_deref().is_some_and(|o| o.contains("keys")) {
+        let seconds = keys::run(&target, run, secs, args.key_devices, &mut results).await?;
+        discovery_setup = Some(discovery_setup.unwrap_or_default() + seconds);
     }
 
     if quick {
