@@ -104,6 +104,73 @@ async fn rc02_rc11_bad_receipts_are_refused() {
 }
 
 #[tokio::test]
+async fn rc11_rc12_a_threaded_receipt_names_the_thread_of_its_event() {
+    let server = TestServer::start().await;
+    let (alice, bob, room) = server
+        .alice_and_bob(json!({ "preset": "public_chat" }))
+        .await;
+    let root = server.send_text(&alice, &room, "root").await;
+    let relate = |rel: Value| {
+        let (server, alice, room) = (&server, &alice, room.clone());
+        async move {
+            server
+                .send_event(
+                    alice,
+                    &room,
+                    rel["type"].as_str().unwrap(),
+                    rel["content"].clone(),
+                )
+                .await
+                .assert_ok()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let reply = relate(json!({ "type": "m.room.message", "content": {
+        "msgtype": "m.text", "body": "in the thread",
+        "m.relates_to": { "rel_type": "m.thread", "event_id": root } } }))
+    .await;
+    let on_reply = relate(json!({ "type": "m.reaction", "content": {
+        "m.relates_to": { "rel_type": "m.annotation", "event_id": reply, "key": "👍" } } }))
+    .await;
+    let on_root = relate(json!({ "type": "m.reaction", "content": {
+        "m.relates_to": { "rel_type": "m.annotation", "event_id": root, "key": "👍" } } }))
+    .await;
+    let plain = server.send_text(&alice, &room, "elsewhere").await;
+    let receipt = |event: String, thread: String| {
+        let (server, bob, room) = (&server, &bob, room.clone());
+        async move {
+            server
+                .receipt(bob, &room, "m.read", &event, json!({ "thread_id": thread }))
+                .await
+        }
+    };
+    let main = "main".to_owned();
+    for (event, thread) in [
+        (root.clone(), main.clone()),
+        (root.clone(), root.clone()),
+        (reply.clone(), root.clone()),
+        (on_reply.clone(), root.clone()),
+        (on_root.clone(), main.clone()),
+        (on_root.clone(), root.clone()),
+        (plain.clone(), main.clone()),
+    ] {
+        receipt(event.clone(), thread.clone()).await.assert_ok();
+    }
+    for (event, thread) in [
+        (reply.clone(), main.clone()),
+        (on_reply.clone(), main.clone()),
+        (plain.clone(), root.clone()),
+        (root.clone(), plain.clone()),
+    ] {
+        receipt(event, thread)
+            .await
+            .assert_error(400, "M_INVALID_PARAM");
+    }
+}
+
+#[tokio::test]
 async fn rc10_rc13_rc14_private_and_threaded_receipts() {
     let server = TestServer::start().await;
     let (alice, bob, room) = server

@@ -4,7 +4,7 @@
 //! events. `m.fully_read` is the user's room account data, and this is the only way to set
 //! it; it never moves backwards either. `m.read.private` reaches only its owner (RC-10).
 
-use myelin_store::Receipt;
+use myelin_store::{Receipt, StoredEvent};
 use serde_json::{Map, Value, json};
 
 use crate::{
@@ -19,13 +19,41 @@ pub const FULLY_READ: &str = "m.fully_read";
 const TYPES: [&str; 3] = ["m.read", "m.read.private", FULLY_READ];
 
 /// The event's room-stream position, if it is an event of this room.
-async fn event_pos(services: &Services, room_id: &str, event_id: &str) -> Result<u64> {
+async fn room_event(services: &Services, room_id: &str, event_id: &str) -> Result<StoredEvent> {
     ids::check_event_id(event_id)?;
     match services.store.event(event_id).await? {
-        Some(event) if event.room_id == room_id => Ok(event.pos),
+        Some(event) if event.room_id == room_id => Ok(event),
         _ => Err(not_found(format!(
             "Could not find event {event_id} in the room"
         ))),
+    }
+}
+
+async fn event_pos(services: &Services, room_id: &str, event_id: &str) -> Result<u64> {
+    Ok(room_event(services, room_id, event_id).await?.pos)
+}
+
+/// A threaded receipt's event must be in its thread (receipts.yaml 400, RC-11, RC-12):
+/// `main` takes the main timeline's events (thread roots and what relates to them other
+/// than by a thread among them), a root's ID takes the root, its thread's events and what
+/// relates to either.
+async fn check_thread(services: &Services, event: &StoredEvent, thread_id: &str) -> Result<()> {
+    let thread = crate::relations::thread_of(services, &event.json).await?;
+    let fits = match thread.as_deref() {
+        None => {
+            thread_id == "main"
+                || thread_id == event.event_id
+                || crate::relations::parent_of(&event.json).as_deref() == Some(thread_id)
+        }
+        Some(root) => root == thread_id,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(invalid_param(format!(
+            "{} is not related to the thread {thread_id}",
+            event.event_id
+        )))
     }
 }
 
@@ -86,7 +114,11 @@ async fn send_receipt(
     event_id: &str,
     thread_id: Option<String>,
 ) -> Result<()> {
-    let pos = event_pos(services, room, event_id).await?;
+    let event = room_event(services, room, event_id).await?;
+    if let Some(thread) = &thread_id {
+        check_thread(services, &event, thread).await?;
+    }
+    let pos = event.pos;
     let receipt = Receipt {
         room_id: room.to_owned(),
         user_id: requester.user_id.clone(),

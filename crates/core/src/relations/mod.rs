@@ -40,6 +40,29 @@ fn stored_relation(json: &str) -> Option<Relation> {
     relation_of(event.get("content")?.as_object()?)
 }
 
+/// The event a stored event relates to, if any.
+pub(crate) fn parent_of(json: &str) -> Option<String> {
+    stored_relation(json).map(|r| r.parent)
+}
+
+/// The thread an event is in (threading.md): the root a thread reply names, the thread of
+/// the event an annotation, edit or reference relates to, or `None` for the main timeline
+/// (where a thread root also is).
+pub(crate) async fn thread_of(services: &Services, json: &str) -> Result<Option<String>> {
+    let Some(relation) = stored_relation(json) else {
+        return Ok(None);
+    };
+    if relation.rel_type == "m.thread" {
+        return Ok(Some(relation.parent));
+    }
+    // One step up is enough: a thread reply cannot itself start a thread (RL-05).
+    let parent = services.store.event(&relation.parent).await?;
+    Ok(parent
+        .and_then(|p| stored_relation(&p.json))
+        .filter(|r| r.rel_type == "m.thread")
+        .map(|r| r.parent))
+}
+
 /// Refuses relations a client may not make: a thread off an event that itself relates to
 /// another (400 `M_UNKNOWN`, RL-05) and a second identical annotation (400
 /// `M_DUPLICATE_ANNOTATION`, RL-06).
