@@ -303,3 +303,125 @@ async fn kb13_kb14_reads_and_deletes_in_each_shape() {
         .await
         .assert_ok();
 }
+
+#[tokio::test]
+async fn kb13_kb14_every_shape_answers_unknown_and_old_versions_and_deletes_rooms_and_all() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let old = create(&server, &alice).await;
+    let v = create(&server, &alice).await;
+    let sessions = json!({ "sessions": { "sess1": key(0, 0, false, "s") } });
+    let rooms = json!({ "rooms": { "!room:localhost": sessions } });
+    let shapes = [
+        (
+            "/room_keys/keys/!room:localhost/sess1",
+            key(0, 0, false, "s"),
+        ),
+        ("/room_keys/keys/!room:localhost", sessions.clone()),
+        ("/room_keys/keys", rooms.clone()),
+    ];
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let server = &server;
+        let token = alice.token.clone();
+        async move { server.call(method, &path, Some(&token), body).await }
+    };
+    for (path, body) in &shapes {
+        // An older version takes no writes; one that never existed is 404 for all.
+        let wrong = call(
+            reqwest::Method::PUT,
+            format!("{path}?version={old}"),
+            Some(body.clone()),
+        )
+        .await;
+        wrong.assert_error(403, "M_WRONG_ROOM_KEYS_VERSION");
+        assert_eq!(wrong.body["current_version"], json!(v));
+        for method in [
+            reqwest::Method::PUT,
+            reqwest::Method::GET,
+            reqwest::Method::DELETE,
+        ] {
+            let body = (method == reqwest::Method::PUT).then(|| body.clone());
+            call(method.clone(), format!("{path}?version=99"), body)
+                .await
+                .assert_error(404, "M_NOT_FOUND");
+        }
+    }
+    // A version that does not exist cannot be updated.
+    server
+        .put(
+            "/room_keys/version/99",
+            &alice.token,
+            json!({ "algorithm": "m.megolm_backup.v1", "auth_data": "x", "version": "99" }),
+        )
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    // Deleting a room's keys, then all keys.
+    call(
+        reqwest::Method::PUT,
+        format!("/room_keys/keys?version={v}"),
+        Some(json!({ "rooms": {
+            "!room:localhost": sessions,
+            "!other:localhost": { "sessions": { "sess2": key(0, 0, false, "t") } },
+        } })),
+    )
+    .await
+    .assert_ok();
+    let room_gone = call(
+        reqwest::Method::DELETE,
+        format!("/room_keys/keys/!room:localhost?version={v}"),
+        None,
+    )
+    .await;
+    assert_eq!(room_gone.assert_ok()["count"], json!(1));
+    let left = call(
+        reqwest::Method::GET,
+        format!("/room_keys/keys?version={v}"),
+        None,
+    )
+    .await;
+    let left = left.assert_ok()["rooms"].as_object().unwrap().clone();
+    assert_eq!(left.keys().collect::<Vec<_>>(), vec!["!other:localhost"]);
+    let all_gone = call(
+        reqwest::Method::DELETE,
+        format!("/room_keys/keys?version={v}"),
+        None,
+    )
+    .await;
+    assert_eq!(all_gone.assert_ok()["count"], json!(0));
+    let none = call(
+        reqwest::Method::GET,
+        format!("/room_keys/keys?version={v}"),
+        None,
+    )
+    .await;
+    assert_eq!(none.assert_ok(), &json!({ "rooms": {} }));
+}
+
+#[tokio::test]
+async fn key_backup_requests_are_rate_limited_per_user() {
+    let server = TestServer::with(|config, _| {
+        config.rate_limits.key_backup_per_user = myelin_core::config::RateLimit {
+            per_second: 0.001,
+            burst: 3,
+        };
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let v = create(&server, &alice).await;
+    for _ in 0..2 {
+        server
+            .get(&format!("/room_keys/version/{v}"), &alice.token)
+            .await
+            .assert_ok();
+    }
+    let limited = put_session(&server, &alice, &v, key(0, 0, false, "s")).await;
+    limited.assert_error(429, "M_LIMIT_EXCEEDED");
+    assert!(limited.body["retry_after_ms"].as_u64().unwrap() > 0);
+    server
+        .get("/room_keys/version", &alice.token)
+        .await
+        .assert_error(429, "M_LIMIT_EXCEEDED");
+    // Bob has an allowance of his own.
+    create(&server, &bob).await;
+}

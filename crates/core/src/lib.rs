@@ -58,6 +58,7 @@ pub struct Limiters {
     pub room_membership_per_user: KeyedLimiter,
     pub reports_per_user: KeyedLimiter,
     pub room_lookups_per_user: KeyedLimiter,
+    pub key_backup_per_user: KeyedLimiter,
 }
 
 /// Everything a request needs, built once at start and shared.
@@ -118,6 +119,7 @@ impl Services {
             room_membership_per_user: KeyedLimiter::new(limits.room_membership_per_user),
             reports_per_user: KeyedLimiter::new(limits.reports_per_user),
             room_lookups_per_user: KeyedLimiter::new(limits.room_lookups_per_user),
+            key_backup_per_user: KeyedLimiter::new(limits.key_backup_per_user),
         };
         let registration = config.registration.clone();
         let services = Arc::new_cyclic(|me| Self {
@@ -242,6 +244,10 @@ impl Services {
             (
                 &self.limiters.room_lookups_per_user,
                 limits.room_lookups_per_user,
+            ),
+            (
+                &self.limiters.key_backup_per_user,
+                limits.key_backup_per_user,
             ),
         ];
         let mut limits_changed = false;

@@ -260,6 +260,10 @@ impl Config {
                 "rate_limits.room_lookups_per_user",
                 self.rate_limits.room_lookups_per_user,
             ),
+            (
+                "rate_limits.key_backup_per_user",
+                self.rate_limits.key_backup_per_user,
+            ),
         ] {
             if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
                 return Err(invalid(

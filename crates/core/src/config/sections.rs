@@ -172,6 +172,9 @@ pub struct RateLimitsConfig {
     /// The heavier reads of rooms a user makes: `/search`, `/hierarchy`, `/threads`,
     /// `timestamp_to_event`, `mutual_rooms` and a room's aliases (the spec's 429 for them).
     pub room_lookups_per_user: RateLimit,
+    /// Key-backup requests a user makes (the spec's 429 for `key_backup.yaml`): generous,
+    /// as a client uploads its room keys in many batches.
+    pub key_backup_per_user: RateLimit,
 }
 
 impl Default for RateLimitsConfig {
@@ -208,6 +211,10 @@ impl Default for RateLimitsConfig {
             room_lookups_per_user: RateLimit {
                 per_second: 20.0,
                 burst: 200,
+            },
+            key_backup_per_user: RateLimit {
+                per_second: 50.0,
+                burst: 500,
             },
         }
     }

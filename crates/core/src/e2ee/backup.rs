@@ -49,12 +49,18 @@ fn version_body(body: &Map<String, Value>) -> Result<(String, String)> {
     Ok((algorithm, auth_data.to_string()))
 }
 
+/// The spec's 429 for every key-backup request (`rate_limits.key_backup_per_user`).
+fn spend(services: &Services, requester: &Requester) -> Result<()> {
+    crate::ratelimit::per_user(&services.limiters.key_backup_per_user, requester)
+}
+
 /// `POST /room_keys/version`: the new version, current from now on.
 pub async fn create(
     services: &Services,
     requester: &Requester,
     body: Map<String, Value>,
 ) -> Result<Value> {
+    spend(services, requester)?;
     let (algorithm, auth_data) = version_body(&body)?;
     let version = services
         .store
@@ -69,6 +75,7 @@ pub async fn get_version(
     requester: &Requester,
     version: Option<&str>,
 ) -> Result<Value> {
+    spend(services, requester)?;
     let version = version.map(|v| parse_version(Some(v))).transpose()?;
     match services
         .store
@@ -89,6 +96,7 @@ pub async fn update_version(
     version: &str,
     body: Map<String, Value>,
 ) -> Result<()> {
+    spend(services, requester)?;
     let number = parse_version(Some(version))?;
     let (algorithm, auth_data) = version_body(&body)?;
     if let Some(named) = body.get("version")
@@ -124,6 +132,7 @@ pub async fn delete_version(
     requester: &Requester,
     version: &str,
 ) -> Result<()> {
+    spend(services, requester)?;
     let number = parse_version(Some(version))?;
     if services
         .store
@@ -208,6 +217,7 @@ pub async fn put_keys(
     scope: BackupScope,
     body: Map<String, Value>,
 ) -> Result<Value> {
+    spend(services, requester)?;
     let version = parse_version(version)?;
     let mut keys = Vec::new();
     match &scope {
@@ -251,6 +261,7 @@ pub async fn get_keys(
     version: Option<&str>,
     scope: BackupScope,
 ) -> Result<Value> {
+    spend(services, requester)?;
     let version = parse_version(version)?;
     let keys = services
         .store
@@ -287,6 +298,7 @@ pub async fn delete_keys(
     version: Option<&str>,
     scope: BackupScope,
 ) -> Result<Value> {
+    spend(services, requester)?;
     let version = parse_version(version)?;
     let outcome = services
         .store
