@@ -333,3 +333,46 @@ async fn dh05_dh12_dh13_a_new_one_replaces_the_old_and_deleting_it_deletes_the_d
         .await
         .assert_error(404, "M_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn the_operator_sees_each_devices_keys_and_which_one_is_dehydrated() {
+    let server = TestServer::start().await;
+    let admin = server.register("admin").await;
+    myelin_core::admin::set_admin_flag(server.services(), &admin.user_id, true)
+        .await
+        .unwrap();
+    let alice = server.register("alice").await;
+    put(&server, &alice, body(&alice, "DEHYDRATED"))
+        .await
+        .assert_ok();
+    let path = format!("/_synapse/admin/v2/users/{}/devices", enc(&alice.user_id));
+    let list = server.get(&path, &admin.token).await;
+    let devices = list.assert_ok()["devices"].as_array().unwrap().clone();
+    let of = |id: &str| {
+        devices
+            .iter()
+            .find(|d| d["device_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let dehydrated = of("DEHYDRATED");
+    assert_eq!(dehydrated["dehydrated"], json!(true));
+    assert_eq!(
+        dehydrated["e2ee"],
+        json!({
+            "device_keys": true,
+            "one_time_keys": { "signed_curve25519": 1 },
+            "unused_fallback_key_types": ["signed_curve25519"],
+        })
+    );
+    let own = of(&alice.device_id);
+    assert_eq!(own["dehydrated"], json!(false));
+    assert_eq!(
+        own["e2ee"],
+        json!({ "device_keys": false, "one_time_keys": {}, "unused_fallback_key_types": [] })
+    );
+    let one = server
+        .get(&format!("{path}/DEHYDRATED"), &admin.token)
+        .await;
+    assert_eq!(one.assert_ok()["e2ee"]["device_keys"], json!(true));
+}

@@ -228,6 +228,22 @@ pub(crate) async fn run(
         );
     }
     {
+        // Every message is evaluated against each member's push rules (issue 11): the
+        // difference from one room of 16 is the cost of evaluating for 100.
+        let (token, room) = (senders[0].token.clone(), crowd.clone());
+        let generate: Generator = Arc::new(move |w, i| Req {
+            method: Method::PUT,
+            path: format!(
+                "{API}/rooms/{}/send/m.room.message/b{run}crowd{w}x{i}",
+                enc(&room)
+            ),
+            token: token.clone(),
+            body: Some(message_body(w, i)),
+        });
+        let name = format!("send message (room of {} members)", members.len() + 1);
+        results.push(load(target, &name, 16, options.seconds, generate).await?);
+    }
+    {
         let (token, room) = (senders[0].token.clone(), shared.clone());
         let generate: Generator = Arc::new(move |_, _| Req {
             method: Method::GET,

@@ -38,6 +38,14 @@ pub struct KeyCounts {
     pub unused_fallback: Vec<String>,
 }
 
+/// What a device holds for end-to-end encryption, for the operator's view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceKeyState {
+    pub device_id: String,
+    pub has_device_keys: bool,
+    pub counts: KeyCounts,
+}
+
 /// A device's uploaded keys, as `/keys/query` serves them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceKeys {
@@ -214,6 +222,9 @@ pub trait E2eeStore: Send + Sync {
 
     /// The user's dehydrated device (MSC3814), as `(device_id, device_data)`.
     async fn dehydrated_device(&self, user_id: &str) -> StoreResult<Option<(String, String)>>;
+
+    /// What each of the user's devices holds for end-to-end encryption, in one snapshot.
+    async fn key_states(&self, user_id: &str) -> StoreResult<Vec<DeviceKeyState>>;
 }
 
 /// A unit of work's steps on one user's keys (see [`crate::Txn`]).

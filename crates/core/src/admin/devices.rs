@@ -10,21 +10,50 @@ use crate::{
     error::{Error, Result, bad_json, missing_param, not_found},
     ids,
 };
-use myelin_store::{Device, DeviceUpsert};
+use myelin_store::{Device, DeviceKeyState, DeviceUpsert};
 
 const UNKNOWN_USER: &str = "Unknown user";
 
-fn to_json(user_id: &str, d: &Device) -> Value {
+/// What the operator sees of the user's devices' keys: which device is the dehydrated one,
+/// and what each holds.
+struct KeyView {
+    dehydrated: Option<String>,
+    states: Vec<DeviceKeyState>,
+}
+
+impl KeyView {
+    async fn of(services: &Services, user_id: &str) -> Result<Self> {
+        Ok(Self {
+            dehydrated: services
+                .store
+                .dehydrated_device(user_id)
+                .await?
+                .map(|(id, _)| id),
+            states: services.store.key_states(user_id).await?,
+        })
+    }
+}
+
+/// The reference server's device shape, with `e2ee` added (Myelin's: what the device holds
+/// for end-to-end encryption; tools that do not know it ignore it).
+fn to_json(user_id: &str, d: &Device, keys: &KeyView) -> Value {
     let mut out = json!({
         "device_id": d.device_id,
         "last_seen_ip": d.last_seen_ip,
         "last_seen_ts": d.last_seen_ts,
         "last_seen_user_agent": d.last_seen_user_agent,
         "user_id": user_id,
-        "dehydrated": false,
+        "dehydrated": keys.dehydrated.as_deref() == Some(d.device_id.as_str()),
     });
     if let Some(name) = &d.display_name {
         out["display_name"] = json!(name);
+    }
+    if let Some(state) = keys.states.iter().find(|s| s.device_id == d.device_id) {
+        out["e2ee"] = json!({
+            "device_keys": state.has_device_keys,
+            "one_time_keys": state.counts.one_time,
+            "unused_fallback_key_types": state.counts.unused_fallback,
+        });
     }
     out
 }
@@ -41,7 +70,11 @@ async fn target(services: &Services, requester: &Requester, user_id: &str) -> Re
 pub async fn devices(services: &Services, requester: &Requester, user_id: &str) -> Result<Value> {
     let user_id = target(services, requester, user_id).await?;
     let devices = services.store.list_devices(&user_id).await?;
-    let list: Vec<Value> = devices.iter().map(|d| to_json(&user_id, d)).collect();
+    let keys = KeyView::of(services, &user_id).await?;
+    let list: Vec<Value> = devices
+        .iter()
+        .map(|d| to_json(&user_id, d, &keys))
+        .collect();
     Ok(json!({ "total": list.len(), "devices": list }))
 }
 
@@ -58,7 +91,8 @@ pub async fn device(
     }
     let device = services.store.get_device(&user_id, device_id).await?;
     let device = device.ok_or_else(|| not_found("No device found"))?;
-    Ok(to_json(&user_id, &device))
+    let keys = KeyView::of(services, &user_id).await?;
+    Ok(to_json(&user_id, &device, &keys))
 }
 
 /// `POST /_synapse/admin/v2/users/{userId}/devices` (`{"device_id"}`): creates the device if

@@ -14,8 +14,9 @@ use sqlx::PgConnection;
 
 use super::{txn::PgTxn, *};
 use crate::{
-    ClaimedKey, CrossSigningKey, DeviceInbox, DeviceKeys, DeviceListDelta, E2eeStore, FallbackKey,
-    KeyClaim, KeyCounts, KeySignature, KeysTxn, OneTimeKey, ToDeviceMessage, ToDeviceSend,
+    ClaimedKey, CrossSigningKey, DeviceInbox, DeviceKeyState, DeviceKeys, DeviceListDelta,
+    E2eeStore, FallbackKey, KeyClaim, KeyCounts, KeySignature, KeysTxn, OneTimeKey,
+    ToDeviceMessage, ToDeviceSend,
     e2ee::{DEVICE_LIST_DELTA, ROOM_MATES, delta_from_rows},
     pos_param,
 };
@@ -387,6 +388,34 @@ impl E2eeStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)
+    }
+
+    async fn key_states(&self, user_id: &str) -> StoreResult<Vec<DeviceKeyState>> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let devices: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT d.device_id, EXISTS (SELECT 1 FROM device_keys k
+                                         WHERE k.user_id = d.user_id AND k.device_id = d.device_id)
+             FROM devices d WHERE d.user_id = $1 ORDER BY d.device_id",
+        )
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let mut states = Vec::with_capacity(devices.len());
+        for (device_id, has_device_keys) in devices {
+            let counts = key_counts(&mut tx, user_id, &device_id).await?;
+            states.push(DeviceKeyState {
+                device_id,
+                has_device_keys,
+                counts,
+            });
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(states)
     }
 }
 

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use super::{txn::SqliteTxn, *};
 use crate::pos_param;
 use crate::{
-    ClaimedKey, CrossSigningKey, DeviceInbox, DeviceKeys, DeviceListDelta, E2eeStore, FallbackKey,
-    KeyClaim, KeyCounts, KeySignature, KeysTxn, OneTimeKey, ToDeviceMessage, ToDeviceSend,
+    ClaimedKey, CrossSigningKey, DeviceInbox, DeviceKeyState, DeviceKeys, DeviceListDelta,
+    E2eeStore, FallbackKey, KeyClaim, KeyCounts, KeySignature, KeysTxn, OneTimeKey,
+    ToDeviceMessage, ToDeviceSend,
     e2ee::{DEVICE_LIST_DELTA, ROOM_MATES, delta_from_rows},
 };
 
@@ -378,6 +379,41 @@ impl E2eeStore for SqliteStore {
             .read(move |conn| dehydrated_of(conn, &user_id).map_err(classify))
             .await
     }
+
+    async fn key_states(&self, user_id: &str) -> StoreResult<Vec<DeviceKeyState>> {
+        let user_id = user_id.to_owned();
+        self.pool
+            .read(move |conn| {
+                // One read transaction: every device's counts of the same moment.
+                conn.execute_batch("BEGIN").map_err(classify)?;
+                let states = key_states(conn, &user_id).map_err(classify);
+                let _ = conn.execute_batch("COMMIT");
+                states
+            })
+            .await
+    }
+}
+
+fn key_states(conn: &Connection, user_id: &str) -> rusqlite::Result<Vec<DeviceKeyState>> {
+    let devices: Vec<(String, bool)> = conn
+        .prepare_cached(
+            "SELECT d.device_id, EXISTS (SELECT 1 FROM device_keys k
+                                         WHERE k.user_id = d.user_id AND k.device_id = d.device_id)
+             FROM devices d WHERE d.user_id = ?1 ORDER BY d.device_id",
+        )?
+        .query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    devices
+        .into_iter()
+        .map(|(device_id, has_device_keys)| {
+            let counts = key_counts(conn, user_id, &device_id)?;
+            Ok(DeviceKeyState {
+                device_id,
+                has_device_keys,
+                counts,
+            })
+        })
+        .collect()
 }
 
 fn dehydrated_of(conn: &Connection, user_id: &str) -> rusqlite::Result<Option<(String, String)>> {
