@@ -62,6 +62,7 @@ async fn deleting_a_room_moves_its_people_and_aliases_blocks_it_and_purges_it() 
     let (server, admin, alice, bob, carol, room) = setup().await;
     server.send_text(&bob, &room, "illegal content").await;
     let bob_since = next_batch(&server.sync(&bob, &[]).await);
+    let alice_since = next_batch(&server.sync(&alice, &[]).await);
     let done = delete_v1(
         &server,
         &admin,
@@ -159,6 +160,18 @@ async fn deleting_a_room_moves_its_people_and_aliases_blocks_it_and_purges_it() 
         "{}",
         again["rooms"]
     );
+    // A full-state sync from before says so too.
+    let full = server
+        .sync(
+            &alice,
+            &[
+                ("since", alice_since.as_str()),
+                ("timeout", "0"),
+                ("full_state", "true"),
+            ],
+        )
+        .await;
+    assert!(full["rooms"]["leave"].get(&room).is_some(), "{full}");
     for action in ["leave", "forget"] {
         server
             .room_post(&bob, &room, action, json!({}))

@@ -163,6 +163,8 @@ async fn rc11_rc12_a_threaded_receipt_names_the_thread_of_its_event() {
         (on_reply.clone(), main.clone()),
         (plain.clone(), root.clone()),
         (root.clone(), plain.clone()),
+        // A message with no replies is no thread's root.
+        (plain.clone(), plain.clone()),
     ] {
         receipt(event, thread)
             .await

@@ -283,7 +283,13 @@ async fn room_groups_page_on_within_their_room() {
     // A group token of a room that is not the searcher's finds nothing; a bad one is 400.
     let nowhere = grouped_page(&server, &alice, Some("g0!elsewhere:localhost")).await;
     assert!(found(&nowhere).is_empty());
-    for bad in ["g0", "gx!a:localhost", "g1!"] {
+    for bad in [
+        "g0",
+        "gx!a:localhost",
+        "g1!",
+        "s10001",
+        "s99999999999999999999",
+    ] {
         server
             .post(
                 &format!("/search?next_batch={}", enc(bad)),

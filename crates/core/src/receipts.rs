@@ -33,6 +33,15 @@ async fn event_pos(services: &Services, room_id: &str, event_id: &str) -> Result
     Ok(room_event(services, room_id, event_id).await?.pos)
 }
 
+async fn is_root(services: &Services, event: &StoredEvent) -> Result<bool> {
+    let roots = [event.event_id.clone()];
+    let summaries = services
+        .store
+        .thread_summaries(&event.room_id, &roots, "", &[], u64::MAX >> 1)
+        .await?;
+    Ok(!summaries.is_empty())
+}
+
 /// A threaded receipt's event must be in its thread (receipts.yaml 400, RC-11, RC-12):
 /// `main` takes the main timeline's events (thread roots and what relates to them other
 /// than by a thread among them), a root's ID takes the root, its thread's events and what
@@ -40,11 +49,10 @@ async fn event_pos(services: &Services, room_id: &str, event_id: &str) -> Result
 async fn check_thread(services: &Services, event: &StoredEvent, thread_id: &str) -> Result<()> {
     let thread = crate::relations::thread_of(services, &event.json).await?;
     let fits = match thread.as_deref() {
-        None => {
-            thread_id == "main"
-                || thread_id == event.event_id
-                || crate::relations::parent_of(&event.json).as_deref() == Some(thread_id)
-        }
+        None if thread_id == "main" => true,
+        // Its own thread only if it is a thread's root (it has replies).
+        None if thread_id == event.event_id => is_root(services, event).await?,
+        None => crate::relations::parent_of(&event.json).as_deref() == Some(thread_id),
         Some(root) => root == thread_id,
     };
     if fits {

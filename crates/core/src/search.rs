@@ -189,6 +189,11 @@ fn parse_batch(token: Option<&str>) -> Result<Batch> {
     Ok(Batch { offset, room: None })
 }
 
+/// Matches a page may start after: pages are made of what the searcher may see, and a
+/// grouped search reads every match before its page, so a token further on than anyone
+/// pages is refused rather than served at the price of reading that many.
+const MAX_OFFSET: usize = 10_000;
+
 fn batch_token(offset: usize, room: Option<&str>) -> String {
     match room {
         Some(room) => format!("g{offset}{room}"),
@@ -218,6 +223,11 @@ pub async fn search(
         .ok_or_else(|| bad_json("room_events must be an object"))?;
     let request = parse(category)?;
     let batch = parse_batch(next_batch)?;
+    if batch.offset > MAX_OFFSET {
+        return Err(invalid_param(
+            "next_batch is further on than this server pages",
+        ));
+    }
     let limit = request
         .filter
         .limit

@@ -296,23 +296,23 @@ pub async fn start_room_deletion(
     require_admin(services, requester).await?;
     let room = room_id(room)?;
     let request = parse(services, body)?;
-    let busy = services
-        .room_deletions
-        .snapshot()
-        .iter()
-        .any(|t| t.room_id == room.as_str() && matches!(t.status, "scheduled" | "active"));
-    if busy {
-        return Err(invalid_param(format!(
-            "Purge already in progress for {room}"
-        )));
-    }
     let delete_id = ids::random_alnum(16);
-    services
-        .room_deletions
-        .tasks
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(
+    {
+        // Checked and recorded under one lock: two requests racing start one deletion.
+        let mut tasks = services
+            .room_deletions
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let busy = tasks
+            .values()
+            .any(|t| t.room_id == room.as_str() && matches!(t.status, "scheduled" | "active"));
+        if busy {
+            return Err(invalid_param(format!(
+                "Purge already in progress for {room}"
+            )));
+        }
+        tasks.insert(
             delete_id.clone(),
             Task {
                 delete_id: delete_id.clone(),
@@ -323,6 +323,7 @@ pub async fn start_room_deletion(
                 finished_ms: None,
             },
         );
+    }
     let admin = requester.user_id.clone();
     let id = delete_id.clone();
     services.spawn(move |services| async move {

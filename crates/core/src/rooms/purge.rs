@@ -1,8 +1,8 @@
 //! Removing a room from this server (the admin API's room deletion), and blocking one.
 //!
-//! A purge takes the room's write turn in this process, so no writer here builds on the
-//! room while it goes; the store orders it after appends already queued (SQLite) or fences
-//! other processes' writers with the room's row lock (PostgreSQL). A writer that loaded the
+//! A purge takes the room's write turn (this process's writers and, on PostgreSQL, the
+//! room's lock in storage), so no writer builds on the room while it goes; the store orders
+//! it after appends already queued (SQLite) or fences writers with the room's row lock. A writer that loaded the
 //! room's head before finds the room gone when its append is refused, and answers 404.
 
 use ruma_common::RoomId;
@@ -15,11 +15,17 @@ use crate::{
 /// Deletes everything stored of the room; `gone` are the local users whose next syncs are
 /// told it is gone. False if there was no such room.
 pub(crate) async fn purge(services: &Services, room_id: &RoomId, gone: &[String]) -> Result<bool> {
+    // The room's write turn, as any writer takes it (its lock in storage too: an upgrade
+    // of the room on another instance finishes first).
     let slot = services.rooms.slot(room_id.as_str());
-    let mut guard = slot.lock().await;
-    let existed = services.store.purge_room(room_id.as_str(), gone).await?;
-    *guard = None;
-    drop(guard);
+    let mut turn = super::append::take_turn(services, &slot, room_id.as_str()).await?;
+    let purged = services.store.purge_room(room_id.as_str(), gone).await;
+    *turn.guard = None;
+    if let Some(lock) = turn.lock.take() {
+        lock.release().await;
+    }
+    drop(turn);
+    let existed = purged?;
     services.rooms.forget(room_id.as_str());
     services.directory_counts.clear();
     services.notifier.wake_many(gone);

@@ -165,7 +165,10 @@ pub(super) async fn fill(
                 .await;
                 let (joined, lazy) = match joined {
                     // Purged since its memberships were read: the next sync says so.
-                    Err(Error::NotFound(_)) => continue,
+                    Err(err @ Error::NotFound(_)) => {
+                        vanished(services, room_id, err).await?;
+                        continue;
+                    }
                     other => other?,
                 };
                 sets.lazy.extend(lazy);
@@ -179,7 +182,10 @@ pub(super) async fn fill(
             }
             "invite" | "knock" if since.is_none() || changed || full_state => {
                 let stripped = match stripped_state(services, room_id, last).await {
-                    Err(Error::NotFound(_)) => continue,
+                    Err(err @ Error::NotFound(_)) => {
+                        vanished(services, room_id, err).await?;
+                        continue;
+                    }
                     other => other?,
                 };
                 // IG-05 (MB-26): an invite from an ignored user is not delivered.
@@ -256,7 +262,10 @@ pub(super) async fn fill(
                 )
                 .await
                 {
-                    Err(Error::NotFound(_)) => continue,
+                    Err(err @ Error::NotFound(_)) => {
+                        vanished(services, room_id, err).await?;
+                        continue;
+                    }
                     other => other?,
                 };
                 sets.left.insert(room_id.to_owned());
@@ -267,7 +276,7 @@ pub(super) async fn fill(
     }
     // Rooms the operator purged while the user was in them: gone from the log, they are
     // left once, empty, so that clients drop them (initial syncs never list them).
-    if let Some(since) = incremental {
+    if let Some(since) = since {
         for purged in services.store.purged_rooms(user_id, since, end).await? {
             let room_id = purged.room_id;
             if !room_filter.allows_room(&room_id) || response.rooms.join.contains_key(&room_id) {
@@ -278,6 +287,16 @@ pub(super) async fn fill(
         }
     }
     Ok(sets)
+}
+
+/// A room that was not found while its section was built: fine if it is gone (purged since
+/// the memberships were read; the next sync says so), else the error stands.
+async fn vanished(services: &Services, room_id: &str, err: Error) -> Result<()> {
+    if services.store.room(room_id).await?.is_none() {
+        Ok(())
+    } else {
+        Err(err)
+    }
 }
 
 /// The stripped state an invitee or knocker sees (MB-07, RS-16): the room's description as

@@ -1,10 +1,9 @@
-//! Blocking and purging rooms on PostgreSQL. A purge locks the room's row first, as every
-//! append does, so no writer of any process adds to a room while it is deleted.
+//! Blocking and purging rooms on PostgreSQL.
 
 use async_trait::async_trait;
 
 use super::{
-    positions::{Held, room_user_note},
+    positions::{CHANNEL, room_user_note},
     *,
 };
 use crate::{PurgedRoom, RoomBlock, RoomPurgeStore};
@@ -33,12 +32,13 @@ const PURGE: &[&str] = &[
     "DELETE FROM account_data WHERE room_id = $1 AND room_id <> ''",
 ];
 
-async fn purge_tx(
-    conn: &mut PgConnection,
-    room_id: &str,
-    gone: &[String],
-    pos: i64,
-) -> StoreResult<bool> {
+/// The purge, one transaction: the room's row is locked first (as every append locks it),
+/// so no writer of any process adds to the room meanwhile and each finds it gone after.
+/// The position the members' syncs learn of it at is taken last, inside the transaction
+/// (as units of work take theirs): holding one in flight while a big room is deleted would
+/// hold back every sync's watermark, and the counter's row is locked only from there to the
+/// commit.
+async fn purge_tx(conn: &mut PgConnection, room_id: &str, gone: &[String]) -> StoreResult<bool> {
     let mut tx = sqlx::Connection::begin(conn).await.map_err(classify)?;
     let existed = sqlx::query("SELECT 1 FROM rooms WHERE room_id = $1 FOR UPDATE")
         .bind(room_id)
@@ -49,6 +49,16 @@ async fn purge_tx(
     if !existed {
         return Ok(false);
     }
+    // Everyone with a membership, not only those the caller moved out: someone who joined
+    // or was invited meanwhile must be told too.
+    let members: Vec<String> = sqlx::query_scalar(
+        "SELECT user_id FROM room_members WHERE room_id = $1
+         AND membership IN ('join', 'invite', 'knock')",
+    )
+    .bind(room_id)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(classify)?;
     for statement in PURGE {
         sqlx::query(statement)
             .bind(room_id)
@@ -61,16 +71,34 @@ async fn purge_tx(
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
+    let pos: i64 = sqlx::query_scalar(
+        "UPDATE stream_positions SET pos = pos + 1 WHERE stream = $1 RETURNING pos",
+    )
+    .bind(Stream::RoomEvents.name())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(classify)?;
+    let mut users: Vec<&String> = gone.iter().chain(&members).collect();
+    users.sort();
+    users.dedup();
     sqlx::query(
         "INSERT INTO purged_rooms (user_id, room_id, pos) SELECT u, $2, $3 FROM UNNEST($1::TEXT[]) AS u
          ON CONFLICT (user_id, room_id) DO UPDATE SET pos = excluded.pos",
     )
-    .bind(gone)
+    .bind(&users)
     .bind(room_id)
     .bind(pos)
     .execute(&mut *tx)
     .await
     .map_err(classify)?;
+    // Other instances wake these users' syncs once this commits.
+    let notes: Vec<String> = users.iter().map(|u| room_user_note(pos, u)).collect();
+    sqlx::query("SELECT COUNT(pg_notify($1, n)) FROM UNNEST($2::TEXT[]) AS n")
+        .bind(CHANNEL)
+        .bind(&notes)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
     tx.commit().await.map_err(classify)?;
     Ok(true)
 }
@@ -78,28 +106,8 @@ async fn purge_tx(
 #[async_trait]
 impl RoomPurgeStore for PostgresStore {
     async fn purge_room(&self, room_id: &str, gone: &[String]) -> StoreResult<bool> {
-        // The position the users' syncs learn of it at, taken like an event's.
-        let (mut held, positions) = Held::allocate(&self.pool, Stream::RoomEvents, 1).await?;
-        let pos = positions.first().copied().unwrap_or_default();
-        let purged = match held.conn() {
-            Ok(conn) => purge_tx(conn, room_id, gone, pos).await,
-            Err(err) => Err(err),
-        };
-        match purged {
-            Ok(existed) => {
-                let notes: Vec<String> = if existed {
-                    gone.iter().map(|u| room_user_note(pos, u)).collect()
-                } else {
-                    Vec::new()
-                };
-                held.release(&notes, true).await;
-                Ok(existed)
-            }
-            Err(err) => {
-                held.release(&[], false).await;
-                Err(err)
-            }
-        }
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        purge_tx(&mut conn, room_id, gone).await
     }
 
     async fn purged_rooms(

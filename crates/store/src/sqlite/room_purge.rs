@@ -39,6 +39,18 @@ impl RoomPurgeStore for SqliteStore {
         self.pool
             .write(move |conn| {
                 let run = || -> rusqlite::Result<bool> {
+                    // Everyone with a membership, not only those the caller moved out:
+                    // someone who joined or was invited meanwhile must be told too.
+                    let mut users: Vec<String> = conn
+                        .prepare_cached(
+                            "SELECT user_id FROM room_members WHERE room_id = ?1
+                             AND membership IN ('join', 'invite', 'knock')",
+                        )?
+                        .query_map([&room_id], |r| r.get(0))?
+                        .collect::<Result<_, _>>()?;
+                    users.extend(gone.iter().cloned());
+                    users.sort();
+                    users.dedup();
                     for statement in PURGE {
                         conn.prepare_cached(statement)?.execute([&room_id])?;
                     }
@@ -46,9 +58,9 @@ impl RoomPurgeStore for SqliteStore {
                         .prepare_cached("DELETE FROM rooms WHERE room_id = ?1")?
                         .execute([&room_id])?
                         > 0;
-                    if existed && !gone.is_empty() {
+                    if existed && !users.is_empty() {
                         let pos = next_pos(conn, Stream::RoomEvents)? as i64;
-                        for user in &gone {
+                        for user in &users {
                             conn.prepare_cached(
                                 "INSERT INTO purged_rooms (user_id, room_id, pos) VALUES (?1, ?2, ?3)
                                  ON CONFLICT (user_id, room_id) DO UPDATE SET pos = excluded.pos",
