@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the matrix-js-sdk account scenario (tests/jssdk/account.mjs) against a freshly started
-# Myelin.
+# Runs the matrix-js-sdk scenarios (tests/jssdk/account.mjs, the account; crypto.mjs,
+# end-to-end encryption with the SDK's Rust crypto) against a freshly started Myelin.
 #
 #   tests/jssdk/run.sh                    # builds target/debug/myelin first
 #   MYELIN_BIN=target/release/myelin tests/jssdk/run.sh
@@ -28,7 +28,9 @@ fi
 start_myelin "$bin" jssdk
 
 status=0
-MYELIN_URL="$url" node tests/jssdk/account.mjs || status=$?
+for scenario in account crypto; do
+    MYELIN_URL="$url" node "tests/jssdk/$scenario.mjs" || status=$?
+done
 if [[ $status -ne 0 ]]; then
     echo "--- server log ---" >&2
     tail -n 50 "$work/server.log" >&2
