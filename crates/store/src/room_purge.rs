@@ -21,6 +21,31 @@ pub struct PurgedRoom {
     pub pos: u64,
 }
 
+/// What a purge deletes besides the search index (kept apart: an FTS5 table on SQLite),
+/// for both backends (PostgreSQL spells the parameter `$1`), in order: rows found through
+/// the room's events go before them, and the membership log (keyed by user) is found
+/// through the room's members before they go. A table of per-room data belongs here.
+pub(crate) const PURGE_STATEMENTS: &[&str] = &[
+    "DELETE FROM event_edges WHERE event_id IN (SELECT event_id FROM events WHERE room_id = ?1)",
+    "DELETE FROM txn_ids WHERE event_id IN (SELECT event_id FROM events WHERE room_id = ?1)",
+    "DELETE FROM event_relations WHERE room_id = ?1",
+    "DELETE FROM push_actions WHERE room_id = ?1",
+    "DELETE FROM events WHERE room_id = ?1",
+    "DELETE FROM room_extremities WHERE room_id = ?1",
+    "DELETE FROM room_state WHERE room_id = ?1",
+    "DELETE FROM membership_log
+     WHERE user_id IN (SELECT user_id FROM room_members WHERE room_id = ?1) AND room_id = ?1",
+    "DELETE FROM room_members WHERE room_id = ?1",
+    "DELETE FROM room_forgets WHERE room_id = ?1",
+    "DELETE FROM room_aliases WHERE room_id = ?1",
+    "DELETE FROM room_summaries WHERE room_id = ?1",
+    "DELETE FROM receipts WHERE room_id = ?1",
+    "DELETE FROM typing WHERE room_id = ?1",
+    "DELETE FROM typing_rooms WHERE room_id = ?1",
+    "DELETE FROM lazy_members WHERE room_id = ?1",
+    "DELETE FROM account_data WHERE room_id = ?1 AND room_id <> ''",
+];
+
 #[async_trait]
 pub trait RoomPurgeStore: Send + Sync {
     /// Deletes, in one transaction, everything stored of the room (its events, state,

@@ -6,31 +6,10 @@ use super::{
     positions::{CHANNEL, room_user_note},
     *,
 };
-use crate::{PurgedRoom, RoomBlock, RoomPurgeStore};
+use crate::{PURGE_STATEMENTS, PurgedRoom, RoomBlock, RoomPurgeStore};
 
-/// What a purge deletes, in order: rows found through the room's events go before them,
-/// and the membership log (keyed by user) is found through the room's members first.
-const PURGE: &[&str] = &[
-    "DELETE FROM event_search WHERE room_id = $1",
-    "DELETE FROM event_edges WHERE event_id IN (SELECT event_id FROM events WHERE room_id = $1)",
-    "DELETE FROM txn_ids WHERE event_id IN (SELECT event_id FROM events WHERE room_id = $1)",
-    "DELETE FROM event_relations WHERE room_id = $1",
-    "DELETE FROM push_actions WHERE room_id = $1",
-    "DELETE FROM events WHERE room_id = $1",
-    "DELETE FROM room_extremities WHERE room_id = $1",
-    "DELETE FROM room_state WHERE room_id = $1",
-    "DELETE FROM membership_log
-     WHERE user_id IN (SELECT user_id FROM room_members WHERE room_id = $1) AND room_id = $1",
-    "DELETE FROM room_members WHERE room_id = $1",
-    "DELETE FROM room_forgets WHERE room_id = $1",
-    "DELETE FROM room_aliases WHERE room_id = $1",
-    "DELETE FROM room_summaries WHERE room_id = $1",
-    "DELETE FROM receipts WHERE room_id = $1",
-    "DELETE FROM typing WHERE room_id = $1",
-    "DELETE FROM typing_rooms WHERE room_id = $1",
-    "DELETE FROM lazy_members WHERE room_id = $1",
-    "DELETE FROM account_data WHERE room_id = $1 AND room_id <> ''",
-];
+/// The search index's rows of the room: before the events they are found through.
+const PURGE_SEARCH: &str = "DELETE FROM event_search WHERE room_id = $1";
 
 /// The purge, one transaction: the room's row is locked first (as every append locks it),
 /// so no writer of any process adds to the room meanwhile and each finds it gone after.
@@ -59,8 +38,13 @@ async fn purge_tx(conn: &mut PgConnection, room_id: &str, gone: &[String]) -> St
     .fetch_all(&mut *tx)
     .await
     .map_err(classify)?;
-    for statement in PURGE {
-        sqlx::query(statement)
+    sqlx::query(PURGE_SEARCH)
+        .bind(room_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    for statement in PURGE_STATEMENTS {
+        sqlx::query(&statement.replace('?', "$"))
             .bind(room_id)
             .execute(&mut *tx)
             .await

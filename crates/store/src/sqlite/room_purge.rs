@@ -5,31 +5,11 @@ use async_trait::async_trait;
 use rusqlite::OptionalExtension;
 
 use super::*;
-use crate::{PurgedRoom, RoomBlock, RoomPurgeStore};
+use crate::{PURGE_STATEMENTS, PurgedRoom, RoomBlock, RoomPurgeStore};
 
-/// What a purge deletes, in order: rows found through the room's events go before them,
-/// and the membership log (keyed by user) is found through the room's members first.
-const PURGE: &[&str] = &[
-    "DELETE FROM event_search WHERE rowid IN (SELECT pos FROM events WHERE room_id = ?1)",
-    "DELETE FROM event_edges WHERE event_id IN (SELECT event_id FROM events WHERE room_id = ?1)",
-    "DELETE FROM txn_ids WHERE event_id IN (SELECT event_id FROM events WHERE room_id = ?1)",
-    "DELETE FROM event_relations WHERE room_id = ?1",
-    "DELETE FROM push_actions WHERE room_id = ?1",
-    "DELETE FROM events WHERE room_id = ?1",
-    "DELETE FROM room_extremities WHERE room_id = ?1",
-    "DELETE FROM room_state WHERE room_id = ?1",
-    "DELETE FROM membership_log
-     WHERE user_id IN (SELECT user_id FROM room_members WHERE room_id = ?1) AND room_id = ?1",
-    "DELETE FROM room_members WHERE room_id = ?1",
-    "DELETE FROM room_forgets WHERE room_id = ?1",
-    "DELETE FROM room_aliases WHERE room_id = ?1",
-    "DELETE FROM room_summaries WHERE room_id = ?1",
-    "DELETE FROM receipts WHERE room_id = ?1",
-    "DELETE FROM typing WHERE room_id = ?1",
-    "DELETE FROM typing_rooms WHERE room_id = ?1",
-    "DELETE FROM lazy_members WHERE room_id = ?1",
-    "DELETE FROM account_data WHERE room_id = ?1 AND room_id <> ''",
-];
+/// The search index's rows of the room: before the events they are found through.
+const PURGE_SEARCH: &str =
+    "DELETE FROM event_search WHERE rowid IN (SELECT pos FROM events WHERE room_id = ?1)";
 
 #[async_trait]
 impl RoomPurgeStore for SqliteStore {
@@ -51,7 +31,7 @@ impl RoomPurgeStore for SqliteStore {
                     users.extend(gone.iter().cloned());
                     users.sort();
                     users.dedup();
-                    for statement in PURGE {
+                    for statement in std::iter::once(&PURGE_SEARCH).chain(PURGE_STATEMENTS) {
                         conn.prepare_cached(statement)?.execute([&room_id])?;
                     }
                     let existed = conn
