@@ -601,3 +601,69 @@ async fn dl04_dl05_user_signing_changes_reach_only_their_owner() {
         .await;
     assert_eq!(changes.assert_ok()["changed"], json!([]));
 }
+
+#[tokio::test]
+async fn dd07_dd08_keys_outlive_devices_and_no_device_takes_a_keys_id() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let (device_key, _) = upload_device_keys(&server, &alice).await;
+    let keys = keys_for(&alice);
+    upload(&server, &alice, keys.body.clone()).await.assert_ok();
+    let master = keys.body["master_key"].clone();
+    let public = keys.master.public.clone();
+    let signed = device_sign(&device_key, &alice, master.clone());
+    let answer = sign_upload(
+        &server,
+        &alice,
+        json!({ alice.user_id.clone(): { public.clone(): signed } }),
+    )
+    .await;
+    assert_eq!(answer["failures"], json!({}), "{answer}");
+    // DD-08: a login may not name its device after a cross-signing key (400 M_FORBIDDEN,
+    // as the reference server answers).
+    let refused = server
+        .call(
+            reqwest::Method::POST,
+            "/login",
+            None,
+            Some(json!({
+                "type": "m.login.password",
+                "identifier": { "type": "m.id.user", "user": alice.localpart },
+                "password": common::PASSWORD,
+                "device_id": public,
+            })),
+        )
+        .await;
+    refused.assert_error(400, "M_FORBIDDEN");
+    // DD-07: deleting the device that signed the master key keeps the cross-signing keys.
+    let path = format!("/devices/{}", alice.device_id);
+    let challenge = server
+        .call(
+            reqwest::Method::DELETE,
+            &path,
+            Some(&alice.token),
+            Some(json!({})),
+        )
+        .await;
+    let auth = TestServer::password_auth(&alice, &challenge.body["session"]);
+    server
+        .call(
+            reqwest::Method::DELETE,
+            &path,
+            Some(&alice.token),
+            Some(json!({ "auth": auth })),
+        )
+        .await
+        .assert_ok();
+    let seen = query(&server, &bob, &alice).await;
+    assert_eq!(
+        without_signatures(seen["master_keys"][&alice.user_id].clone()),
+        master,
+        "{seen}"
+    );
+    assert_eq!(
+        seen["self_signing_keys"][&alice.user_id],
+        keys.body["self_signing_key"]
+    );
+}

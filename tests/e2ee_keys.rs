@@ -441,3 +441,35 @@ async fn dd01_dd02_kc10_deleting_a_device_deletes_its_keys() {
         json!({ "signed_curve25519": 0 })
     );
 }
+
+#[tokio::test]
+async fn kc06_kc09_a_claim_an_otk_answers_leaves_the_fallback_unused_and_own_keys_are_claimed() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let fallback = json!({ "key": "fb", "fallback": true, "signatures": {} });
+    upload(
+        &server,
+        &alice,
+        json!({
+            "one_time_keys": { "signed_curve25519:A": otk("one") },
+            "fallback_keys": { "signed_curve25519:F": fallback },
+        }),
+    )
+    .await
+    .assert_ok();
+    // KC-09: a user claims their own device's key.
+    let claimed = claim(&server, &alice, &alice, "signed_curve25519").await;
+    let key = &claimed["one_time_keys"][&alice.user_id][&alice.device_id]["signed_curve25519:A"];
+    assert_eq!(key["key"], json!("one"), "{claimed}");
+    // KC-06: the one-time key answered it; the fallback key is still unused.
+    let sync = server.sync(&alice, &[]).await;
+    assert_eq!(
+        sync["device_unused_fallback_key_types"],
+        json!(["signed_curve25519"]),
+        "{sync}"
+    );
+    assert_eq!(
+        sync["device_one_time_keys_count"],
+        json!({ "signed_curve25519": 0 })
+    );
+}

@@ -426,3 +426,68 @@ async fn td13_a_message_wakes_the_long_poll_and_dd03_deletion_drops_the_queue() 
     let again = server.login(&bob, Some(&bob.device_id)).await;
     assert!(server.sync(&again, &[]).await.get("to_device").is_none());
 }
+
+#[tokio::test]
+async fn td15_td16_a_message_over_64k_is_413_and_a_bad_one_refuses_the_whole_send() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let since = next_batch(&server, &bob).await;
+    let big = json!({ "blob": "x".repeat(70_000) });
+    send_to_device(
+        &server,
+        &alice,
+        json!({ bob.user_id.clone(): { bob.device_id.clone(): big } }),
+    )
+    .await
+    .assert_error(413, "M_TOO_LARGE");
+    // TD-16: one malformed message refuses the send; nothing reaches the good recipient,
+    // and the transaction ID is still free for the corrected request.
+    let path = format!("/sendToDevice/m.test/{}", txn());
+    server
+        .put(
+            &path,
+            &alice.token,
+            json!({ "messages": {
+                bob.user_id.clone(): { bob.device_id.clone(): { "ok": true } },
+                alice.user_id.clone(): { alice.device_id.clone(): "not an object" },
+            } }),
+        )
+        .await
+        .assert_error(400, "M_BAD_JSON");
+    let sync = server
+        .sync(&bob, &[("since", since.as_str()), ("timeout", "0")])
+        .await;
+    assert!(
+        sync.get("to_device")
+            .is_none_or(|t| t["events"] == json!([])),
+        "{sync}"
+    );
+    server
+        .put(
+            &path,
+            &alice.token,
+            json!({ "messages": { bob.user_id.clone(): { bob.device_id.clone(): { "ok": true } } } }),
+        )
+        .await
+        .assert_ok();
+    let sync = server
+        .sync(&bob, &[("since", since.as_str()), ("timeout", "0")])
+        .await;
+    assert_eq!(
+        sync["to_device"]["events"][0]["content"],
+        json!({ "ok": true })
+    );
+    // TD-15: a request of 250 messages (what matrix-rust-sdk sends when sharing a room key)
+    // fits.
+    let mut many = serde_json::Map::new();
+    for i in 0..250 {
+        many.insert(
+            format!("DEVICE{i}"),
+            json!({ "ciphertext": "c".repeat(1000) }),
+        );
+    }
+    send_to_device(&server, &alice, json!({ bob.user_id.clone(): many }))
+        .await
+        .assert_ok();
+}

@@ -220,6 +220,9 @@ impl From<Error> for ApiError {
                 "M_DUPLICATE_ANNOTATION",
                 "You already annotated this event with this key",
             ),
+            Error::DeviceIdInUse => {
+                matrix(S::BAD_REQUEST, "M_FORBIDDEN", "The device ID is in use")
+            }
             Error::RoomBlocked => matrix(
                 S::FORBIDDEN,
                 "M_UNKNOWN",

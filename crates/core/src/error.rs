@@ -90,6 +90,10 @@ pub enum Error {
     /// `PUT /directory/room/{roomAlias}` of a taken alias: 409 `M_UNKNOWN`.
     #[error("room alias exists")]
     AliasInUse,
+    /// A login's device ID that is one of the user's cross-signing keys: 400 `M_FORBIDDEN`,
+    /// as the reference server answers (DD-08).
+    #[error("device ID in use")]
+    DeviceIdInUse,
     /// A join, invite or knock of a room the operator blocked: 403 `M_UNKNOWN`, as the
     /// reference server answers.
     #[error("room blocked")]

@@ -178,6 +178,15 @@ async fn login_with(
     }
     if let Some(device_id) = &request.device_id {
         ids::check_device_id(device_id)?;
+        // DD-08: device IDs and cross-signing public keys share one namespace (the spec's
+        // "device IDs will not collide"); XS-10 refuses the other direction.
+        let keys = services
+            .store
+            .cross_signing_keys(vec![user_id.clone()])
+            .await?;
+        if keys.iter().any(|k| &k.key_id == device_id) {
+            return Err(Error::DeviceIdInUse);
+        }
     }
     crate::devices::check_display_name(
         services,
