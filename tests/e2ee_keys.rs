@@ -473,3 +473,46 @@ async fn kc06_kc09_a_claim_an_otk_answers_leaves_the_fallback_unused_and_own_key
         json!({ "signed_curve25519": 0 })
     );
 }
+
+#[tokio::test]
+async fn ku16_ku18_fallback_keys_are_not_counted_and_a_device_keeps_its_newest_100() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    // KU-18: 120 keys in two uploads; the 20 oldest are dropped.
+    for batch in 0..2 {
+        let keys: serde_json::Map<String, Value> = (0..60)
+            .map(|i| {
+                let n = batch * 60 + i;
+                (
+                    format!("signed_curve25519:K{n:03}"),
+                    otk(&format!("key{n}")),
+                )
+            })
+            .collect();
+        upload(&server, &alice, json!({ "one_time_keys": keys }))
+            .await
+            .assert_ok();
+    }
+    // KU-16: a fallback key adds nothing to the counts.
+    let fallback = json!({ "key": "fb", "fallback": true, "signatures": {} });
+    let resp = upload(
+        &server,
+        &alice,
+        json!({ "fallback_keys": { "signed_curve25519:F": fallback } }),
+    )
+    .await;
+    assert_eq!(
+        resp.assert_ok()["one_time_key_counts"],
+        json!({ "signed_curve25519": 100 })
+    );
+    let sync = server.sync(&alice, &[]).await;
+    assert_eq!(
+        sync["device_one_time_keys_count"],
+        json!({ "signed_curve25519": 100 })
+    );
+    // The first claim gets the oldest key kept: number 20.
+    let claimed = claim(&server, &bob, &alice, "signed_curve25519").await;
+    let keys = &claimed["one_time_keys"][&alice.user_id][&alice.device_id];
+    assert!(keys.get("signed_curve25519:K020").is_some(), "{claimed}");
+}

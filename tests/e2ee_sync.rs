@@ -491,3 +491,38 @@ async fn td15_td16_a_message_over_64k_is_413_and_a_bad_one_refuses_the_whole_sen
         .await
         .assert_ok();
 }
+
+#[tokio::test]
+async fn td14_to_device_messages_come_whatever_the_filter() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let since = next_batch(&server, &bob).await;
+    send_to_device(
+        &server,
+        &alice,
+        json!({ bob.user_id.clone(): { bob.device_id.clone(): { "n": 1 } } }),
+    )
+    .await
+    .assert_ok();
+    // A filter that leaves out rooms, presence and account data leaves to-device alone.
+    let filter = json!({
+        "room": { "rooms": [] }, "presence": { "types": [] }, "account_data": { "types": [] },
+    })
+    .to_string();
+    let sync = server
+        .sync(
+            &bob,
+            &[
+                ("since", since.as_str()),
+                ("timeout", "0"),
+                ("filter", filter.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(
+        sync["to_device"]["events"][0]["content"],
+        json!({ "n": 1 }),
+        "{sync}"
+    );
+}
