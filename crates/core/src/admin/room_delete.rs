@@ -106,6 +106,19 @@ impl Shutdown {
     }
 }
 
+/// Blocks the room, known or not, as `admin`'s doing now.
+async fn block(services: &Services, room: &OwnedRoomId, admin: &str) -> Result<()> {
+    services
+        .store
+        .block_room(RoomBlock {
+            room_id: room.to_string(),
+            user_id: admin.to_owned(),
+            blocked_ts: crate::now_ms(),
+        })
+        .await?;
+    Ok(())
+}
+
 /// The shutdown and purge. `progress` hears of each user moved.
 async fn delete(
     services: &Services,
@@ -116,14 +129,7 @@ async fn delete(
 ) -> Result<Shutdown> {
     let mut done = Shutdown::default();
     if request.block {
-        services
-            .store
-            .block_room(RoomBlock {
-                room_id: room.to_string(),
-                user_id: admin.to_owned(),
-                blocked_ts: crate::now_ms(),
-            })
-            .await?;
+        block(services, room, admin).await?;
     }
     if services.store.room(room.as_str()).await?.is_none() {
         return Ok(done);
@@ -403,14 +409,7 @@ pub async fn set_room_block(
         Some(_) => return Err(bad_json("Param 'block' must be a boolean.")),
     };
     if block {
-        services
-            .store
-            .block_room(RoomBlock {
-                room_id: room.to_string(),
-                user_id: requester.user_id.clone(),
-                blocked_ts: crate::now_ms(),
-            })
-            .await?;
+        self::block(services, &room, &requester.user_id).await?;
     } else {
         services.store.unblock_room(room.as_str()).await?;
     }

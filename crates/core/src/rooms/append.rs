@@ -218,13 +218,7 @@ async fn attempt(
         }
         Planned::Draft(draft) => draft,
     };
-    let built = events::build(
-        &draft,
-        &head.position(),
-        &services.key,
-        &services.config.server_name,
-        crate::now_ms(),
-    )?;
+    let built = build_on(services, head, &draft)?;
     if let Err(refused) = events::authorize(&built.pdu, &head.rules.authorization, &head.state) {
         if lock.is_none() && is_stale(services, room_id, head).await? {
             *guard = None;
@@ -303,6 +297,17 @@ async fn attempt(
         Err(StoreError::Conflict(CONFLICT_TXN)) => Ok(Attempt::Again),
         Err(err) => Err(err.into()),
     }
+}
+
+/// The draft built and signed as the next event on the head, now (not yet authorised).
+pub(super) fn build_on(services: &Services, head: &Head, draft: &Draft) -> Result<events::Built> {
+    events::build(
+        draft,
+        &head.position(),
+        &services.key,
+        &services.config.server_name,
+        crate::now_ms(),
+    )
 }
 
 /// Transaction scopes remembered per head before the oldest are forgotten (a forgotten one

@@ -190,7 +190,9 @@ async fn try_upgrade(
     let extremities = old.extremities.iter().map(ToString::to_string).collect();
     let mut events = Vec::new();
     let tombstone = json!({ "body": "This room has been replaced", "replacement_room": new_room });
-    events.extend(build_on(services, old, upgrader, "m.room.tombstone", tombstone, true).await?);
+    events.extend(
+        build_old_room_event(services, old, upgrader, "m.room.tombstone", tombstone, true).await?,
+    );
     if let Some(mut restricted) = content(old, "m.room.power_levels") {
         let users_default = restricted
             .get("users_default")
@@ -201,7 +203,7 @@ async fn try_upgrade(
         restricted.insert("invite".into(), json!(closed));
         let kind = "m.room.power_levels";
         events.extend(
-            build_on(
+            build_old_room_event(
                 services,
                 old,
                 upgrader,
@@ -214,7 +216,7 @@ async fn try_upgrade(
     }
     if content(old, "m.room.canonical_alias").is_some_and(|c| !c.is_empty()) {
         let kind = "m.room.canonical_alias";
-        events.extend(build_on(services, old, upgrader, kind, json!({}), false).await?);
+        events.extend(build_old_room_event(services, old, upgrader, kind, json!({}), false).await?);
     }
     let after = old.summary();
     append.then = Some(Box::new(Append {
@@ -242,7 +244,7 @@ async fn try_upgrade(
 
 /// Builds one of the old room's events on its head and advances the head past it; a
 /// refused event is an error if `required`, else left out.
-async fn build_on(
+async fn build_old_room_event(
     services: &Services,
     head: &mut Head,
     sender: &OwnedUserId,
@@ -251,13 +253,7 @@ async fn build_on(
     required: bool,
 ) -> Result<Option<NewEvent>> {
     let draft = Draft::new(kind, Some(""), sender, content)?;
-    let built = events::build(
-        &draft,
-        &head.position(),
-        &services.key,
-        &services.config.server_name,
-        crate::now_ms(),
-    )?;
+    let built = super::append::build_on(services, head, &draft)?;
     if let Err(refused) = events::authorize(&built.pdu, &head.rules.authorization, &head.state) {
         if required {
             return Err(refused);
